@@ -1,0 +1,59 @@
+"""Clients for the stack's servers, built from settings only (one way to reach each)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from paywall.settings import Settings
+
+if TYPE_CHECKING:
+    import stripe
+
+
+def s3_client(settings: Settings) -> Any:
+    import boto3
+
+    secret = settings.aws_secret_access_key
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.aws_region,
+        aws_access_key_id=settings.aws_access_key_id,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+    )
+
+
+def ensure_bucket(settings: Settings, bucket: str) -> None:
+    client = s3_client(settings)
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        client.create_bucket(Bucket=bucket)
+
+
+def kafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings for every producer, consumer and admin client."""
+    if not settings.kafka_bootstrap_servers:
+        from paywall.errors import ConfigError
+
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS", "unset; run `paywall stack up` or set it")
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **extra}
+
+
+def stripe_client(settings: Settings) -> stripe.StripeClient:
+    import stripe
+
+    from paywall.settings import LOCAL_STRIPE_KEY
+
+    key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else None
+    base = settings.stripe_api_base
+    if base:
+        return stripe.StripeClient(
+            key or LOCAL_STRIPE_KEY,
+            base_addresses={"api": base, "files": base, "connect": base},
+            max_network_retries=2,
+        )
+    if not key:
+        from paywall.errors import ConfigError
+
+        raise ConfigError("STRIPE_API_KEY", "unset; run `paywall stack up` or set it")
+    return stripe.StripeClient(key, max_network_retries=2)

@@ -1,0 +1,53 @@
+"""Database engine and migrations (Alembic), from DATABASE_URL."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine
+
+from paywall.errors import ConfigError
+from paywall.settings import Settings
+
+# Each service owns its tables in a schema of its own; no service reads another's.
+SERVICE_SCHEMAS = ("auth", "customer", "subscription", "payment", "registration")
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    scheme, sep, rest = database_url.partition("://")
+    if not sep or scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ConfigError("DATABASE_URL", "must be a postgresql:// URL")
+    return f"postgresql+psycopg://{rest}"
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def engine(settings: Settings) -> Engine:
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL", "unset; run `paywall stack up` or set it")
+    return _engine(sqlalchemy_url(settings.database_url))
+
+
+def alembic_config(settings: Settings) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "transactional:migrations")
+    url = sqlalchemy_url(settings.database_url or "")
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    engine(settings)  # fail on a missing or malformed URL before Alembic does
+    command.upgrade(alembic_config(settings), revision)
+
+
+def current_revision(settings: Settings) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine(settings).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

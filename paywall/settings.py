@@ -1,0 +1,119 @@
+"""The one settings object: every URL and secret comes from the environment.
+
+Values left unset fall back to what `paywall stack up` started, which it records in
+`<state_dir>/stack.env`; a variable set in the environment always wins, so pointing a
+variable at a real server is the only change needed to run against it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STATE_DIR_ENV = "PAYWALL_STATE_DIR"
+LOCAL_STRIPE_KEY = "sk_test_paywall_local"
+
+
+def state_dir() -> Path:
+    """Where the local stack keeps its data, logs and pids (git-ignored)."""
+    return Path(os.environ.get(STATE_DIR_ENV, ".paywall")).resolve()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
+
+    env: Literal["local", "test", "production"] = Field("local", alias="PAYWALL_ENV")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_format: Literal["auto", "json", "console"] = Field("auto", alias="LOG_FORMAT")
+
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    kafka_bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_storage_bucket: str = Field("paywall-kafka", alias="KAFKA_STORAGE_BUCKET")
+
+    s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
+    aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
+    aws_access_key_id: str | None = Field(None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
+    lake_bucket: str = Field("paywall-lake", alias="LAKE_BUCKET")
+
+    stripe_api_key: SecretStr | None = Field(None, alias="STRIPE_API_KEY")
+    stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
+    stripe_webhook_secret: SecretStr | None = Field(None, alias="STRIPE_WEBHOOK_SECRET")
+
+    sendgrid_api_key: SecretStr | None = Field(None, alias="SENDGRID_API_KEY")
+    sendgrid_api_host: str | None = Field(None, alias="SENDGRID_API_HOST")
+    twilio_account_sid: str | None = Field(None, alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(None, alias="TWILIO_AUTH_TOKEN")
+    twilio_api_base: str | None = Field(None, alias="TWILIO_API_BASE")
+
+    datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
+
+    @field_validator(
+        "database_url",
+        "redis_url",
+        "kafka_bootstrap_servers",
+        "s3_endpoint_url",
+        "stripe_api_base",
+        "sendgrid_api_host",
+        "twilio_api_base",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def stripe_is_local(self) -> bool:
+        """True when Stripe calls go to the local localstripe server, not to Stripe."""
+        return self.stripe_api_base is not None
+
+    def masked(self) -> dict[str, str]:
+        """Every setting by its environment name, secrets and URL passwords hidden."""
+        out: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            key = field.alias or name.upper()
+            if value is None:
+                out[key] = "(unset)"
+            elif isinstance(value, SecretStr):
+                out[key] = _mask(value.get_secret_value())
+            else:
+                out[key] = _mask_url_password(str(value))
+        return out
+
+
+def _mask(secret: str) -> str:
+    return "****" if len(secret) <= 8 else f"{secret[:4]}…****"
+
+
+def _mask_url_password(value: str) -> str:
+    # postgresql://user:secret@host → postgresql://user:****@host
+    scheme, sep, rest = value.partition("://")
+    if not sep or "@" not in rest:
+        return value
+    creds, _, host = rest.rpartition("@")
+    if ":" not in creds:
+        return value
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{host}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, then from what the local stack started."""
+    return Settings(_env_file=state_dir() / "stack.env")  # type: ignore[call-arg]
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (after the stack wrote new URLs, or in tests)."""
+    get_settings.cache_clear()

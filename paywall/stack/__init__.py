@@ -1,0 +1,1 @@
+"""The local stack of real servers on loopback (PostgreSQL, Redis, Kafka, S3, Stripe, sink)."""
