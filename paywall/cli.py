@@ -14,7 +14,9 @@ from rich.table import Table
 from paywall.errors import PaywallError
 from paywall.settings import get_settings, reset_settings, state_dir
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False
+)
 stack_app = typer.Typer(no_args_is_help=True, help="Real servers on loopback for local use.")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(stack_app, name="stack")
@@ -137,5 +139,6 @@ def main() -> None:
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
-            err_console.print(f"[red]error:[/] {where}: {err['msg']}", highlight=False)
+            msg = err["msg"].removeprefix("Value error, ")
+            err_console.print(f"[red]error:[/] {where}: {msg}", highlight=False)
         sys.exit(2)

@@ -57,3 +57,32 @@ def stripe_client(settings: Settings) -> stripe.StripeClient:
 
         raise ConfigError("STRIPE_API_KEY", "unset; run `paywall stack up` or set it")
     return stripe.StripeClient(key, max_network_retries=2)
+
+
+def sendgrid_client(settings: Settings) -> Any:
+    from sendgrid import SendGridAPIClient
+
+    key = settings.sendgrid_api_key
+    if key is None:
+        from paywall.errors import ConfigError
+
+        raise ConfigError("SENDGRID_API_KEY", "unset; run `paywall stack up` or set it")
+    host = settings.sendgrid_api_host or "https://api.sendgrid.com"
+    return SendGridAPIClient(api_key=key.get_secret_value(), host=host)
+
+
+def twilio_client(settings: Settings) -> Any:
+    from twilio.rest import Client
+
+    token = settings.twilio_auth_token
+    if not settings.twilio_account_sid or token is None:
+        from paywall.errors import ConfigError
+
+        raise ConfigError("TWILIO_AUTH_TOKEN", "unset; run `paywall stack up` or set it")
+    if settings.twilio_api_base:
+        from paywall.stack.sink_server import twilio_client as rebased_client
+
+        return rebased_client(
+            settings.twilio_api_base, settings.twilio_account_sid, token.get_secret_value()
+        )
+    return Client(settings.twilio_account_sid, token.get_secret_value())

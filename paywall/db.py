@@ -42,7 +42,9 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    engine(settings)  # fail on a missing or malformed URL before Alembic does
+    from paywall.health import check_postgres
+
+    check_postgres(settings)  # an unreachable server is a one-line error, not a traceback
     command.upgrade(alembic_config(settings), revision)
 
 

@@ -68,6 +68,28 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://", "postgresql+")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("stripe_api_key")
+    @classmethod
+    def _stripe_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A publishable key (pk_) here would leak into logs and fail every call.
+        if value and not value.get_secret_value().startswith(("sk_", "rk_")):
+            raise ValueError("must be a secret (sk_…) or restricted (rk_…) key")
+        return value
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"

@@ -1,0 +1,119 @@
+"""The `paywall` command as a person runs it: stack lifecycle and one-line config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from paywall.settings import STATE_DIR_ENV
+from paywall.stack.local import LocalStack
+from paywall.stack.process import free_port, pid_alive
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+PAYWALL = str(REPO / ".venv" / "bin" / "paywall")
+URL_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "S3_ENDPOINT_URL",
+    "STRIPE_API_KEY",
+    "STRIPE_API_BASE",
+    "SENDGRID_API_KEY",
+    "AWS_ACCESS_KEY_ID",
+)
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PAYWALL, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def clean_env(state: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in URL_VARS}
+    return {**env, STATE_DIR_ENV: str(state), "COLUMNS": "200", **extra}
+
+
+def test_stack_up_status_down_leaves_no_process(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    up = run(["stack", "up"], env)
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / "stack.json").read_text())
+    assert set(state) == {"postgres", "redis", "s3", "kafka", "stripe", "sink"}
+    pids = [part["pid"] for part in state.values()]
+    try:
+        assert all(pid_alive(pid) for pid in pids)
+        status = run(["stack", "status"], env)
+        assert status.returncode == 0
+        assert status.stdout.count("started") == 6
+        # `up` again reuses what runs
+        again = run(["stack", "up"], env)
+        assert again.returncode == 0
+        assert json.loads((tmp_path / "stack.json").read_text()) == state
+    finally:
+        down = run(["stack", "down"], env)
+    assert down.returncode == 0, down.stderr
+    assert not any(pid_alive(pid) for pid in pids)
+    assert json.loads((tmp_path / "stack.json").read_text()) == {}
+
+
+def test_a_url_in_the_environment_starts_nothing(tmp_path: Path, local_stack: LocalStack) -> None:
+    given = local_stack.settings()
+    assert given.database_url and given.redis_url
+    stack = LocalStack(
+        tmp_path, waves=[[c for c in local_stack.components if c.name in ("postgres", "redis")]]
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATABASE_URL", given.database_url)
+        mp.setenv("REDIS_URL", given.redis_url)
+        settings = stack.up()
+        assert [p.mode for p in stack.status()] == ["external", "external"]
+        assert settings.database_url == given.database_url
+        stack.down()
+    assert not (tmp_path / "postgres").exists()
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_unreachable_database_url_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    closed = free_port()
+    env = clean_env(tmp_path, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed}/x")
+    line = one_line_error(run(["db", "upgrade"], env))
+    assert line.startswith("error: DATABASE_URL:")
+
+
+def test_malformed_url_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, DATABASE_URL="mysql://root@localhost/x")
+    assert "DATABASE_URL" in one_line_error(run(["db", "upgrade"], env))
+
+
+def test_bad_stripe_secret_is_one_line(tmp_path: Path, local_stack: LocalStack) -> None:
+    base = local_stack.settings().stripe_api_base
+    assert base
+    env = clean_env(tmp_path, STRIPE_API_BASE=base, STRIPE_API_KEY="pk_not_a_secret_key")
+    assert one_line_error(run(["config"], env)).startswith("error: STRIPE_API_KEY:")
+
+
+def test_config_masks_secrets(tmp_path: Path) -> None:
+    env = clean_env(
+        tmp_path,
+        DATABASE_URL="postgresql://app:hunter2hunter2@db.internal:5432/paywall",
+        STRIPE_API_KEY="sk_test_abcdefghijklmnop",
+    )
+    result = run(["config"], env)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout
+    assert "abcdefghijklmnop" not in result.stdout
+    assert "postgresql://app:****@db.internal:5432/paywall" in result.stdout

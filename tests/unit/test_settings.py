@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from paywall.settings import Settings
+
+
+def make(**env: str) -> Settings:
+    return Settings(_env_file=None, **env)  # type: ignore[call-arg, arg-type]
+
+
+def test_environment_wins_over_the_stack_file(tmp_path, monkeypatch) -> None:
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("DATABASE_URL=postgresql://postgres@127.0.0.1:1111/paywall\n")
+    assert Settings(_env_file=env_file).database_url.endswith(":1111/paywall")  # type: ignore[call-arg, union-attr]
+    monkeypatch.setenv("DATABASE_URL", "postgresql://rds.example:5432/paywall")
+    assert Settings(_env_file=env_file).database_url == "postgresql://rds.example:5432/paywall"  # type: ignore[call-arg]
+
+
+def test_blank_url_means_unset() -> None:
+    assert make(REDIS_URL="  ").redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://root@localhost/db"),
+        ("REDIS_URL", "http://localhost:6379"),
+        ("STRIPE_API_KEY", "pk_test_123"),
+        ("PAYWALL_ENV", "staging"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_setting(name: str, value: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        make(**{name: value})
+    assert info.value.errors()[0]["loc"] == (name,)
+
+
+def test_masked_hides_secrets_and_url_passwords() -> None:
+    masked = make(
+        DATABASE_URL="postgresql://app:s3cret-pw@db:5432/paywall",
+        STRIPE_API_KEY="sk_live_0123456789abcdef",
+        DD_API_KEY="short",
+    ).masked()
+    assert masked["DATABASE_URL"] == "postgresql://app:****@db:5432/paywall"
+    assert masked["STRIPE_API_KEY"] == "sk_l…****"
+    assert masked["DD_API_KEY"] == "****"
+    assert masked["REDIS_URL"] == "(unset)"
