@@ -73,8 +73,8 @@ def _print_status(stack: object) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply migrations up to REVISION (default: head)."""
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
+    """Apply migrations up to REVISION (default: every service's head)."""
     from paywall import db
 
     db.upgrade(get_settings(), revision)

@@ -41,7 +41,7 @@ def alembic_config(settings: Settings) -> Config:
     return cfg
 
 
-def upgrade(settings: Settings, revision: str = "head") -> None:
+def upgrade(settings: Settings, revision: str = "heads") -> None:
     from paywall.health import check_postgres
 
     check_postgres(settings)  # an unreachable server is a one-line error, not a traceback
@@ -49,7 +49,9 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
 
 
 def current_revision(settings: Settings) -> str | None:
+    """The applied heads, one per service branch, comma-separated."""
     from alembic.runtime.migration import MigrationContext
 
     with engine(settings).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None
