@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from paywall.errors import PaywallError
+from paywall.errors import ConfigError, PaywallError
 from paywall.settings import get_settings, reset_settings, state_dir
 
 app = typer.Typer(
@@ -98,6 +98,36 @@ def _print_health() -> bool:
         table.add_row(r.part, status, r.detail, f"{r.seconds * 1000:.0f}")
     console.print(table)
     return all(r.ok for r in results)
+
+
+@app.command()
+def serve(
+    service: Annotated[
+        str, typer.Option(help="auth, customer, subscription, payment, registration or all")
+    ] = "all",
+    check: Annotated[bool, typer.Option(help="Only check the settings and the port.")] = False,
+) -> None:
+    """Serve the HTTP API of one service, or of all of them in one process."""
+    import uvicorn
+
+    from paywall.stack.process import port_open
+    from transactional.services import SERVICES
+
+    settings = get_settings()
+    if service != "all" and service not in SERVICES:
+        raise PaywallError(f"--service: unknown service {service!r}")
+    if port_open(settings.api_host, settings.api_port):
+        raise ConfigError("API_PORT", f"{settings.api_host}:{settings.api_port} is already in use")
+    if check:
+        console.print(f"ready to serve {service} on {settings.api_base_url}")
+        return
+    from paywall.logs import configure_logging
+
+    configure_logging(settings)
+    from transactional.services import combined_app, service_app
+
+    api = combined_app() if service == "all" else service_app(service)
+    uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_config=None)
 
 
 @app.command()

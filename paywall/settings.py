@@ -31,6 +31,22 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["auto", "json", "console"] = Field("auto", alias="LOG_FORMAT")
 
+    api_host: str = Field("127.0.0.1", alias="API_HOST")
+    api_port: int = Field(8000, alias="API_PORT", ge=1, le=65535)
+    # Where services find each other; unset means all run in one `paywall serve` process.
+    auth_issuer: str | None = Field(None, alias="AUTH_ISSUER")
+    customer_service_url: str | None = Field(None, alias="CUSTOMER_SERVICE_URL")
+    subscription_service_url: str | None = Field(None, alias="SUBSCRIPTION_SERVICE_URL")
+    payment_service_url: str | None = Field(None, alias="PAYMENT_SERVICE_URL")
+    auth_service_url: str | None = Field(None, alias="AUTH_SERVICE_URL")
+
+    # The registration service's own OAuth client (client credentials) for calling the others.
+    registration_client_id: str = Field("svc-registration", alias="REGISTRATION_CLIENT_ID")
+    registration_client_secret: SecretStr = Field(
+        SecretStr("paywall-local-registration-secret"), alias="REGISTRATION_CLIENT_SECRET"
+    )
+    service_timeout_seconds: float = Field(10.0, alias="SERVICE_TIMEOUT_SECONDS", gt=0)
+
     database_url: str | None = Field(None, alias="DATABASE_URL")
     redis_url: str | None = Field(None, alias="REDIS_URL")
     kafka_bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
@@ -89,6 +105,19 @@ class Settings(BaseSettings):
         if value and not value.get_secret_value().startswith(("sk_", "rk_")):
             raise ValueError("must be a secret (sk_…) or restricted (rk_…) key")
         return value
+
+    @property
+    def api_base_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def issuer(self) -> str:
+        """The OIDC issuer: tokens carry it, verifiers insist on it."""
+        return (self.auth_issuer or self.api_base_url).rstrip("/")
+
+    def service_url(self, service: str) -> str:
+        given: str | None = getattr(self, f"{service}_service_url")
+        return (given or self.api_base_url).rstrip("/")
 
     @property
     def is_production(self) -> bool:

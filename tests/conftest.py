@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from paywall.settings import STATE_DIR_ENV, Settings, reset_settings
+from paywall.settings import STATE_DIR_ENV, Settings, get_settings, reset_settings
 from paywall.stack.local import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,3 +43,76 @@ def settings(local_stack: LocalStack) -> Settings:
 def cli_env(local_stack: LocalStack) -> dict[str, str]:
     """Environment for running the `paywall` command against the session stack."""
     return {**os.environ, STATE_DIR_ENV: str(local_stack.root)}
+
+
+@dataclass
+class Api:
+    """All services served over real HTTP on a free loopback port, as `paywall serve` does."""
+
+    url: str
+    settings: Settings
+
+
+@pytest.fixture(scope="session")
+def api(settings: Settings) -> Iterator[Api]:
+    import threading
+
+    import uvicorn
+
+    from paywall.stack.process import free_port
+    from transactional.services import combined_app
+
+    port = free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("API_PORT", str(port))
+        reset_settings()
+        server = uvicorn.Server(
+            uvicorn.Config(combined_app(), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                if not thread.is_alive():
+                    raise RuntimeError("the API server did not start")
+                time.sleep(0.02)
+            yield Api(f"http://127.0.0.1:{port}", get_settings())
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            reset_settings()
+
+
+@pytest.fixture(scope="session")
+def issue_token(api: Api) -> Callable[..., str]:
+    """Register an OAuth client (client credentials) with auth and return its token."""
+    import uuid
+
+    import httpx
+
+    from paywall.db import engine
+    from transactional.auth.clients import create_client, ensure_default_clients
+
+    with engine(api.settings).begin() as conn:
+        ensure_default_clients(conn, api.settings)
+
+    def issue(scopes: str, tenant_id: str | None = None) -> str:
+        client_id, secret = f"test-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+        with engine(api.settings).begin() as conn:
+            create_client(
+                conn,
+                client_id,
+                secret=secret,
+                grant_types=("client_credentials",),
+                scopes=scopes.split(),
+                tenant_id=tenant_id,
+            )
+        resp = httpx.post(
+            f"{api.url}/oauth/token",
+            auth=(client_id, secret),
+            data={"grant_type": "client_credentials", "scope": scopes},
+        )
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])
+
+    return issue

@@ -106,6 +106,17 @@ def test_bad_stripe_secret_is_one_line(tmp_path: Path, local_stack: LocalStack) 
     assert one_line_error(run(["config"], env)).startswith("error: STRIPE_API_KEY:")
 
 
+def test_port_taken_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = clean_env(tmp_path, API_PORT=str(taken.getsockname()[1]))
+        line = one_line_error(run(["serve", "--check"], env))
+    assert line.startswith("error: API_PORT:")
+
+
 def test_config_masks_secrets(tmp_path: Path) -> None:
     env = clean_env(
         tmp_path,

@@ -16,7 +16,7 @@ def test_production_logs_are_json_lines_with_the_request_id(
     token = request_id.set("req-123")
     try:
         get_logger("paywall.test").info("signup.created", customer_id="c1")
-        logging.getLogger("uvicorn.error").warning("plain stdlib record")
+        logging.getLogger("alembic.runtime").warning("plain stdlib record")
     finally:
         request_id.reset(token)
     lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines()]

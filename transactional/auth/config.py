@@ -1,0 +1,23 @@
+"""Lifetimes and limits of what auth issues; one place so the JWKS retention follows them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from transactional.common.security import LEEWAY_SECONDS
+
+ACCESS_TOKEN_TTL = timedelta(minutes=15)
+ID_TOKEN_TTL = timedelta(minutes=15)
+# Sliding: each rotation starts a new 30 days; an idle family dies after that.
+REFRESH_TOKEN_TTL = timedelta(days=30)
+# RFC 6749 recommends at most 10 minutes; a browser round trip needs seconds.
+AUTHORIZATION_CODE_TTL = timedelta(minutes=5)
+# A retired key stays published while tokens it signed can still be presented.
+KEY_RETENTION = max(ACCESS_TOKEN_TTL, ID_TOKEN_TTL) + timedelta(seconds=LEEWAY_SECONDS + 60)
+
+SUPPORTED_GRANTS = frozenset({"authorization_code", "client_credentials", "refresh_token"})
+# Scopes any client may ask for besides those it is registered with are none: a client's
+# registered scopes are the whole list. OIDC scopes are listed for discovery.
+OIDC_SCOPES = ("openid", "email")
+# Request bodies at auth endpoints are a few hundred bytes; refuse megabytes early.
+MAX_FORM_BYTES = 16 * 1024

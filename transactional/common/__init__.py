@@ -1,0 +1,1 @@
+"""What every service shares: app factory, problems, outbox, auth checks, HTTP clients."""

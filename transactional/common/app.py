@@ -1,0 +1,115 @@
+"""The app factory every service uses: problems, request ids, metrics, health probes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paywall.logs import request_id
+from transactional.common import problems
+
+REQUESTS = Counter(
+    "paywall_http_requests_total",
+    "HTTP requests by service, route template, method and status",
+    ["service", "route", "method", "status"],
+)
+LATENCY = Histogram(
+    "paywall_http_request_duration_seconds",
+    "HTTP request latency by service, route template and method",
+    ["service", "route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+REQUEST_ID_HEADER = "x-request-id"
+
+ReadyCheck = Callable[[], None]
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id in and out, and metrics by route template."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        rid = incoming if 0 < len(incoming) <= 128 else uuid.uuid4().hex
+        token = request_id.set(rid)
+        status = 500
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"].append((REQUEST_ID_HEADER.encode(), rid.encode("latin-1")))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            REQUESTS.labels(self.service, route, method, str(status)).inc()
+            LATENCY.labels(self.service, route, method).observe(time.perf_counter() - start)
+            request_id.reset(token)
+
+
+def create_app(
+    service: str,
+    routers: Sequence[APIRouter],
+    ready_checks: dict[str, ReadyCheck],
+    description: str = "",
+    **kwargs: Any,
+) -> FastAPI:
+    app = FastAPI(
+        title=f"Paywall {service} API",
+        description=description,
+        version="1.0.0",
+        responses=problems.ERROR_RESPONSES,
+        **kwargs,
+    )
+    problems.install(app)
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["probes"],
+        summary="Readiness: every dependency answers",
+        responses={503: {"description": "A dependency is down"}},
+    )
+    def readyz() -> JSONResponse:
+        failed = {}
+        for name, check in ready_checks.items():
+            try:
+                check()
+            except Exception as exc:  # any failure means not ready; say which
+                failed[name] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if failed:
+            body = {"type": "about:blank", "title": "Not Ready", "status": 503, "checks": failed}
+            return JSONResponse(body, status_code=503, media_type=problems.PROBLEM_JSON)
+        return JSONResponse({"status": "ready", "checks": sorted(ready_checks)})
+
+    @app.get("/metrics", tags=["probes"], include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestContext, service=service)
+    return app

@@ -1,0 +1,272 @@
+"""Access tokens as every service sees them: verified against the issuer's JWKS over HTTP.
+
+This module must not import `transactional.auth`: a service in its own pod knows auth only
+by its issuer URL. Verification is synchronous on purpose; `require()` is a sync FastAPI
+dependency, so it runs in the threadpool and a JWKS fetch from the same uvicorn process
+that serves `/jwks.json` cannot block the event loop that has to answer it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from paywall.logs import get_logger
+from paywall.settings import get_settings
+from transactional.common.problems import Problem
+
+log = get_logger(__name__)
+
+# The only algorithm auth signs with. An allow-list of one: `none`, HS256 (with the public
+# key as the HMAC secret) and anything else never reach signature verification.
+ALGORITHMS = ("RS256",)
+ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: an ID token (typ JWT) is not an access token
+DEFAULT_AUDIENCE = "paywall-api"
+LEEWAY_SECONDS = 30
+JWKS_TTL_SECONDS = 300.0
+# An unknown kid refetches the JWKS, but at most this often: garbage kids must not turn
+# every request into a call to auth. Short, because right after a rotation a token with
+# the new kid can meet a cache fetched a moment before it; it is rejected until then.
+JWKS_MIN_REFETCH_SECONDS = 1.0
+
+
+def audience() -> str:
+    """The `aud` access tokens carry and resource servers insist on."""
+    # Not in Settings (auth does not own that file); one place reads it for signer and verifier.
+    return os.environ.get("AUTH_AUDIENCE", DEFAULT_AUDIENCE)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user (sub = user id) or a client acting for itself (sub = client id)."""
+
+    subject: str
+    client_id: str
+    scopes: frozenset[str]
+    customer_id: str | None
+    tenant_id: str | None
+
+    @property
+    def internal(self) -> bool:
+        return "internal" in self.scopes
+
+
+class InvalidToken(Exception):
+    """The token is not one of ours, or not any more; the caller gets 401."""
+
+
+class IssuerUnavailable(Exception):
+    """The JWKS could not be fetched and nothing usable is cached; the caller gets 503."""
+
+
+class KeySource(Protocol):
+    def key_set(self, kid: str) -> KeySet:
+        """Public keys including `kid`; raises InvalidToken when `kid` is not published."""
+        ...
+
+
+class JWKSCache:
+    """The issuer's public keys, cached with a TTL and refetched (rate-limited) on a new kid."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl: float = JWKS_TTL_SECONDS,
+        min_refetch: float = JWKS_MIN_REFETCH_SECONDS,
+        client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.ttl = ttl
+        self.min_refetch = min_refetch
+        self._client = client or httpx.Client(timeout=httpx.Timeout(5.0))
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: KeySet | None = None
+        self._fetched_at = float("-inf")
+
+    def key_set(self, kid: str) -> KeySet:
+        """A key set holding `kid`, or InvalidToken when the issuer does not publish it."""
+        with self._lock:  # one fetch at a time; the others wait and reuse its result
+            age = self._clock() - self._fetched_at
+            stale = age >= self.ttl  # also true before the first fetch
+            unknown = self._keys is not None and not _has_kid(self._keys, kid)
+            if stale or (unknown and age >= self.min_refetch):
+                self._refresh()
+            keys = self._keys
+        if keys is None:
+            raise IssuerUnavailable(f"no signing keys from {self.url}")
+        if not _has_kid(keys, kid):
+            raise InvalidToken("unknown signing key")
+        return keys
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        try:
+            response = self._client.get(self.url, headers={"accept": "application/json"})
+            response.raise_for_status()
+            keys = KeySet.import_key_set(response.json())
+        except (httpx.HTTPError, ValueError, TypeError, JoseError) as exc:
+            # Keep a stale key set (it still verifies its own tokens) and try again soon,
+            # not after a whole TTL.
+            log.warning("jwks.fetch_failed", url=self.url, error=str(exc)[:200])
+            self._fetched_at = now - self.ttl + self.min_refetch
+            return
+        self._keys = keys
+        self._fetched_at = now
+
+
+def _has_kid(keys: KeySet, kid: str) -> bool:
+    return any(key.kid == kid for key in keys.keys)
+
+
+class TokenVerifier:
+    """Checks signature, alg, typ, iss, aud, exp/nbf/iat and the claims a Principal needs."""
+
+    def __init__(
+        self, issuer: str, audience: str, jwks: KeySource, leeway: int = LEEWAY_SECONDS
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.jwks = jwks
+        self.leeway = leeway
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of an access token, or InvalidToken."""
+        try:
+            header = jws.extract_compact(token.encode("ascii")).headers()
+        except (JoseError, ValueError, UnicodeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        if header.get("alg") not in ALGORITHMS:
+            raise InvalidToken("algorithm not accepted")
+        if header.get("typ", "").lower() not in (ACCESS_TOKEN_TYPE, "application/at+jwt"):
+            raise InvalidToken("not an access token")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("token has no key id")
+        keys = self.jwks.key_set(kid)
+        try:
+            decoded = jwt.decode(token, keys, algorithms=list(ALGORITHMS))
+            registry = jwt.JWTClaimsRegistry(
+                leeway=self.leeway,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.audience},
+                exp={"essential": True},
+                sub={"essential": True},
+                client_id={"essential": True},
+            )
+            registry.validate(decoded.claims)
+        except (JoseError, ValueError) as exc:
+            raise InvalidToken(_why(exc)) from exc
+        return decoded.claims
+
+    def verify(self, token: str) -> Principal:
+        return principal_from_claims(self.claims(token))
+
+
+def _why(exc: Exception) -> str:
+    name = getattr(exc, "error", None) or type(exc).__name__
+    return str(name)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidToken("scope claim is not a string")
+
+    def optional(name: str) -> str | None:
+        value = claims.get(name)
+        return str(value) if value is not None else None
+
+    return Principal(
+        subject=str(claims["sub"]),
+        client_id=str(claims["client_id"]),
+        scopes=frozenset(scope.split()),
+        customer_id=optional("customer_id"),
+        tenant_id=optional("tenant_id"),
+    )
+
+
+_verifiers: dict[tuple[str, str], TokenVerifier] = {}
+_verifiers_lock = threading.Lock()
+
+
+def default_verifier() -> TokenVerifier:
+    """The verifier for the configured issuer; a new issuer (tests) gets a fresh cache."""
+    issuer = get_settings().issuer
+    key = (issuer, audience())
+    with _verifiers_lock:
+        verifier = _verifiers.get(key)
+        if verifier is None:
+            verifier = TokenVerifier(issuer, key[1], JWKSCache(issuer + "/jwks.json"))
+            _verifiers[key] = verifier
+    return verifier
+
+
+def verify_token(token: str) -> Principal:
+    """Verify an access token outside FastAPI (consumers, CLIs). Raises InvalidToken."""
+    return default_verifier().verify(token)
+
+
+def _unauthorized(description: str) -> Problem:
+    challenge = f'Bearer error="invalid_token", error_description="{description}"'
+    return Problem(
+        401,
+        "Unauthorized",
+        description,
+        type_="https://paywall.dev/problems/invalid-token",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from the auth service")
+
+
+def require(*scopes: str) -> Callable[..., Principal]:
+    """A FastAPI dependency: the caller's Principal, holding every one of `scopes`.
+
+    Missing or invalid token: 401 problem with a Bearer challenge; a missing scope: 403.
+    """
+    needed = frozenset(scopes)
+
+    # Sync on purpose (see the module docstring): FastAPI runs it in the threadpool.
+    def dependency(
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise _unauthorized("missing bearer token")
+        try:
+            principal = verify_token(credentials.credentials)
+        except InvalidToken as exc:
+            raise _unauthorized(str(exc) or "invalid token") from None
+        except IssuerUnavailable as exc:
+            raise Problem(
+                503, "Service Unavailable", str(exc), headers={"Retry-After": "5"}
+            ) from None
+        missing = needed - principal.scopes
+        if missing:
+            wanted = " ".join(sorted(needed))
+            raise Problem(
+                403,
+                "Forbidden",
+                f"token lacks scope: {' '.join(sorted(missing))}",
+                type_="https://paywall.dev/problems/insufficient-scope",
+                headers={
+                    "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'
+                },
+            )
+        return principal
+
+    return dependency

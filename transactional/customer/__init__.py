@@ -1,0 +1,1 @@
+"""Customer service: who pays. Postgres is the truth; Redis a read-through cache."""

@@ -1,0 +1,21 @@
+"""The customer service as its own app (its own image entry point)."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from paywall.db import engine
+from paywall.settings import get_settings
+from transactional.common.app import create_app
+from transactional.customer.routes import router
+
+
+def _database() -> None:
+    with engine(get_settings()).connect() as conn:
+        conn.execute(text("SELECT 1 FROM customer.customers LIMIT 1"))
+
+
+# Redis is not a readiness check: the service serves from Postgres without it.
+READY_CHECKS = {"postgres": _database}
+ROUTERS = [router]
+app = create_app("customer", ROUTERS, READY_CHECKS)

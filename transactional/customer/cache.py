@@ -1,0 +1,68 @@
+"""Read-through cache of customers in Redis; the service works (slower) without it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+from paywall.logs import get_logger
+from paywall.settings import get_settings
+from transactional.customer.models import Customer
+
+TTL_SECONDS = 300
+log = get_logger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _client(url: str) -> redis.Redis:
+    # Short timeouts: a slow cache must never be slower than the database behind it.
+    return redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
+
+
+def _redis() -> redis.Redis | None:
+    url = get_settings().redis_url
+    return _client(url) if url else None
+
+
+def _key(customer_id: str) -> str:
+    return f"customer:v1:{customer_id}"
+
+
+def get(customer_id: str) -> Customer | None:
+    client = _redis()
+    if client is None:
+        return None
+    try:
+        raw = client.get(_key(customer_id))
+    except redis.RedisError as exc:
+        log.warning("customer.cache.unavailable", error=str(exc))
+        return None
+    return Customer.model_validate_json(raw) if raw else None
+
+
+def put(customer: Customer) -> None:
+    client = _redis()
+    if client is None:
+        return
+    try:
+        client.set(_key(str(customer.id)), customer.model_dump_json(), ex=TTL_SECONDS)
+    except redis.RedisError as exc:
+        log.warning("customer.cache.unavailable", error=str(exc))
+
+
+def invalidate(customer_id: str) -> None:
+    client = _redis()
+    if client is None:
+        return
+    try:
+        client.delete(_key(customer_id))
+    except redis.RedisError as exc:
+        # The TTL bounds how stale a read can be if this delete is lost.
+        log.warning("customer.cache.invalidate_failed", error=str(exc), customer_id=customer_id)
+
+
+def ping() -> None:
+    client = _redis()
+    if client is not None:
+        client.ping()

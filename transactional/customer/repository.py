@@ -1,0 +1,190 @@
+"""The customer schema: the only code that reads or writes it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from transactional.common import outbox
+from transactional.customer.models import Customer, CustomerCreate, CustomerUpdate
+
+SCHEMA = "customer"
+COLUMNS = (
+    "id, tenant_id, email, name, phone, marketing_opt_in, status, created_at, updated_at, erased_at"
+)
+
+
+class EmailTaken(Exception):
+    def __init__(self, existing_id: uuid.UUID) -> None:
+        self.existing_id = existing_id
+
+
+def _row(row: Any) -> Customer:
+    return Customer.model_validate(dict(row._mapping))
+
+
+def _event_data(c: Customer) -> dict[str, Any]:
+    return {
+        "customer_id": str(c.id),
+        "tenant_id": c.tenant_id,
+        "email": c.email,
+        "name": c.name,
+        "phone": c.phone,
+        "marketing_opt_in": c.marketing_opt_in,
+        "status": c.status,
+    }
+
+
+def create(conn: Connection, body: CustomerCreate, tenant_id: str | None) -> Customer:
+    existing = conn.execute(
+        text(
+            "SELECT id FROM customer.customers WHERE deleted_at IS NULL "
+            "AND coalesce(tenant_id, '') = coalesce(:tenant, '') AND lower(email) = lower(:email)"
+        ),
+        {"tenant": tenant_id, "email": body.email},
+    ).first()
+    if existing:
+        raise EmailTaken(existing.id)
+    # ON CONFLICT covers the race the SELECT cannot: two signups in the same instant.
+    row = conn.execute(
+        text(
+            "INSERT INTO customer.customers (id, tenant_id, email, name, phone, marketing_opt_in) "
+            "VALUES (:id, :tenant, lower(:email), :name, :phone, :opt_in) "
+            "ON CONFLICT DO NOTHING RETURNING " + COLUMNS
+        ),
+        {
+            "id": uuid.uuid4(),
+            "tenant": tenant_id,
+            "email": body.email,
+            "name": body.name,
+            "phone": body.phone,
+            "opt_in": body.marketing_opt_in,
+        },
+    ).first()
+    if row is None:
+        again = conn.execute(
+            text(
+                "SELECT id FROM customer.customers WHERE deleted_at IS NULL "
+                "AND coalesce(tenant_id, '') = coalesce(:tenant, '') "
+                "AND lower(email) = lower(:email)"
+            ),
+            {"tenant": tenant_id, "email": body.email},
+        ).first()
+        raise EmailTaken(again.id if again else uuid.UUID(int=0))
+    customer = _row(row)
+    outbox.emit(
+        conn, SCHEMA, "customer", str(customer.id), "customer.created", _event_data(customer)
+    )
+    return customer
+
+
+def get(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
+    row = conn.execute(
+        text(f"SELECT {COLUMNS} FROM customer.customers WHERE id = :id"), {"id": customer_id}
+    ).first()
+    return _row(row) if row else None
+
+
+def find_by_email(conn: Connection, email: str, tenant_id: str | None) -> Customer | None:
+    row = conn.execute(
+        text(
+            f"SELECT {COLUMNS} FROM customer.customers WHERE deleted_at IS NULL "
+            "AND coalesce(tenant_id, '') = coalesce(:tenant, '') AND lower(email) = lower(:email)"
+        ),
+        {"tenant": tenant_id, "email": email},
+    ).first()
+    return _row(row) if row else None
+
+
+def update(conn: Connection, customer_id: uuid.UUID, body: CustomerUpdate) -> Customer | None:
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return get(conn, customer_id)
+    sets = ", ".join(f"{col} = :{col}" for col in changes)
+    row = conn.execute(
+        text(
+            f"UPDATE customer.customers SET {sets}, updated_at = now() "
+            f"WHERE id = :id AND deleted_at IS NULL RETURNING {COLUMNS}"
+        ),
+        {**changes, "id": customer_id},
+    ).first()
+    if row is None:
+        return None
+    customer = _row(row)
+    outbox.emit(
+        conn,
+        SCHEMA,
+        "customer",
+        str(customer.id),
+        "customer.updated",
+        {**_event_data(customer), "changed": sorted(changes)},
+    )
+    return customer
+
+
+def soft_delete(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
+    row = conn.execute(
+        text(
+            "UPDATE customer.customers SET status = 'deleted', deleted_at = now(), "
+            f"updated_at = now() WHERE id = :id AND deleted_at IS NULL RETURNING {COLUMNS}"
+        ),
+        {"id": customer_id},
+    ).first()
+    if row is None:
+        return None
+    customer = _row(row)
+    outbox.emit(
+        conn,
+        SCHEMA,
+        "customer",
+        str(customer.id),
+        "customer.deleted",
+        {"customer_id": str(customer.id), "tenant_id": customer.tenant_id},
+    )
+    return customer
+
+
+def erase(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
+    """GDPR erasure: personal data replaced, the row (and its history's keys) kept."""
+    row = conn.execute(
+        text(
+            "UPDATE customer.customers SET email = 'erased+' || id || '@invalid', name = NULL, "
+            "phone = NULL, marketing_opt_in = false, status = 'deleted', "
+            "deleted_at = coalesce(deleted_at, now()), erased_at = now(), updated_at = now() "
+            f"WHERE id = :id AND erased_at IS NULL RETURNING {COLUMNS}"
+        ),
+        {"id": customer_id},
+    ).first()
+    if row is None:
+        return None
+    customer = _row(row)
+    outbox.emit(
+        conn,
+        SCHEMA,
+        "customer",
+        str(customer.id),
+        "customer.erased",
+        {"customer_id": str(customer.id), "tenant_id": customer.tenant_id},
+    )
+    return customer
+
+
+def page(
+    conn: Connection, tenant_id: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[Customer]:
+    params: dict[str, Any] = {"tenant": tenant_id, "limit": limit}
+    where = "coalesce(tenant_id, '') = coalesce(:tenant, '') AND deleted_at IS NULL"
+    if after is not None:
+        where += " AND (created_at, id) > (:after_ts, :after_id)"
+        params.update(after_ts=after[0], after_id=after[1])
+    rows = conn.execute(
+        text(
+            f"SELECT {COLUMNS} FROM customer.customers WHERE {where} "
+            "ORDER BY created_at, id LIMIT :limit"
+        ),
+        params,
+    ).all()
+    return [_row(r) for r in rows]

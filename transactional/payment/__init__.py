@@ -1,0 +1,1 @@
+"""The payment service: Stripe accounts, charges, refunds and Stripe webhooks."""

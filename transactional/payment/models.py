@@ -1,0 +1,185 @@
+"""Request and response bodies of the payment API (what OpenAPI shows)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+PaymentStatus = Literal["pending", "succeeded", "failed", "refunded", "partially_refunded"]
+# Stripe's ceiling for a single charge in most currencies (99,999,999 minor units).
+MAX_AMOUNT = 99_999_999
+
+
+class AccountCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "5f0c6f0e-6a1e-4d38-9a51-0b7f4b1c2d3e",
+                    "email": "ada@example.com",
+                    "name": "Ada Lovelace",
+                    "tenant_id": "acme",
+                }
+            ]
+        },
+    )
+
+    customer_id: CustomerId
+    email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    tenant_id: TenantId | None = None
+
+
+class Account(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "5f0c6f0e-6a1e-4d38-9a51-0b7f4b1c2d3e",
+                    "tenant_id": "acme",
+                    "stripe_customer_id": "cus_Q2x9fLwYq1",
+                    "default_payment_method": "pm_1PqXyz",
+                    "created_at": "2026-11-25T10:00:00Z",
+                }
+            ]
+        }
+    )
+
+    customer_id: str
+    tenant_id: str | None
+    stripe_customer_id: str
+    default_payment_method: str | None
+    created_at: datetime
+
+
+class PaymentMethodAttach(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"payment_method_id": "pm_1PqXyz"}]}
+    )
+
+    payment_method_id: Annotated[
+        str, StringConstraints(min_length=4, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$")
+    ] = Field(description="A PaymentMethod id from Stripe.js; never card numbers.")
+
+
+class PaymentCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "5f0c6f0e-6a1e-4d38-9a51-0b7f4b1c2d3e",
+                    "amount": 1999,
+                    "currency": "usd",
+                    "description": "Pro plan, first month",
+                    "metadata": {"subscription_id": "sub_42"},
+                }
+            ]
+        },
+    )
+
+    customer_id: CustomerId
+    amount: int = Field(gt=0, le=MAX_AMOUNT, description="In minor units (cents).")
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")] = Field(
+        description="ISO 4217 code; stored lower case."
+    )
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    metadata: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=40)],
+        Annotated[str, StringConstraints(max_length=500)],
+    ] = Field(default_factory=dict, max_length=20)
+
+    @field_validator("currency")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class Payment(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b0e7a4e-3f2b-4a52-8d8e-1d2f3a4b5c6d",
+                    "customer_id": "5f0c6f0e-6a1e-4d38-9a51-0b7f4b1c2d3e",
+                    "amount": 1999,
+                    "currency": "usd",
+                    "description": "Pro plan, first month",
+                    "metadata": {"subscription_id": "sub_42"},
+                    "status": "succeeded",
+                    "amount_refunded": 0,
+                    "stripe_payment_intent_id": "pi_3PqXyz",
+                    "failure_code": None,
+                    "decline_code": None,
+                    "failure_message": None,
+                    "created_at": "2026-11-25T10:00:00Z",
+                    "updated_at": "2026-11-25T10:00:01Z",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    customer_id: str
+    amount: int
+    currency: str
+    description: str | None
+    metadata: dict[str, str]
+    status: PaymentStatus
+    amount_refunded: int
+    stripe_payment_intent_id: str | None
+    failure_code: str | None
+    decline_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount": 500}]})
+
+    amount: int | None = Field(
+        None, gt=0, le=MAX_AMOUNT, description="Minor units; omitted means all that is left."
+    )
+
+
+class Refund(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "7d9c1b2a-0e4f-4c3b-9a8d-6e5f4a3b2c1d",
+                    "payment_id": "0b0e7a4e-3f2b-4a52-8d8e-1d2f3a4b5c6d",
+                    "amount": 500,
+                    "currency": "usd",
+                    "status": "succeeded",
+                    "stripe_refund_id": "re_3PqXyz",
+                    "payment_status": "partially_refunded",
+                    "created_at": "2026-11-25T11:00:00Z",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    payment_id: uuid.UUID
+    amount: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed"]
+    stripe_refund_id: str | None
+    payment_status: PaymentStatus
+    created_at: datetime
+
+
+class WebhookAck(BaseModel):
+    received: bool = True
+    duplicate: bool = Field(description="True when this event id was seen before (ignored).")

@@ -1,0 +1,162 @@
+"""The payment API: accounts, payment methods, payments and refunds."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from transactional.common.problems import PROBLEM_JSON, Problem, ProblemModel
+from transactional.common.security import Principal
+from transactional.payment import service
+from transactional.payment.access import READ, WRITE
+from transactional.payment.deps import database, gateway
+from transactional.payment.models import (
+    Account,
+    AccountCreate,
+    Payment,
+    PaymentCreate,
+    PaymentMethodAttach,
+    Refund,
+    RefundCreate,
+)
+from transactional.payment.stripe_gateway import Gateway
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": description}
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Required. A retry with the same key and body returns the first answer.",
+        max_length=255,
+    ),
+]
+
+
+def _required_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise Problem(
+            400,
+            "Idempotency-Key required",
+            "send an Idempotency-Key header (for example a UUID) with every money request",
+            type_="https://paywall.dev/problems/idempotency-key-required",
+        )
+    return key.strip()
+
+
+def _answer(status: int, body: dict[str, Any]) -> JSONResponse:
+    media = PROBLEM_JSON if status >= 400 else "application/json"
+    return JSONResponse(body, status_code=status, media_type=media)
+
+
+@router.post(
+    "/accounts",
+    response_model=Account,
+    status_code=201,
+    summary="Create the customer's payment account (and Stripe customer), once",
+    responses={
+        200: {"model": Account, "description": "The account already existed"},
+        503: _problem("Stripe unreachable; retry"),
+    },
+)
+def create_account(
+    body: AccountCreate,
+    response: Response,
+    principal: Principal = Depends(WRITE),
+    db: Engine = Depends(database),
+    stripe: Gateway = Depends(gateway),
+) -> Account:
+    account, created = service.create_account(db, stripe, principal, body)
+    if not created:
+        response.status_code = 200
+    return account
+
+
+@router.post(
+    "/accounts/{customer_id}/payment-methods",
+    response_model=Account,
+    summary="Attach a Stripe PaymentMethod and make it the default",
+    responses={
+        404: _problem("Unknown customer"),
+        503: _problem("Stripe unreachable; retry"),
+    },
+)
+def attach_payment_method(
+    body: PaymentMethodAttach,
+    customer_id: str = Path(max_length=64),
+    principal: Principal = Depends(WRITE),
+    db: Engine = Depends(database),
+    stripe: Gateway = Depends(gateway),
+) -> Account:
+    return service.attach_payment_method(db, stripe, principal, customer_id, body.payment_method_id)
+
+
+@router.post(
+    "/payments",
+    response_model=Payment,
+    status_code=201,
+    summary="Charge the customer's default payment method (off session)",
+    responses={
+        202: {"model": Payment, "description": "Stripe is still processing; poll or retry"},
+        402: _problem("Declined; the body carries decline_code and the failed payment"),
+        404: _problem("Unknown customer"),
+        409: _problem("The same Idempotency-Key is in flight; retry shortly"),
+        503: _problem("Stripe unreachable; retry with the same Idempotency-Key"),
+    },
+)
+def create_payment(
+    body: PaymentCreate,
+    idempotency_key: IdempotencyKey = None,
+    principal: Principal = Depends(WRITE),
+    db: Engine = Depends(database),
+    stripe: Gateway = Depends(gateway),
+) -> JSONResponse:
+    key = _required_key(idempotency_key)
+    return _answer(*service.create_payment(db, stripe, principal, key, body))
+
+
+@router.get(
+    "/payments/{payment_id}",
+    response_model=Payment,
+    summary="A payment",
+    responses={404: _problem("Unknown payment")},
+)
+def get_payment(
+    payment_id: uuid.UUID,
+    principal: Principal = Depends(READ),
+    db: Engine = Depends(database),
+) -> Payment:
+    return service.get_payment(db, principal, payment_id)
+
+
+@router.post(
+    "/payments/{payment_id}/refunds",
+    response_model=Refund,
+    status_code=201,
+    summary="Refund all or part of a payment",
+    responses={
+        404: _problem("Unknown payment"),
+        409: _problem("The same Idempotency-Key is in flight; retry shortly"),
+        503: _problem("Stripe unreachable; retry with the same Idempotency-Key"),
+    },
+)
+def create_refund(
+    payment_id: uuid.UUID,
+    body: RefundCreate | None = None,
+    idempotency_key: IdempotencyKey = None,
+    principal: Principal = Depends(WRITE),
+    db: Engine = Depends(database),
+    stripe: Gateway = Depends(gateway),
+) -> JSONResponse:
+    key = _required_key(idempotency_key)
+    request = body or RefundCreate(amount=None)
+    return _answer(*service.create_refund(db, stripe, principal, payment_id, key, request))

@@ -1,0 +1,1 @@
+"""Registration service: the signup saga across customer, auth, payment and subscription."""

@@ -1,0 +1,58 @@
+"""Request and response bodies of the registration API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints
+
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+
+
+class RegistrationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "password": "correct horse battery staple",
+                    "name": "Ada Lovelace",
+                    "phone": "+447700900123",
+                    "plan_id": "pro-monthly",
+                    "trial": False,
+                    "payment_method_id": "pm_1Q0PsIJvEtkwdCNYMSaVuRz6",
+                    "marketing_opt_in": True,
+                }
+            ]
+        },
+    )
+
+    email: EmailStr
+    password: SecretStr = Field(min_length=10, max_length=200)
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    phone: Phone | None = None
+    plan_id: str = Field(min_length=1, max_length=100)
+    trial: bool = False
+    payment_method_id: str = Field(
+        min_length=3, max_length=255, description="A Stripe PaymentMethod id from Stripe.js"
+    )
+    marketing_opt_in: bool = False
+
+
+class PaymentSummary(BaseModel):
+    id: str
+    status: str
+    amount: int
+    currency: str
+
+
+class Registration(BaseModel):
+    registration_id: UUID
+    status: str
+    customer_id: UUID
+    subscription_id: UUID
+    subscription_status: str
+    plan_id: str
+    payment: PaymentSummary | None = None

@@ -1,0 +1,1 @@
+"""Subscription service: plans, subscriptions and their lifecycle."""

@@ -1,0 +1,89 @@
+"""Request and response bodies of the subscription API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Plan(BaseModel):
+    id: str
+    name: str
+    amount: int = Field(description="Price per interval in minor units (cents)")
+    currency: str
+    interval: Literal["month", "year"]
+    trial_days: int
+
+
+class SubscriptionCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "6f1c2f9e-4f7b-4b43-9a51-6f0d2d0c8e11",
+                    "plan_id": "pro-monthly",
+                    "trial": True,
+                }
+            ]
+        },
+    )
+
+    customer_id: UUID
+    plan_id: str = Field(min_length=1, max_length=100)
+    trial: bool = False
+    tenant_id: str | None = Field(None, max_length=100, description="Internal callers only")
+
+
+class PlanChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"plan_id": "pro-monthly"}]}
+    )
+
+    plan_id: str = Field(min_length=1, max_length=100)
+
+
+class Cancel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at_period_end: bool = True
+
+
+class Activate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: str = Field(min_length=1, max_length=100, description="The first charge")
+
+
+class ProrationOut(BaseModel):
+    days_left: int
+    days_in_period: int
+    credit: int
+    charge: int
+    amount_due: int
+
+
+class Subscription(BaseModel):
+    id: UUID
+    customer_id: UUID
+    tenant_id: str | None
+    plan_id: str
+    pending_plan_id: str | None
+    status: str
+    current_period_start: datetime
+    current_period_end: datetime
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    paused_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlanChanged(BaseModel):
+    subscription: Subscription
+    effective: Literal["now", "period_end"]
+    proration: ProrationOut | None = None

@@ -1,0 +1,197 @@
+"""The subscription schema: the only code that reads or writes it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from transactional.common import outbox
+from transactional.subscription import lifecycle
+from transactional.subscription.models import Plan, Subscription
+
+SCHEMA = "subscription"
+COLUMNS = (
+    "id, customer_id, tenant_id, plan_id, pending_plan_id, status, current_period_start, "
+    "current_period_end, trial_end, cancel_at_period_end, canceled_at, paused_at, created_at, "
+    "updated_at"
+)
+
+
+class LiveSubscriptionExists(Exception):
+    def __init__(self, existing: Subscription) -> None:
+        self.existing = existing
+
+
+def plans(conn: Connection) -> list[Plan]:
+    rows = conn.execute(
+        text(
+            "SELECT id, name, amount, currency, interval, trial_days FROM subscription.plans "
+            "WHERE active ORDER BY amount, id"
+        )
+    ).all()
+    return [Plan.model_validate(dict(r._mapping)) for r in rows]
+
+
+def plan(conn: Connection, plan_id: str) -> Plan | None:
+    row = conn.execute(
+        text(
+            "SELECT id, name, amount, currency, interval, trial_days FROM subscription.plans "
+            "WHERE id = :id AND active"
+        ),
+        {"id": plan_id},
+    ).first()
+    return Plan.model_validate(dict(row._mapping)) if row else None
+
+
+def _row(row: Any) -> Subscription:
+    return Subscription.model_validate(dict(row._mapping))
+
+
+def get(conn: Connection, sub_id: uuid.UUID, lock: bool = False) -> Subscription | None:
+    sql = f"SELECT {COLUMNS} FROM subscription.subscriptions WHERE id = :id"
+    row = conn.execute(text(sql + (" FOR UPDATE" if lock else "")), {"id": sub_id}).first()
+    return _row(row) if row else None
+
+
+def by_request_key(conn: Connection, key: str) -> Subscription | None:
+    row = conn.execute(
+        text(f"SELECT {COLUMNS} FROM subscription.subscriptions WHERE request_key = :k"),
+        {"k": key},
+    ).first()
+    return _row(row) if row else None
+
+
+def live_for_customer(conn: Connection, customer_id: uuid.UUID) -> Subscription | None:
+    row = conn.execute(
+        text(
+            f"SELECT {COLUMNS} FROM subscription.subscriptions "
+            "WHERE customer_id = :c AND status <> 'canceled'"
+        ),
+        {"c": customer_id},
+    ).first()
+    return _row(row) if row else None
+
+
+def for_customer(conn: Connection, customer_id: uuid.UUID) -> list[Subscription]:
+    rows = conn.execute(
+        text(
+            f"SELECT {COLUMNS} FROM subscription.subscriptions WHERE customer_id = :c "
+            "ORDER BY created_at DESC"
+        ),
+        {"c": customer_id},
+    ).all()
+    return [_row(r) for r in rows]
+
+
+def _event(sub: Subscription, **extra: Any) -> dict[str, Any]:
+    return {
+        "subscription_id": str(sub.id),
+        "customer_id": str(sub.customer_id),
+        "tenant_id": sub.tenant_id,
+        "plan_id": sub.plan_id,
+        "status": sub.status,
+        "current_period_start": sub.current_period_start.isoformat(),
+        "current_period_end": sub.current_period_end.isoformat(),
+        **extra,
+    }
+
+
+def create(
+    conn: Connection,
+    customer_id: uuid.UUID,
+    tenant_id: str | None,
+    plan_: Plan,
+    trial: bool,
+    request_key: str | None,
+) -> Subscription:
+    now = datetime.now(UTC)
+    trialing = trial and plan_.trial_days > 0
+    end = (
+        lifecycle.trial_period(now, plan_.trial_days)
+        if trialing
+        else lifecycle.period_end(now, plan_.interval)
+    )
+    row = conn.execute(
+        text(
+            "INSERT INTO subscription.subscriptions (id, customer_id, tenant_id, plan_id, status, "
+            "current_period_start, current_period_end, trial_end, request_key) "
+            "VALUES (:id, :customer, :tenant, :plan, :status, :start, :end, :trial_end, :key) "
+            f"ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+        ),
+        {
+            "id": uuid.uuid4(),
+            "customer": customer_id,
+            "tenant": tenant_id,
+            "plan": plan_.id,
+            "status": "trialing" if trialing else "incomplete",
+            "start": now,
+            "end": end,
+            "trial_end": end if trialing else None,
+            "key": request_key,
+        },
+    ).first()
+    if row is None:
+        existing = (
+            by_request_key(conn, request_key) if request_key else None
+        ) or live_for_customer(conn, customer_id)
+        assert existing is not None, "conflict without a row: unique keys changed?"
+        raise LiveSubscriptionExists(existing)
+    sub = _row(row)
+    outbox.emit(
+        conn,
+        SCHEMA,
+        "subscription",
+        str(sub.id),
+        "subscription.created",
+        _event(
+            sub,
+            amount=plan_.amount,
+            currency=plan_.currency,
+            interval=plan_.interval,
+            trial_end=end.isoformat() if trialing else None,
+        ),
+    )
+    return sub
+
+
+def move(
+    conn: Connection,
+    sub: Subscription,
+    target: str,
+    event_type: str,
+    changes: dict[str, Any] | None = None,
+    event: dict[str, Any] | None = None,
+) -> Subscription:
+    """Apply an allowed transition (or a same-state change) and record its event."""
+    changes = changes or {}
+    status = sub.status if target == sub.status else lifecycle.transition(sub.status, target)
+    sets = ", ".join(f"{k} = :{k}" for k in changes)
+    row = conn.execute(
+        text(
+            f"UPDATE subscription.subscriptions SET status = :status, updated_at = now()"
+            f"{', ' + sets if sets else ''} WHERE id = :id RETURNING {COLUMNS}"
+        ),
+        {"status": status, "id": sub.id, **changes},
+    ).one()
+    updated = _row(row)
+    outbox.emit(
+        conn,
+        SCHEMA,
+        "subscription",
+        str(updated.id),
+        event_type,
+        _event(
+            updated,
+            previous_status=sub.status,
+            **{k: _jsonable(v) for k, v in changes.items()},
+            **(event or {}),
+        ),
+    )
+    return updated
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value

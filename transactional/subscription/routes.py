@@ -1,0 +1,248 @@
+"""Subscription API: plans, subscribe, change plan, cancel, pause and resume."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Response, status
+from sqlalchemy import Connection
+
+from paywall.db import engine
+from paywall.settings import get_settings
+from transactional.common.problems import Problem
+from transactional.common.security import Principal, require
+from transactional.subscription import lifecycle, repository
+from transactional.subscription.models import (
+    Activate,
+    Cancel,
+    Plan,
+    PlanChange,
+    PlanChanged,
+    ProrationOut,
+    Subscription,
+    SubscriptionCreate,
+)
+
+router = APIRouter(tags=["subscriptions"])
+Reader = Annotated[Principal, Depends(require("subscriptions:read"))]
+Writer = Annotated[Principal, Depends(require("subscriptions:write"))]
+Internal = Annotated[Principal, Depends(require("subscriptions:write", "internal"))]
+CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such subscription visible to the caller"},
+    409: {"description": "The change is not allowed in the subscription's state"},
+}
+
+
+def _owns(principal: Principal, customer_id: uuid.UUID, tenant_id: str | None) -> bool:
+    if principal.internal:
+        return True
+    if principal.customer_id is not None:
+        return principal.customer_id == str(customer_id)
+    return principal.tenant_id is not None and principal.tenant_id == tenant_id
+
+
+def _visible(conn: Connection, principal: Principal, sub_id: uuid.UUID) -> repository.Subscription:
+    sub = repository.get(conn, sub_id, lock=True)
+    if sub is None or not _owns(principal, sub.customer_id, sub.tenant_id):
+        raise Problem(404, "Subscription Not Found", f"no subscription {sub_id}")
+    return sub
+
+
+def _refused(exc: lifecycle.TransitionRefused) -> Problem:
+    return Problem(
+        409,
+        "Transition Not Allowed",
+        str(exc),
+        type_="https://paywall.dev/problems/transition",
+        status_now=exc.current,
+    )
+
+
+@router.get("/v1/plans", response_model=list[Plan], tags=["plans"])
+def list_plans() -> list[Plan]:
+    with engine(get_settings()).connect() as conn:
+        return repository.plans(conn)
+
+
+@router.post(
+    "/v1/subscriptions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Subscription,
+    responses={
+        409: {"description": "The customer already has a live subscription"},
+        200: {"description": "Replay of an earlier request with the same key"},
+    },
+)
+def create_subscription(
+    body: SubscriptionCreate,
+    principal: Writer,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Subscription:
+    if body.tenant_id is not None and not principal.internal:
+        raise Problem(403, "Forbidden", "tenant_id may only be set by internal services")
+    tenant = body.tenant_id if principal.internal else principal.tenant_id
+    if not _owns(principal, body.customer_id, tenant):
+        raise Problem(403, "Forbidden", "a caller may only subscribe its own customer")
+    key = f"{principal.client_id}:{idempotency_key}" if idempotency_key else None
+    with engine(get_settings()).begin() as conn:
+        plan = repository.plan(conn, body.plan_id)
+        if plan is None:
+            raise Problem(422, "Unknown Plan", f"no active plan {body.plan_id!r}")
+        try:
+            sub = repository.create(conn, body.customer_id, tenant, plan, body.trial, key)
+        except repository.LiveSubscriptionExists as exc:
+            if key and repository.by_request_key(conn, key) is not None:
+                response.status_code = status.HTTP_200_OK
+                return exc.existing
+            raise Problem(
+                409,
+                "Already Subscribed",
+                "the customer has a live subscription",
+                subscription_id=str(exc.existing.id),
+            ) from exc
+    response.headers["Location"] = f"/v1/subscriptions/{sub.id}"
+    return sub
+
+
+@router.get("/v1/subscriptions/{sub_id}", response_model=Subscription, responses=CHANGE_ERRORS)
+def get_subscription(sub_id: uuid.UUID, principal: Reader) -> Subscription:
+    with engine(get_settings()).connect() as conn:
+        sub = repository.get(conn, sub_id)
+    if sub is None or not _owns(principal, sub.customer_id, sub.tenant_id):
+        raise Problem(404, "Subscription Not Found", f"no subscription {sub_id}")
+    return sub
+
+
+@router.get("/v1/customers/{customer_id}/subscriptions", response_model=list[Subscription])
+def customer_subscriptions(customer_id: uuid.UUID, principal: Reader) -> list[Subscription]:
+    with engine(get_settings()).connect() as conn:
+        subs = repository.for_customer(conn, customer_id)
+    return [s for s in subs if _owns(principal, s.customer_id, s.tenant_id)]
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/activate",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    summary="Activate after the first charge (internal)",
+)
+def activate(sub_id: uuid.UUID, body: Activate, principal: Internal) -> Subscription:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        if sub.status == "active":
+            return sub  # a retried activation changes nothing
+        try:
+            return repository.move(
+                conn, sub, "active", "subscription.activated", event={"payment_id": body.payment_id}
+            )
+        except lifecycle.TransitionRefused as exc:
+            raise _refused(exc) from exc
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/change-plan",
+    response_model=PlanChanged,
+    responses=CHANGE_ERRORS,
+    summary="Upgrade now (prorated by day) or downgrade at period end",
+)
+def change_plan(sub_id: uuid.UUID, body: PlanChange, principal: Writer) -> PlanChanged:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        if sub.status not in ("active", "trialing", "past_due"):
+            raise Problem(
+                409, "Transition Not Allowed", f"a {sub.status} subscription cannot change plan"
+            )
+        old = repository.plan(conn, sub.plan_id)
+        new = repository.plan(conn, body.plan_id)
+        if new is None or old is None:
+            raise Problem(422, "Unknown Plan", f"no active plan {body.plan_id!r}")
+        if new.id == old.id:
+            raise Problem(409, "Same Plan", "the subscription is already on that plan")
+        if (new.currency, new.interval) != (old.currency, old.interval):
+            raise Problem(
+                422, "Incompatible Plan", "plan changes keep the currency and the billing interval"
+            )
+        if new.amount < old.amount:
+            moved = repository.move(
+                conn,
+                sub,
+                sub.status,
+                "subscription.downgrade_scheduled",
+                {"pending_plan_id": new.id},
+            )
+            return PlanChanged(subscription=moved, effective="period_end")
+        now = datetime.now(UTC)
+        proration = (
+            lifecycle.prorate(
+                old.amount, new.amount, sub.current_period_start, sub.current_period_end, now
+            )
+            if sub.status != "trialing"
+            else lifecycle.Proration(0, 1, 0, 0)
+        )
+        moved = repository.move(
+            conn,
+            sub,
+            sub.status,
+            "subscription.upgraded",
+            {"plan_id": new.id, "pending_plan_id": None},
+            event={
+                "previous_plan_id": old.id,
+                "proration_amount_due": proration.amount_due,
+                "currency": new.currency,
+            },
+        )
+    out = ProrationOut(amount_due=proration.amount_due, **vars(proration))
+    return PlanChanged(subscription=moved, effective="now", proration=out)
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/cancel", response_model=Subscription, responses=CHANGE_ERRORS
+)
+def cancel(sub_id: uuid.UUID, body: Cancel, principal: Writer) -> Subscription:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        try:
+            if body.at_period_end and sub.status in ("active", "trialing", "past_due"):
+                return repository.move(
+                    conn,
+                    sub,
+                    sub.status,
+                    "subscription.cancel_scheduled",
+                    {"cancel_at_period_end": True},
+                )
+            return repository.move(
+                conn, sub, "canceled", "subscription.canceled", {"canceled_at": datetime.now(UTC)}
+            )
+        except lifecycle.TransitionRefused as exc:
+            raise _refused(exc) from exc
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/pause", response_model=Subscription, responses=CHANGE_ERRORS
+)
+def pause(sub_id: uuid.UUID, principal: Writer) -> Subscription:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        try:
+            lifecycle.transition(sub.status, "paused")  # pausing a paused one is refused too
+            return repository.move(
+                conn, sub, "paused", "subscription.paused", {"paused_at": datetime.now(UTC)}
+            )
+        except lifecycle.TransitionRefused as exc:
+            raise _refused(exc) from exc
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/resume", response_model=Subscription, responses=CHANGE_ERRORS
+)
+def resume(sub_id: uuid.UUID, principal: Writer) -> Subscription:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        if sub.status != "paused":
+            raise Problem(
+                409, "Transition Not Allowed", f"a {sub.status} subscription is not paused"
+            )
+        return repository.move(conn, sub, "active", "subscription.resumed", {"paused_at": None})
