@@ -67,7 +67,10 @@ def api(settings: Settings) -> Iterator[Api]:
         mp.setenv("API_PORT", str(port))
         reset_settings()
         server = uvicorn.Server(
-            uvicorn.Config(combined_app(), host="127.0.0.1", port=port, log_level="warning")
+            # log_config=None: uvicorn's dictConfig would detach its loggers from ours.
+            uvicorn.Config(
+                combined_app(), host="127.0.0.1", port=port, log_level="warning", log_config=None
+            )
         )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import ModuleType
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from transactional.common.app import create_app
 
@@ -24,12 +27,28 @@ def service_app(name: str) -> FastAPI:
 
 
 def combined_app() -> FastAPI:
-    """All services in one process; their paths do not overlap, so routers simply stack."""
-    routers, checks = [], {}
+    """All services in one process; their paths do not overlap, so routers simply stack.
+
+    Each service module exports ROUTERS and READY_CHECKS, and may export STARTUP: blocking
+    callables its own app runs at start (auth's default clients and signing key).
+    """
+    routers, checks, startup = [], {}, []
     for name in SERVICES:
         module = service_module(name)
         routers.extend(module.ROUTERS)
         checks.update({f"{name}:{check}": fn for check, fn in module.READY_CHECKS.items()})
+        startup.extend(getattr(module, "STARTUP", []))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for step in startup:
+            await run_in_threadpool(step)
+        yield
+
     return create_app(
-        "paywall", routers, checks, description="All paywall services in one process (local use)."
+        "paywall",
+        routers,
+        checks,
+        lifespan=lifespan,
+        description="All paywall services in one process (local use).",
     )

@@ -565,7 +565,7 @@ def test_require_rejects_forged_and_foreign_tokens(
 def test_create_user_for_registration(http: httpx.Client, engine: Engine) -> None:
     form = {"grant_type": "client_credentials", "scope": "users:write internal"}
     got = http.post(
-        "/oauth/token", data=form, auth=(REGISTRATION_CLIENT_ID, registration_client_secret())
+        "/oauth/token", data=form, auth=(REGISTRATION_CLIENT_ID, registration_client_secret(get_settings()))
     )
     assert got.status_code == 200, got.text
     bearer = {"Authorization": f"Bearer {got.json()['access_token']}"}
@@ -881,7 +881,7 @@ def test_purge_expired(engine: Engine, spa_client: str, user: User) -> None:
             {"jti": uuid.uuid4().hex},
         )
         assert tokens.purge_expired(conn) >= 1
-        left = conn.execute(
+        left: int = conn.execute(
             text(
                 "SELECT count(*) FROM auth.revoked_tokens "
                 "WHERE expires_at < now() - interval '1 day'"

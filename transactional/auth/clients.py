@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus, urlsplit
@@ -140,10 +139,8 @@ def _client(row: RowMapping) -> Client:
     )
 
 
-def registration_client_secret() -> str:
-    # Settings is not auth's file to extend, so the secret is read here and only here.
-    # The default is for the local stack; production sets REGISTRATION_CLIENT_SECRET.
-    return os.environ.get("REGISTRATION_CLIENT_SECRET", "paywall-local-registration-secret")
+def registration_client_secret(settings: Settings) -> str:
+    return settings.registration_client_secret.get_secret_value()
 
 
 def ensure_default_clients(conn: Connection, settings: Settings) -> None:
@@ -166,7 +163,7 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
             scopes=USER_SCOPES,
             replace=True,
         )
-    secret = registration_client_secret()
+    secret = registration_client_secret(settings)
     registration = get_client(conn, REGISTRATION_CLIENT_ID)
     # Re-hashing on every start would be wasted argon2 work; only a changed secret or
     # scope list rewrites the row.

@@ -1,0 +1,161 @@
+"""Signups per second and latency through `POST /v1/registrations`, against a baseline.
+
+The baseline, measured in the same run on the same database, is a bare FastAPI endpoint
+doing one INSERT (bench/baseline_app.py). Both run under uvicorn in their own process;
+the load comes from this process over loopback with the same concurrency.
+
+    .venv/bin/python bench/signup.py [--signups 200] [--concurrency 8]
+
+Targets (issue 3): throughput ≥ 0.5× the baseline's, p99 ≤ 2× the baseline's.
+A signup is several HTTP calls between services and to Stripe (localstripe here), so the
+comparison says how much the saga costs over the cheapest possible write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from paywall import clients, db  # noqa: E402
+from paywall.settings import STATE_DIR_ENV, reset_settings  # noqa: E402
+from paywall.stack.local import LocalStack  # noqa: E402
+from paywall.stack.process import free_port, stop_pid, wait_until  # noqa: E402
+
+
+def serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    wait_until(lambda: _up(port), " ".join(argv[:3]), timeout=60,
+               alive=lambda: proc.poll() is None, log=log)
+    return proc
+
+
+def _up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def load(call: Callable[[int], httpx.Response], n: int, concurrency: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+
+    def one(i: int) -> None:
+        start = time.perf_counter()
+        resp = call(i)
+        latencies.append(time.perf_counter() - start)
+        if resp.status_code != 201:
+            raise RuntimeError(f"request {i} answered {resp.status_code}: {resp.text[:300]}")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(n)))
+    return n / (time.perf_counter() - start), latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--signups", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="paywall-bench-") as tmp:
+        root = Path(tmp)
+        stack = LocalStack(root / "stack")
+        os.environ[STATE_DIR_ENV] = str(stack.root)
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            settings = stack.up()
+            db.upgrade(settings)
+            api_port, base_port = free_port(), free_port()
+            env = {**os.environ, "API_PORT": str(api_port), "LOG_LEVEL": "WARNING"}
+            procs.append(serve([str(REPO / ".venv/bin/paywall"), "serve"], env, api_port,
+                               root / "api.log"))
+            procs.append(serve(
+                [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port",
+                 str(base_port), "--log-level", "warning"],
+                {**env, "DATABASE_URL": settings.database_url or ""}, base_port,
+                root / "baseline.log",
+            ))
+            os.environ["API_PORT"] = str(api_port)
+            reset_settings()
+            api = f"http://127.0.0.1:{api_port}"
+            token = _client_token(api, settings)
+            stripe = clients.stripe_client(settings)
+            cards = [str(stripe.v1.payment_methods.create(params={
+                "type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
+                                         "exp_year": 2030, "cvc": "123"}}).id)
+                     for _ in range(args.signups + 10)]
+            http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
+            baseline_http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
+
+            def signup(i: int) -> httpx.Response:
+                return http.post(f"{api}/v1/registrations", headers={
+                    "Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+                    json={"email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
+                          "password": "bench password 123", "name": "Bench",
+                          "plan_id": "pro-monthly", "payment_method_id": cards[i]})
+
+            def insert(_: int) -> httpx.Response:
+                return baseline_http.post(f"http://127.0.0.1:{base_port}/insert",
+                                          json={"email": f"{uuid.uuid4().hex}@example.com"})
+
+            load(signup, 10, 2)  # warm-up: JWKS cache, connection pools, imports
+            load(insert, 10, 2)
+            base_rps, base_lat = load(insert, args.signups, args.concurrency)
+            rps, lat = load(signup, args.signups, args.concurrency)
+        except RuntimeError:
+            for log in root.glob("*.log"):
+                print(f"--- {log.name}", log.read_text()[-3000:], sep="\n")
+            raise
+        finally:
+            for proc in procs:
+                stop_pid(proc.pid)
+            stack.down()
+
+    print(f"signups: {args.signups} at concurrency {args.concurrency}")
+    print(f"baseline (one INSERT): {base_rps:8.1f} req/s  p50 {pct(base_lat, 50):7.1f} ms  "
+          f"p99 {pct(base_lat, 99):7.1f} ms")
+    print(f"signup saga:           {rps:8.1f} req/s  p50 {pct(lat, 50):7.1f} ms  "
+          f"p99 {pct(lat, 99):7.1f} ms")
+    print(f"throughput ratio (signup/baseline): {rps / base_rps:.3f}x  (target >= 0.5x)")
+    print(f"p99 ratio (signup/baseline):        {pct(lat, 99) / pct(base_lat, 99):.2f}x  "
+          "(target <= 2x)")
+
+
+def _client_token(api: str, settings: object) -> str:
+    from paywall.db import engine
+    from paywall.settings import get_settings
+    from transactional.auth.clients import create_client
+
+    secret = uuid.uuid4().hex
+    with engine(get_settings()).begin() as conn:
+        create_client(conn, "bench", secret=secret, grant_types=("client_credentials",),
+                      scopes=("registrations:write",), tenant_id="bench", replace=True)
+    resp = httpx.post(f"{api}/oauth/token", auth=("bench", secret),
+                      data={"grant_type": "client_credentials", "scope": "registrations:write"})
+    resp.raise_for_status()
+    return str(resp.json()["access_token"])
+
+
+if __name__ == "__main__":
+    main()
