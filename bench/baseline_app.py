@@ -10,11 +10,16 @@ from sqlalchemy import create_engine, text
 
 engine = create_engine(
     os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1),
-    pool_size=10, max_overflow=10,
+    pool_size=10,
+    max_overflow=10,
 )
 with engine.begin() as conn:
-    conn.execute(text("CREATE TABLE IF NOT EXISTS bench_baseline (id uuid PRIMARY KEY, "
-                      "email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"))
+    conn.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS bench_baseline (id uuid PRIMARY KEY, "
+            "email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+        )
+    )
 app = FastAPI()
 
 
@@ -22,6 +27,8 @@ app = FastAPI()
 def insert(body: dict[str, str]) -> dict[str, str]:
     new_id = uuid.uuid4()
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO bench_baseline (id, email) VALUES (:id, :email)"),
-                     {"id": new_id, "email": body.get("email", "")})
+        conn.execute(
+            text("INSERT INTO bench_baseline (id, email) VALUES (:id, :email)"),
+            {"id": new_id, "email": body.get("email", "")},
+        )
     return {"id": str(new_id)}

@@ -6,7 +6,7 @@ the load comes from this process over loopback with the same concurrency.
 
     .venv/bin/python bench/signup.py [--signups 200] [--concurrency 8]
 
-Targets (issue 3): throughput ≥ 0.5× the baseline's, p99 ≤ 2× the baseline's.
+Targets (issue 3): throughput at least 0.5x the baseline's, p99 at most 2x the baseline's.
 A signup is several HTTP calls between services and to Stripe (localstripe here), so the
 comparison says how much the saga costs over the cheapest possible write.
 """
@@ -38,10 +38,16 @@ from paywall.stack.process import free_port, stop_pid, wait_until  # noqa: E402
 
 def serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    wait_until(lambda: _up(port), " ".join(argv[:3]), timeout=60,
-               alive=lambda: proc.poll() is None, log=log)
+        proc = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    wait_until(
+        lambda: _up(port),
+        " ".join(argv[:3]),
+        timeout=60,
+        alive=lambda: proc.poll() is None,
+        log=log,
+    )
     return proc
 
 
@@ -52,7 +58,9 @@ def _up(port: int) -> bool:
         return False
 
 
-def load(call: Callable[[int], httpx.Response], n: int, concurrency: int) -> tuple[float, list[float]]:
+def load(
+    call: Callable[[int], httpx.Response], n: int, concurrency: int
+) -> tuple[float, list[float]]:
     latencies: list[float] = []
 
     def one(i: int) -> None:
@@ -88,36 +96,71 @@ def main() -> None:
             db.upgrade(settings)
             api_port, base_port = free_port(), free_port()
             env = {**os.environ, "API_PORT": str(api_port), "LOG_LEVEL": "WARNING"}
-            procs.append(serve([str(REPO / ".venv/bin/paywall"), "serve"], env, api_port,
-                               root / "api.log"))
-            procs.append(serve(
-                [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port",
-                 str(base_port), "--log-level", "warning"],
-                {**env, "DATABASE_URL": settings.database_url or ""}, base_port,
-                root / "baseline.log",
-            ))
+            procs.append(
+                serve([str(REPO / ".venv/bin/paywall"), "serve"], env, api_port, root / "api.log")
+            )
+            procs.append(
+                serve(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "bench.baseline_app:app",
+                        "--port",
+                        str(base_port),
+                        "--log-level",
+                        "warning",
+                    ],
+                    {**env, "DATABASE_URL": settings.database_url or ""},
+                    base_port,
+                    root / "baseline.log",
+                )
+            )
             os.environ["API_PORT"] = str(api_port)
             reset_settings()
             api = f"http://127.0.0.1:{api_port}"
             token = _client_token(api, settings)
             stripe = clients.stripe_client(settings)
-            cards = [str(stripe.v1.payment_methods.create(params={
-                "type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
-                                         "exp_year": 2030, "cvc": "123"}}).id)
-                     for _ in range(args.signups + 10)]
+            cards = [
+                str(
+                    stripe.v1.payment_methods.create(
+                        params={
+                            "type": "card",
+                            "card": {
+                                "number": "4242424242424242",
+                                "exp_month": 12,
+                                "exp_year": 2030,
+                                "cvc": "123",
+                            },
+                        }
+                    ).id
+                )
+                for _ in range(args.signups + 10)
+            ]
             http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
             baseline_http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
 
             def signup(i: int) -> httpx.Response:
-                return http.post(f"{api}/v1/registrations", headers={
-                    "Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
-                    json={"email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
-                          "password": "bench password 123", "name": "Bench",
-                          "plan_id": "pro-monthly", "payment_method_id": cards[i]})
+                return http.post(
+                    f"{api}/v1/registrations",
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Idempotency-Key": str(uuid.uuid4()),
+                    },
+                    json={
+                        "email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
+                        "password": "bench password 123",
+                        "name": "Bench",
+                        "plan_id": "pro-monthly",
+                        "payment_method_id": cards[i],
+                    },
+                )
 
             def insert(_: int) -> httpx.Response:
-                return baseline_http.post(f"http://127.0.0.1:{base_port}/insert",
-                                          json={"email": f"{uuid.uuid4().hex}@example.com"})
+                return baseline_http.post(
+                    f"http://127.0.0.1:{base_port}/insert",
+                    json={"email": f"{uuid.uuid4().hex}@example.com"},
+                )
 
             load(signup, 10, 2)  # warm-up: JWKS cache, connection pools, imports
             load(insert, 10, 2)
@@ -133,13 +176,19 @@ def main() -> None:
             stack.down()
 
     print(f"signups: {args.signups} at concurrency {args.concurrency}")
-    print(f"baseline (one INSERT): {base_rps:8.1f} req/s  p50 {pct(base_lat, 50):7.1f} ms  "
-          f"p99 {pct(base_lat, 99):7.1f} ms")
-    print(f"signup saga:           {rps:8.1f} req/s  p50 {pct(lat, 50):7.1f} ms  "
-          f"p99 {pct(lat, 99):7.1f} ms")
+    print(
+        f"baseline (one INSERT): {base_rps:8.1f} req/s  p50 {pct(base_lat, 50):7.1f} ms  "
+        f"p99 {pct(base_lat, 99):7.1f} ms"
+    )
+    print(
+        f"signup saga:           {rps:8.1f} req/s  p50 {pct(lat, 50):7.1f} ms  "
+        f"p99 {pct(lat, 99):7.1f} ms"
+    )
     print(f"throughput ratio (signup/baseline): {rps / base_rps:.3f}x  (target >= 0.5x)")
-    print(f"p99 ratio (signup/baseline):        {pct(lat, 99) / pct(base_lat, 99):.2f}x  "
-          "(target <= 2x)")
+    print(
+        f"p99 ratio (signup/baseline):        {pct(lat, 99) / pct(base_lat, 99):.2f}x  "
+        "(target <= 2x)"
+    )
 
 
 def _client_token(api: str, settings: object) -> str:
@@ -149,10 +198,20 @@ def _client_token(api: str, settings: object) -> str:
 
     secret = uuid.uuid4().hex
     with engine(get_settings()).begin() as conn:
-        create_client(conn, "bench", secret=secret, grant_types=("client_credentials",),
-                      scopes=("registrations:write",), tenant_id="bench", replace=True)
-    resp = httpx.post(f"{api}/oauth/token", auth=("bench", secret),
-                      data={"grant_type": "client_credentials", "scope": "registrations:write"})
+        create_client(
+            conn,
+            "bench",
+            secret=secret,
+            grant_types=("client_credentials",),
+            scopes=("registrations:write",),
+            tenant_id="bench",
+            replace=True,
+        )
+    resp = httpx.post(
+        f"{api}/oauth/token",
+        auth=("bench", secret),
+        data={"grant_type": "client_credentials", "scope": "registrations:write"},
+    )
     resp.raise_for_status()
     return str(resp.json()["access_token"])
 

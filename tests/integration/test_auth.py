@@ -565,7 +565,9 @@ def test_require_rejects_forged_and_foreign_tokens(
 def test_create_user_for_registration(http: httpx.Client, engine: Engine) -> None:
     form = {"grant_type": "client_credentials", "scope": "users:write internal"}
     got = http.post(
-        "/oauth/token", data=form, auth=(REGISTRATION_CLIENT_ID, registration_client_secret(get_settings()))
+        "/oauth/token",
+        data=form,
+        auth=(REGISTRATION_CLIENT_ID, registration_client_secret(get_settings())),
     )
     assert got.status_code == 200, got.text
     bearer = {"Authorization": f"Bearer {got.json()['access_token']}"}
