@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import ModuleType
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from transactional.common.app import create_app
+from transactional.common.app import ReadyCheck, create_app
 
 SERVICES = ("auth", "customer", "subscription", "payment", "registration")
 
@@ -32,7 +32,9 @@ def combined_app() -> FastAPI:
     Each service module exports ROUTERS and READY_CHECKS, and may export STARTUP: blocking
     callables its own app runs at start (auth's default clients and signing key).
     """
-    routers, checks, startup = [], {}, []
+    routers: list[APIRouter] = []
+    checks: dict[str, ReadyCheck] = {}
+    startup: list[Callable[[], None]] = []
     for name in SERVICES:
         module = service_module(name)
         routers.extend(module.ROUTERS)
