@@ -6,6 +6,7 @@ occurred_at, producer, key, data); the relay publishes it as is, keyed by aggreg
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.expression import bindparam
+
+from streaming import contracts
 
 
 def emit(
@@ -22,18 +25,20 @@ def emit(
     aggregate_id: str,
     event_type: str,
     data: dict[str, Any],
-    schema_version: int = 1,
+    schema_version: int | None = None,
 ) -> uuid.UUID:
     event_id = uuid.uuid4()
-    envelope = {
+    envelope: dict[str, Any] = {
         "event_id": str(event_id),
         "event_type": event_type,
-        "schema_version": schema_version,
+        "schema_version": schema_version or contracts.latest_version(event_type),
         "occurred_at": datetime.now(UTC).isoformat(timespec="microseconds"),
         "producer": f"{schema}-service",
         "key": aggregate_id,
-        "data": data,
+        "data": json.loads(json.dumps(data, default=str)),
     }
+    # A producer refuses an event that breaks its contract: the state change rolls back.
+    contracts.validate(envelope)
     conn.execute(
         text(
             f"INSERT INTO {schema}.outbox (id, aggregate_type, aggregate_id, type, payload) "

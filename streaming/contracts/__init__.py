@@ -1,0 +1,111 @@
+"""Versioned event contracts (JSON Schema), kept in the repo: one file per type and version.
+
+`schemas/<event_type>.v<N>.json` describes the envelope's `data` at schema_version N;
+`envelope.json` the envelope. Producers refuse what breaks its schema; consumers check
+only the envelope and ignore fields they do not know.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+HERE = Path(__file__).parent
+SCHEMAS = HERE / "schemas"
+_FILE = re.compile(r"^(?P<type>[a-z_]+\.[a-z_]+)\.v(?P<version>\d+)\.json$")
+
+
+class ContractError(ValueError):
+    """An event does not match its contract (or has none)."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    event_type: str
+    version: int
+    schema: dict[str, Any]
+    path: Path
+
+
+@cache
+def contracts() -> dict[tuple[str, int], Contract]:
+    found = {}
+    for path in sorted(SCHEMAS.glob("*.json")):
+        match = _FILE.match(path.name)
+        if match is None:
+            raise ContractError(f"{path.name}: not named <event_type>.v<N>.json")
+        key = (match["type"], int(match["version"]))
+        found[key] = Contract(*key, json.loads(path.read_text()), path)
+    return found
+
+
+def versions(event_type: str) -> list[Contract]:
+    return sorted(
+        (c for (t, _), c in contracts().items() if t == event_type), key=lambda c: c.version
+    )
+
+
+def latest_version(event_type: str) -> int:
+    found = versions(event_type)
+    if not found:
+        raise ContractError(f"no contract for event type {event_type!r}")
+    return found[-1].version
+
+
+@cache
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json), format_checker=FormatChecker())
+
+
+def _errors(schema: dict[str, Any], value: Any) -> list[str]:
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    return [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+        for e in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    ]
+
+
+def check_envelope(envelope: Any) -> None:
+    """What every consumer checks: the envelope's shape, not the data it carries."""
+    problems = _errors(json.loads((HERE / "envelope.json").read_text()), envelope)
+    if problems:
+        raise ContractError("; ".join(problems))
+
+
+def validate(envelope: dict[str, Any]) -> None:
+    """What producers check before an event leaves: envelope and data, strictly."""
+    check_envelope(envelope)
+    key = (envelope["event_type"], envelope["schema_version"])
+    contract = contracts().get(key)
+    if contract is None:
+        raise ContractError(f"no contract for {key[0]} v{key[1]}")
+    problems = _errors(contract.schema, envelope["data"])
+    if problems:
+        raise ContractError(f"{key[0]} v{key[1]}: " + "; ".join(problems))
+
+
+def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What in `new` would break a reader written against `old`."""
+    out = []
+    old_props, new_props = old.get("properties", {}), new.get("properties", {})
+    for field in old.get("required", []):
+        if field not in new.get("required", []):
+            out.append(f"required field {field!r} removed or made optional")
+    for field, spec in old_props.items():
+        if field in new_props and _types(new_props[field]) - _types(spec):
+            out.append(
+                f"field {field!r} changed type {sorted(_types(spec))} → "
+                f"{sorted(_types(new_props[field]))}"
+            )
+    return out
+
+
+def _types(spec: dict[str, Any]) -> set[str]:
+    kind = spec.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
