@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ def test_published_contracts_are_never_edited_in_place() -> None:
 def test_each_version_reads_like_the_one_before(event_type: str) -> None:
     chain = contracts.versions(event_type)
     assert [c.version for c in chain] == list(range(1, len(chain) + 1))
-    for old, new in zip(chain, chain[1:], strict=False):
+    for old, new in itertools.pairwise(chain):
         assert contracts.breaking_changes(old.schema, new.schema) == []
 
 
