@@ -135,21 +135,32 @@ class LocalStack:
                 self._save(state)
         reset_settings()
 
-    def restart(self, name: str) -> Running:
-        """Stop one started server and start it again on the same port (fault tests)."""
+    def stop(self, name: str) -> Running:
+        """Stop one started server but keep its record, so `start` brings it back (faults)."""
+        with self._locked():
+            running = self._load().get(name)
+            if running is None:
+                raise PaywallError(f"{name} was not started by this stack")
+            self._component(name).stop(running)
+            return running
+
+    def start(self, name: str) -> Running:
+        """Start one recorded server again on the port it had, so clients reconnect."""
         with self._locked():
             state = self._load()
             running = state.get(name)
             if running is None:
                 raise PaywallError(f"{name} was not started by this stack")
-            comp = self._component(name)
-            comp.stop(running)
             ctx = StackContext(self.root, {k: v for r in state.values() for k, v in r.env.items()})
-            run = comp.start(ctx, running.port)
+            run = self._component(name).start(ctx, running.port)
             run.ticks = start_ticks(run.pid)
             state[name] = run
             self._save(state)
             return run
+
+    def restart(self, name: str) -> Running:
+        self.stop(name)
+        return self.start(name)
 
     def status(self) -> list[PartStatus]:
         state = self._load()

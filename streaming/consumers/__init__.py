@@ -1,0 +1,1 @@
+"""Kafka consumers, each its own consumer group: notification and audit."""

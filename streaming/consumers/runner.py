@@ -1,0 +1,138 @@
+"""The consume loop every consumer shares: envelope check, dead letters, manual commits.
+
+Delivery is at least once: an offset is committed only after its message was handled
+(or parked in the dead-letter topic), so handlers must be idempotent by event id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, Message, Producer
+from prometheus_client import Counter
+
+from paywall.clients import kafka_config
+from paywall.logs import get_logger
+from paywall.settings import Settings
+from streaming import contracts
+from streaming.topics import DEAD_LETTER_TOPICS
+
+log = get_logger(__name__)
+PROCESSED = Counter(
+    "paywall_consumer_processed_total", "Messages handled by consumers", ["group", "result"]
+)
+
+
+class Retryable(Exception):
+    """A passing failure (a provider's 5xx, a timeout): retry, then dead-letter."""
+
+
+@dataclass
+class Delivery:
+    envelope: dict[str, Any]
+    topic: str
+    partition: int
+    offset: int
+
+
+Handler = Callable[[Delivery], None]
+
+
+@dataclass
+class ConsumerLoop:
+    settings: Settings
+    group: str
+    topics: list[str]
+    handler: Handler
+    retries: int = 3
+    backoff: float = 0.5
+    group_id: str | None = None  # the Kafka group; defaults to `group`
+    stats: dict[str, int] = field(default_factory=lambda: {"ok": 0, "dead_letter": 0})
+
+    def __post_init__(self) -> None:
+        self.consumer = Consumer(
+            kafka_config(
+                self.settings,
+                **{
+                    "group.id": self.group_id or self.group,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    # tansu joins a group in about half the session timeout: keep it short.
+                    "session.timeout.ms": 6000,
+                    "log_level": 3,
+                },
+            )
+        )
+        self.dead_letters = Producer(
+            kafka_config(
+                self.settings, **{"enable.idempotence": True, "acks": "all", "log_level": 3}
+            )
+        )
+        self.dlq_topic = DEAD_LETTER_TOPICS[self.group].name
+        self.consumer.subscribe(self.topics)
+
+    def poll_once(self, timeout: float = 0.5) -> bool:
+        msg = self.consumer.poll(timeout)
+        if msg is None:
+            return False
+        if msg.error():
+            log.warning("consumer.error", group=self.group, error=str(msg.error()))
+            return False
+        self._handle(msg)
+        self.consumer.commit(message=msg, asynchronous=False)
+        return True
+
+    def run(self, stop: Callable[[], bool]) -> None:
+        try:
+            while not stop():
+                self.poll_once()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.dead_letters.flush(10)
+
+    def _handle(self, msg: Message) -> None:
+        try:
+            envelope = json.loads(msg.value() or b"")
+            contracts.check_envelope(envelope)
+        except (ValueError, contracts.ContractError) as exc:
+            self._dead_letter(msg, f"poison: {exc}")
+            return
+        delivery = Delivery(envelope, msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+        for attempt in range(self.retries):
+            try:
+                self.handler(delivery)
+                self.stats["ok"] += 1
+                PROCESSED.labels(self.group, "ok").inc()
+                return
+            except Retryable as exc:
+                log.warning(
+                    "consumer.retry",
+                    group=self.group,
+                    attempt=attempt + 1,
+                    event_id=envelope["event_id"],
+                    error=str(exc),
+                )
+                time.sleep(self.backoff * 2**attempt)
+        self._dead_letter(msg, f"gave up after {self.retries} attempts")
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        original = msg.headers() or []
+        headers: list[tuple[str, str | bytes | None]] = [(str(h[0]), h[1]) for h in original]
+        headers += [
+            ("dlq_reason", reason[:500].encode()),
+            ("dlq_source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
+        ]
+        self.dead_letters.produce(self.dlq_topic, key=msg.key(), value=msg.value(), headers=headers)
+        if self.dead_letters.flush(15):
+            # Not parked: do not commit past it; the loop stops and the message returns.
+            raise RuntimeError("dead-letter topic unavailable")
+        self.stats["dead_letter"] += 1
+        PROCESSED.labels(self.group, "dead_letter").inc()
+        log.warning("consumer.dead_letter", group=self.group, reason=reason[:200])

@@ -1,0 +1,65 @@
+"""Where the lake job puts things in the lake bucket; other work reads these names.
+
+    events/<event_type>/event_date=YYYY-MM-DD/part-<batch>-<partition>.parquet
+    _rejects/events/batch=<batch>/part-<partition>.parquet
+    _manifests/events/batch=<batch>.json     (written last: the batch is complete)
+
+<batch> is the streaming batch id and <partition> the Spark task's partition, one per
+Kafka topic-partition range, so a replayed batch rewrites the same names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+
+EVENTS_PREFIX = "events"
+REJECTS_PREFIX = "_rejects/events"
+MANIFESTS_PREFIX = "_manifests/events"
+MANIFEST_VERSION = 1
+
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("schema_version", pa.int32()),
+        ("occurred_at", _UTC_MICROS),
+        ("producer", pa.string()),
+        ("key", pa.string()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("data", pa.string()),
+        ("ingested_at", _UTC_MICROS),
+    ]
+)
+
+REJECT_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("key", pa.string()),
+        ("reject_reason", pa.string()),
+        ("raw_value", pa.string()),  # personal fields hashed or redacted, never clear
+        ("ingested_at", _UTC_MICROS),
+    ]
+)
+
+
+def event_file_key(event_type: str, event_date: dt.date, batch_id: int, partition: int) -> str:
+    return (
+        f"{EVENTS_PREFIX}/{event_type}/event_date={event_date.isoformat()}/"
+        f"part-{batch_id}-{partition}.parquet"
+    )
+
+
+def reject_file_key(batch_id: int, partition: int) -> str:
+    return f"{REJECTS_PREFIX}/batch={batch_id}/part-{partition}.parquet"
+
+
+def manifest_key(batch_id: int) -> str:
+    return f"{MANIFESTS_PREFIX}/batch={batch_id}.json"

@@ -1,0 +1,163 @@
+"""A Kafka streaming source on PySpark's Python Data Source API (no connector jar needed).
+
+Offsets look like the native source's: {topic: {partition: next_offset}}. The driver
+plans one input partition per topic-partition with new data, in sorted order, so a
+replayed batch (same start and end from the offset log) gets the same task numbers;
+the sink names files by them. Executors read their range with assign + seek.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
+)
+from pyspark.sql.types import StructType
+
+from streaming.lake import kafka_offsets as ko
+from streaming.lake.parse import KAFKA_SCHEMA
+
+SOURCE_NAME = "paywall_kafka"
+
+_ARROW_SCHEMA = pa.schema(
+    [
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("timestampType", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class OffsetRange(InputPartition):
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+class KafkaSource(DataSource):
+    """Options: bootstrap_servers, topics (comma-separated), max_offsets_per_trigger."""
+
+    @classmethod
+    def name(cls) -> str:
+        return SOURCE_NAME
+
+    def schema(self) -> StructType:
+        return KAFKA_SCHEMA
+
+    def streamReader(self, schema: StructType) -> DataSourceStreamReader:
+        topics = [t for t in self.options["topics"].split(",") if t]
+        limit = int(self.options.get("max_offsets_per_trigger", "0") or 0)
+        return KafkaStreamReader(self.options["bootstrap_servers"], topics, limit)
+
+
+class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    def __init__(self, bootstrap: str, topics: Sequence[str], max_offsets: int) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.max_offsets = max_offsets
+        self.target: ko.TopicOffsets | None = None
+
+    def initialOffset(self) -> dict:
+        return ko.earliest_offsets(self.bootstrap, ko.partitions_of(self.bootstrap, self.topics))
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        # Fix the end now: an available-now run stops at what existed when it started.
+        self.target = self._ends()
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        return ReadMaxRows(self.max_offsets) if self.max_offsets > 0 else ReadAllAvailable()
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        ends = self.target if self.target is not None else self._ends()
+        known = _flatten(start)
+        # A partition (or topic) that appeared since the last batch starts at its earliest.
+        new = [tp for tp in _flatten(ends) if tp not in known]
+        known.update(_flatten(ko.earliest_offsets(self.bootstrap, new)))
+        wanted = {tp: max(end, known[tp]) for tp, end in _flatten(ends).items()}
+        if isinstance(limit, ReadMaxRows):
+            wanted = _capped(known, wanted, limit.max_rows)
+        # Keep partitions we know but no longer see, so offsets never move backwards.
+        return _nest({**known, **wanted})
+
+    def reportLatestOffset(self) -> dict | None:
+        return None
+
+    def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
+        begin = _flatten(start)
+        ranges = []
+        for (topic, part), stop in sorted(_flatten(end).items()):
+            first = begin.get((topic, part), 0)
+            if stop > first:
+                ranges.append(OffsetRange(topic, part, first, stop))
+        return ranges
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, OffsetRange)
+        chunks = ko.read_range(
+            self.bootstrap, partition.topic, partition.partition, partition.start, partition.end
+        )
+        for chunk in chunks:
+            yield _to_arrow(chunk)
+
+    def _ends(self) -> ko.TopicOffsets:
+        return ko.end_offsets(self.bootstrap, ko.partitions_of(self.bootstrap, self.topics))
+
+
+def _to_arrow(messages: list) -> pa.RecordBatch:
+    stamps = []
+    kinds = []
+    for m in messages:
+        kind, millis = m.timestamp()
+        stamps.append(millis * 1000 if millis is not None and millis >= 0 else None)
+        kinds.append(kind)
+    columns = [
+        pa.array([m.key() for m in messages], pa.binary()),
+        pa.array([m.value() for m in messages], pa.binary()),
+        pa.array([m.topic() for m in messages], pa.string()),
+        pa.array([m.partition() for m in messages], pa.int32()),
+        pa.array([m.offset() for m in messages], pa.int64()),
+        pa.array(stamps, pa.timestamp("us", tz="UTC")),
+        pa.array(kinds, pa.int32()),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=_ARROW_SCHEMA)
+
+
+def _flatten(offsets: dict) -> dict[tuple[str, int], int]:
+    return {(t, int(p)): int(o) for t, parts in offsets.items() for p, o in parts.items()}
+
+
+def _nest(flat: dict[tuple[str, int], int]) -> ko.TopicOffsets:
+    out: ko.TopicOffsets = {}
+    for (topic, part), offset in sorted(flat.items()):
+        out.setdefault(topic, {})[str(part)] = offset
+    return out
+
+
+def _capped(
+    start: dict[tuple[str, int], int], end: dict[tuple[str, int], int], max_rows: int
+) -> dict[tuple[str, int], int]:
+    """Share max_rows across partitions in proportion to their lag, as the native source does."""
+    lags = {tp: end[tp] - start.get(tp, 0) for tp in end}
+    total = sum(lags.values())
+    if total <= max_rows:
+        return end
+    out, budget = {}, max_rows
+    for tp in sorted(lags):
+        share = min(lags[tp], max(1, lags[tp] * max_rows // total)) if lags[tp] else 0
+        share = min(share, budget)
+        budget -= share
+        out[tp] = start.get(tp, 0) + share
+    return out

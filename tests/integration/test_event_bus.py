@@ -1,0 +1,209 @@
+"""Signups → outbox → relay → Kafka → notification and audit consumers, on real servers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, Producer
+from sqlalchemy import text
+
+from paywall.clients import kafka_config
+from paywall.db import engine
+from paywall.stack.local import LocalStack
+from streaming import relay
+from streaming.admin import sync_topics
+from streaming.consumers import audit, notification
+from streaming.consumers.runner import ConsumerLoop
+from streaming.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS
+from tests.conftest import Api
+from tests.integration.test_signup import GOOD_CARD, register, signup_body
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def topics(api: Api) -> None:
+    sync_topics(api.settings)
+    assert sync_topics(api.settings) == []  # a second sync creates nothing
+
+
+@pytest.fixture
+def signup(api: Api, issue_token: Callable[..., str], topics: None) -> Callable[[], dict]:
+    token = issue_token("registrations:write", f"tenant-{uuid.uuid4().hex[:6]}")
+
+    def one() -> dict:
+        body = signup_body(api, GOOD_CARD, marketing_opt_in=True)
+        resp = register(api, token, body, str(uuid.uuid4()))
+        assert resp.status_code == 201, resp.text
+        return {**resp.json(), "email": body["email"]}
+
+    return one
+
+
+def consume_until_idle(
+    api: Api, group: str, handler: Callable, group_id: str, idle_polls: int = 6
+) -> ConsumerLoop:
+    topics = [t.name for t in EVENT_TOPICS.values()]
+    loop = ConsumerLoop(api.settings, group, topics, handler, backoff=0.05, group_id=group_id)
+    idle = 0
+    try:
+        while idle < idle_polls:
+            got = loop.poll_once(0.5)
+            # Idle only counts once the group has given us partitions (tansu joins slowly).
+            idle = 0 if got or not loop.consumer.assignment() else idle + 1
+    finally:
+        loop.close()
+    return loop
+
+
+def notifier(api: Api) -> notification.Notifier:
+    return notification.Notifier(engine(api.settings), notification.Senders(api.settings))
+
+
+def sent_to(api: Api, email: str) -> list[dict]:
+    resp = httpx.get(f"{api.settings.sendgrid_api_host}/_sink/messages", params={"to": email})
+    return list(resp.json())
+
+
+def audit_rows_for(api: Api, event_type: str, key: str) -> int:
+    with engine(api.settings).connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM audit.log WHERE event_type = :t AND envelope->>'key' = :k"
+                ),
+                {"t": event_type, "k": key},
+            ).scalar_one()
+        )
+
+
+@pytest.fixture
+def groups() -> Iterator[dict[str, str]]:
+    suffix = uuid.uuid4().hex[:6]
+    yield {"notification": f"notification-{suffix}", "audit": f"audit-{suffix}"}
+
+
+def test_signups_reach_email_sms_and_audit_exactly_once(
+    api: Api, signup: Callable[[], dict], groups: dict[str, str]
+) -> None:
+    made = [signup() for _ in range(3)]
+    db = engine(api.settings)
+    assert relay.drain(db, relay.make_producer(api.settings)) > 0
+    assert relay.measure_lag(db) == dict.fromkeys(EVENT_TOPICS, 0)
+
+    consume_until_idle(api, "notification", notifier(api), groups["notification"])
+    consume_until_idle(api, "audit", audit.handler(db, api.settings), groups["audit"])
+    for reg in made:
+        subjects = sorted(m["subject"] for m in sent_to(api, reg["email"]))
+        assert subjects == ["Welcome to Paywall, Ada Lovelace", "Your Paywall receipt"]
+        assert audit_rows_for(api, "registration.completed", reg["registration_id"]) == 1
+    assert audit.verify(db).ok
+
+    # A redelivery (a second group re-reading everything) sends and appends nothing new.
+    consume_until_idle(api, "notification", notifier(api), groups["notification"] + "-again")
+    consume_until_idle(api, "audit", audit.handler(db, api.settings), groups["audit"] + "-again")
+    for reg in made:
+        assert len(sent_to(api, reg["email"])) == 2
+        assert audit_rows_for(api, "registration.completed", reg["registration_id"]) == 1
+
+
+def test_broker_down_during_signups_loses_and_doubles_nothing(
+    api: Api, local_stack: LocalStack, signup: Callable[[], dict], groups: dict[str, str]
+) -> None:
+    db = engine(api.settings)
+    producer = relay.make_producer(api.settings)
+    relay.drain(db, producer)  # start from an empty outbox
+    local_stack.stop("kafka")
+    try:
+        made = [signup() for _ in range(3)]  # the API does not need the broker
+        with pytest.raises(relay.BrokerUnavailable):
+            relay.publish_batch(db, relay.make_producer(api.settings), "registration")
+        assert relay.measure_lag(db)["registration"] >= 3  # nothing lost: rows wait
+    finally:
+        local_stack.start("kafka")
+    assert relay.drain(db, relay.make_producer(api.settings)) >= 3 * 4
+    consume_until_idle(api, "notification", notifier(api), groups["notification"])
+    consume_until_idle(api, "audit", audit.handler(db, api.settings), groups["audit"])
+    for reg in made:
+        assert [m["subject"] for m in sent_to(api, reg["email"])].count(
+            "Welcome to Paywall, Ada Lovelace"
+        ) == 1
+        assert audit_rows_for(api, "registration.completed", reg["registration_id"]) == 1
+    assert audit.verify(db).ok
+
+
+def test_poison_message_is_dead_lettered_and_the_consumer_goes_on(
+    api: Api, topics: None, groups: dict[str, str], signup: Callable[[], dict]
+) -> None:
+    producer = Producer(kafka_config(api.settings))
+    producer.produce(EVENT_TOPICS["customer"].name, key=b"bad", value=b"{not json")
+    producer.produce(
+        EVENT_TOPICS["customer"].name,
+        key=b"bad2",
+        value=json.dumps({"event_type": "customer.created"}).encode(),
+    )
+    assert producer.flush(10) == 0
+    reg = signup()
+    relay.drain(engine(api.settings), relay.make_producer(api.settings))
+    loop = consume_until_idle(api, "notification", notifier(api), groups["notification"])
+    assert loop.stats["dead_letter"] >= 2
+    assert sent_to(api, reg["email"])  # the consumer went on past the poison
+
+    dlq = Consumer(
+        kafka_config(
+            api.settings,
+            **{
+                "group.id": f"dlq-reader-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+            },
+        )
+    )
+    dlq.subscribe([DEAD_LETTER_TOPICS["notification"].name])
+    reasons = []
+    for _ in range(40):
+        msg = dlq.poll(0.5)
+        if msg is not None and not msg.error():
+            reasons.append(dict(msg.headers() or [])["dlq_reason"].decode())
+        if len(reasons) >= 2:
+            break
+    dlq.close()
+    assert any(r.startswith("poison:") for r in reasons)
+
+
+def test_tampering_with_the_audit_log_is_detected(
+    api: Api, signup: Callable[[], dict], groups: dict[str, str]
+) -> None:
+    db = engine(api.settings)
+    signup()
+    relay.drain(db, relay.make_producer(api.settings))
+    consume_until_idle(api, "audit", audit.handler(db, api.settings), groups["audit"])
+    assert audit.verify(db).ok
+    with db.begin() as conn, pytest.raises(Exception, match="append-only"):
+        conn.execute(text("UPDATE audit.log SET event_type = 'x' WHERE seq = 1"))
+
+    def edit(envelope: str) -> None:
+        # Whoever can switch the trigger off still cannot hide an edit from the chain.
+        with db.begin() as conn:
+            conn.execute(text("ALTER TABLE audit.log DISABLE TRIGGER log_append_only"))
+            conn.execute(
+                text("UPDATE audit.log SET envelope = CAST(:e AS jsonb) WHERE seq = 2"),
+                {"e": envelope},
+            )
+            conn.execute(text("ALTER TABLE audit.log ENABLE TRIGGER log_append_only"))
+
+    with db.connect() as conn:
+        original = conn.execute(
+            text("SELECT envelope::text FROM audit.log WHERE seq = 2")
+        ).scalar_one()
+    tampered = json.loads(original) | {"producer": "mallory"}
+    edit(json.dumps(tampered))
+    try:
+        assert audit.verify(db).first_broken_seq == 2
+    finally:
+        edit(original)
+    assert audit.verify(db).ok
