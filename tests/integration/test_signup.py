@@ -210,3 +210,62 @@ def test_no_token_is_401_problem(api: Api) -> None:
     resp = httpx.post(f"{api.url}/v1/registrations", json={})
     assert resp.status_code == 401
     assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def end_user_token(api: Api, email: str, password: str) -> str:
+    """What the web app does after signup: authorization code + PKCE with authlib."""
+    import re
+    from html import unescape
+
+    from authlib.integrations.httpx_client import OAuth2Client
+
+    from transactional.auth.clients import WEB_CLIENT_ID, WEB_REDIRECT_URI
+
+    oauth = OAuth2Client(
+        client_id=WEB_CLIENT_ID,
+        redirect_uri=WEB_REDIRECT_URI,
+        scope="openid customers:read subscriptions:read",
+        code_challenge_method="S256",
+        token_endpoint_auth_method="none",
+    )
+    verifier = uuid.uuid4().hex + uuid.uuid4().hex
+    url, _ = oauth.create_authorization_url(f"{api.url}/oauth/authorize", code_verifier=verifier)
+    with httpx.Client(base_url=api.url) as browser:
+        page = browser.get(url)
+        hidden = dict(
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text)
+        )
+        form = {k: unescape(v) for k, v in hidden.items()} | {"email": email, "password": password}
+        redirect = browser.post("/oauth/authorize", data=form)
+    assert redirect.status_code == 302, redirect.text
+    token = oauth.fetch_token(
+        f"{api.url}/oauth/token",
+        authorization_response=redirect.headers["location"],
+        code_verifier=verifier,
+    )
+    return str(token["access_token"])
+
+
+def test_a_customers_token_is_refused_on_another_customer(api: Api, client_token: str) -> None:
+    a_body, b_body = signup_body(api), signup_body(api)
+    a = register(api, client_token, a_body, str(uuid.uuid4())).json()
+    b = register(api, client_token, b_body, str(uuid.uuid4())).json()
+    token = end_user_token(api, a_body["email"], a_body["password"])
+    auth = {"Authorization": f"Bearer {token}"}
+
+    own = httpx.get(f"{api.url}/v1/customers/{a['customer_id']}", headers=auth)
+    assert own.status_code == 200 and own.json()["email"] == a_body["email"]
+    assert (
+        httpx.get(f"{api.url}/v1/subscriptions/{a['subscription_id']}", headers=auth).status_code
+        == 200
+    )
+    for path in (f"/v1/customers/{b['customer_id']}", f"/v1/subscriptions/{b['subscription_id']}"):
+        refused = httpx.get(f"{api.url}{path}", headers=auth)
+        assert refused.status_code == 404, path
+    listing = httpx.get(f"{api.url}/v1/customers", headers=auth).json()
+    assert [c["id"] for c in listing["data"]] == [a["customer_id"]]
+    # Read-only: the end user's token cannot write.
+    write = httpx.patch(
+        f"{api.url}/v1/customers/{a['customer_id']}", json={"name": "X"}, headers=auth
+    )
+    assert write.status_code == 403
