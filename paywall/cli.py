@@ -239,9 +239,10 @@ def audit_verify() -> None:
 @app.command()
 def demo(
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
+    signups: Annotated[int, typer.Option(min=1, max=1000, help="How many signups.")] = 12,
 ) -> None:
-    """The end-to-end demo on the local stack: stack up → migrate → health → summary."""
-    from paywall import db
+    """The end-to-end demo on the local stack (see paywall/demo.py for the stages)."""
+    from paywall import demo as flow
 
     stack = _stack()
     before = {p.name for p in stack.status() if p.mode == "started"}
@@ -249,14 +250,9 @@ def demo(
         with console.status("starting the local stack…"):
             stack.up(lambda name, msg: console.log(f"{name}: {msg}"))
         reset_settings()
-        settings = get_settings()
-        with console.status("migrating the database…"):
-            db.upgrade(settings)
-        console.log(f"database at revision {db.current_revision(settings)}")
-        healthy = _print_health()
-        _print_status(stack)
-        if not healthy:
+        if not _print_health():
             raise PaywallError("some parts are unhealthy (see the table above)")
+        flow.run(console, signups)
     finally:
         if not keep and not before:
             stack.down(lambda name, msg: console.log(f"{name}: {msg}"))

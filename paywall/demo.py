@@ -1,0 +1,236 @@
+"""`paywall demo`: the whole flow on the local stack, with a summary of every stage.
+
+stack up → migrate → topics → API (all services, one process) → signups over HTTP (some
+trials, some declined cards, an upgrade and a cancellation) → outbox relay → notification
+and audit consumers → summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import text
+
+from paywall import clients, db
+from paywall.logs import configure_logging
+from paywall.settings import Settings, get_settings, reset_settings
+from paywall.stack.process import free_port, port_open
+
+GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000341"
+
+
+@dataclass
+class Outcome:
+    signups: Counter[str] = field(default_factory=Counter)
+    changes: Counter[str] = field(default_factory=Counter)
+    published: int = 0
+    handled: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@contextmanager
+def api_server(settings: Settings) -> Iterator[str]:
+    """Every service in this process on a free loopback port, stopped on exit."""
+    import uvicorn
+
+    from transactional.services import combined_app
+
+    port = settings.api_port if not port_open(settings.api_host, settings.api_port) else free_port()
+    os.environ["API_PORT"] = str(port)
+    reset_settings()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            combined_app(), host=settings.api_host, port=port, log_level="warning", log_config=None
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{settings.api_host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _client_token(base: str, settings: Settings) -> str:
+    from transactional.auth.clients import create_client
+
+    secret = uuid.uuid4().hex
+    with db.engine(settings).begin() as conn:
+        create_client(
+            conn,
+            "demo-partner",
+            secret=secret,
+            grant_types=("client_credentials",),
+            scopes=("registrations:write", "subscriptions:read", "subscriptions:write"),
+            tenant_id="demo",
+            replace=True,
+        )
+    resp = httpx.post(
+        f"{base}/oauth/token",
+        auth=("demo-partner", secret),
+        data={"grant_type": "client_credentials"},
+        timeout=30,
+    )
+    resp.raise_for_status()
+    return str(resp.json()["access_token"])
+
+
+def _card(settings: Settings, number: str) -> str:
+    pm = clients.stripe_client(settings).v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    )
+    return str(pm.id)
+
+
+def run_signups(base: str, settings: Settings, count: int, console: Console) -> Outcome:
+    outcome = Outcome()
+    headers = {"Authorization": f"Bearer {_client_token(base, settings)}"}
+    plans = ["basic-monthly", "pro-monthly", "pro-yearly", "team-monthly"]
+    made: list[dict[str, str]] = []
+    with Progress(console=console, transient=True) as bar, httpx.Client(timeout=60) as http:
+        task = bar.add_task("signups over HTTP", total=count)
+        for i in range(count):
+            declined, trial = i % 6 == 5, i % 4 == 1
+            body = {
+                "email": f"demo-{uuid.uuid4().hex[:8]}@example.com",
+                "password": "demo password 1234",
+                "name": f"Demo Customer {i + 1}",
+                "phone": "+14155550100",
+                "plan_id": plans[i % len(plans)],
+                "trial": trial,
+                "marketing_opt_in": i % 2 == 0,
+                "payment_method_id": _card(settings, DECLINED_CARD if declined else GOOD_CARD),
+            }
+            resp = http.post(
+                f"{base}/v1/registrations",
+                json=body,
+                headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            if resp.status_code == 201:
+                outcome.signups[resp.json()["subscription_status"]] += 1
+                made.append(resp.json())
+            else:
+                outcome.signups[f"refused ({resp.status_code})"] += 1
+            bar.advance(task)
+        # A few lifecycle changes, as customers make them.
+        for reg in made[:2]:
+            if reg["plan_id"] == "basic-monthly":
+                r = http.post(
+                    f"{base}/v1/subscriptions/{reg['subscription_id']}/change-plan",
+                    json={"plan_id": "pro-monthly"},
+                    headers=headers,
+                )
+                outcome.changes[f"upgrade {r.status_code}"] += 1
+        for reg in made[-2:]:
+            r = http.post(
+                f"{base}/v1/subscriptions/{reg['subscription_id']}/cancel",
+                json={"at_period_end": True},
+                headers=headers,
+            )
+            outcome.changes[f"cancel at period end {r.status_code}"] += 1
+    return outcome
+
+
+def run_consumers(settings: Settings, idle_seconds: float = 4.0) -> dict[str, dict[str, int]]:
+    from streaming.consumers import audit, notification
+    from streaming.consumers.runner import ConsumerLoop
+    from streaming.topics import EVENT_TOPICS
+
+    engine = db.engine(settings)
+    topics = [t.name for t in EVENT_TOPICS.values()]
+    loops = {
+        "notification": ConsumerLoop(
+            settings,
+            "notification",
+            topics,
+            notification.Notifier(engine, notification.Senders(settings)),
+        ),
+        "audit": ConsumerLoop(settings, "audit", topics, audit.handler(engine, settings)),
+    }
+    for loop in loops.values():
+        last = time.monotonic()
+        try:
+            while time.monotonic() - last < idle_seconds or not loop.consumer.assignment():
+                if loop.poll_once(0.5):
+                    last = time.monotonic()
+                if time.monotonic() - last > 60:
+                    break
+        finally:
+            loop.close()
+    return {name: loop.stats for name, loop in loops.items()}
+
+
+def summary(settings: Settings, outcome: Outcome) -> Table:
+    from streaming.consumers.audit import verify
+
+    engine = db.engine(settings)
+    with engine.connect() as conn:
+        mrr: float = conn.execute(
+            text(
+                "SELECT coalesce(sum(CASE p.interval WHEN 'year' THEN p.amount / 12.0 "
+                "ELSE p.amount END), 0) FROM subscription.subscriptions s "
+                "JOIN subscription.plans p ON p.id = s.plan_id WHERE s.status = 'active'"
+            )
+        ).scalar_one()
+        states: dict[str, int] = dict(
+            conn.execute(
+                text("SELECT status, count(*) FROM subscription.subscriptions GROUP BY status")
+            ).all()
+        )
+        sends: dict[str, int] = dict(
+            conn.execute(
+                text("SELECT channel || ' ' || status, count(*) FROM notification.sends GROUP BY 1")
+            ).all()
+        )
+    audit = verify(engine)
+    table = Table("stage", "result", title="paywall demo")
+    table.add_row("signups (HTTP)", ", ".join(f"{k}: {v}" for k, v in outcome.signups.items()))
+    table.add_row("plan changes", ", ".join(f"{k}: {v}" for k, v in outcome.changes.items()))
+    table.add_row("subscriptions", ", ".join(f"{k}: {v}" for k, v in sorted(states.items())))
+    table.add_row("events relayed to Kafka", str(outcome.published))
+    for name, stats in outcome.handled.items():
+        table.add_row(f"{name} consumer", ", ".join(f"{k}: {v}" for k, v in stats.items()))
+    table.add_row("notifications", ", ".join(f"{k}: {v}" for k, v in sorted(sends.items())))
+    table.add_row("audit log", f"{audit.rows} rows, chain {'intact' if audit.ok else 'BROKEN'}")
+    table.add_row("MRR (active)", f"{float(mrr) / 100:,.2f} USD")
+    return table
+
+
+def run(console: Console, signups: int) -> None:
+    from streaming import relay
+    from streaming.admin import sync_topics
+
+    settings = get_settings()
+    configure_logging(settings)
+    logging.getLogger().setLevel(logging.WARNING)  # the tables tell the story; logs would drown it
+    with console.status("migrating the database and creating topics…"):
+        db.upgrade(settings)
+        sync_topics(settings)
+    with api_server(settings) as base:
+        console.log(f"API (all services) at {base} — docs at {base}/docs")
+        outcome = run_signups(base, get_settings(), signups, console)
+    settings = get_settings()
+    with console.status("relaying the outbox to Kafka…"):
+        outcome.published = relay.drain(db.engine(settings), relay.make_producer(settings))
+    with console.status("notification and audit consumers…"):
+        outcome.handled = run_consumers(settings)
+    console.print(summary(settings, outcome))
