@@ -128,3 +128,13 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
     assert "hunter2" not in result.stdout
     assert "abcdefghijklmnop" not in result.stdout
     assert "postgresql://app:****@db.internal:5432/paywall" in result.stdout
+
+
+def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    result = run(["demo", "--signups", "4"], env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "chain intact" in result.stdout
+    assert "refused" not in result.stdout or "(402)" in result.stdout
+    state = json.loads((tmp_path / "stack.json").read_text())
+    assert state == {}  # the demo stopped every server it started
