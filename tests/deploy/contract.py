@@ -1,0 +1,66 @@
+"""What the deploy manifests expect from code, where the code cannot tell by itself.
+
+The HTTP services are NOT listed here: the tests derive them from the code
+(`transactional.services.SERVICES`, and the metric objects in `transactional.common.app`),
+so a service added to SERVICES without manifests fails the deploy tests.
+
+Everything below is a promise the event-bus, streaming, billing and Dagster code must keep:
+the relay, the consumers, the lake stream and the billing assets MUST export the metric
+names listed here, and the `paywall` CLI MUST have the commands the workers run. Entries
+under PENDING_* do not exist yet; the tests fail once one does, so that it moves out of
+the pending list and gets checked against the code like the rest.
+"""
+
+from __future__ import annotations
+
+# --- CLI -------------------------------------------------------------------------------
+
+# Worker Deployments: manifest name -> container args (the `paywall` entrypoint is implied).
+# Each serves Prometheus metrics on WORKER_METRICS_PORT through `--metrics-port`.
+WORKER_METRICS_PORT = 9100
+WORKERS: dict[str, tuple[str, ...]] = {
+    "outbox-relay": ("relay", "--metrics-port", "9100"),
+    "consumer-notification": ("consume", "notification", "--metrics-port", "9100"),
+    "consumer-audit": ("consume", "audit", "--metrics-port", "9100"),
+    "stream-lake": ("stream", "lake", "--metrics-port", "9100"),
+}
+# Workers that run in the `spark` image target (Java + PySpark).
+SPARK_WORKERS: frozenset[str] = frozenset({"stream-lake"})
+
+# Command paths the manifests run that the CLI does not have yet (being built now).
+# `paywall stream lake` must accept `--metrics-port PORT` like `relay` and `consume`.
+PENDING_CLI_COMMANDS: frozenset[tuple[str, ...]] = frozenset({("stream", "lake")})
+
+# The migration Job.
+MIGRATION_ARGS: tuple[str, ...] = ("db", "upgrade")
+
+# Executables other than `paywall` that manifests may run from the same image
+# (Dagster's own CLIs, from the dagster / dagster-webserver packages).
+OTHER_EXECUTABLES: frozenset[str] = frozenset({"dagster", "dagster-webserver", "dagster-daemon"})
+
+# --- Metrics ---------------------------------------------------------------------------
+
+# Modules whose import registers paywall_* metrics in prometheus_client's default registry.
+METRIC_MODULES: tuple[str, ...] = (
+    "transactional.common.app",
+    "streaming.relay",
+    "streaming.consumers.runner",
+)
+
+# Metrics the alerts and dashboards use that no module registers yet, with their labels.
+# The consumer loop must export lag per group and topic; the Dagster billing assets must
+# export run failures and invoices by status.
+PENDING_METRICS: dict[str, tuple[str, ...]] = {
+    "paywall_consumer_lag_messages": ("group", "topic"),
+    "paywall_billing_run_failures_total": (),
+    "paywall_billing_invoices_total": ("status",),
+}
+# Histograms among the pending ones (their _bucket/_sum/_count series may be queried).
+PENDING_HISTOGRAMS: frozenset[str] = frozenset()
+
+# The expected label names of metrics that already exist (checked against the code).
+EXPECTED_LABELS: dict[str, tuple[str, ...]] = {
+    "paywall_outbox_lag_events": ("schema",),
+    "paywall_outbox_published_total": ("schema",),
+    "paywall_consumer_processed_total": ("group", "result"),
+}

@@ -1,0 +1,146 @@
+"""deploy/kong/kong.yaml: DB-less config whose routes reach real service paths, allowed by
+the Istio AuthorizationPolicies."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.conftest import DEPLOY, by_kind
+from transactional.services import SERVICES, service_app
+
+KONG = yaml.safe_load((DEPLOY / "kong" / "kong.yaml").read_text())
+OSS_PLUGINS = {"jwt", "rate-limiting", "request-size-limiting", "correlation-id"}
+PUBLIC_ROUTES = {"auth-oidc", "plans", "stripe-webhooks"}
+
+
+def _routes() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    services = {s["name"]: s for s in KONG["services"]}
+    out = [(service, route) for service in KONG["services"] for route in service["routes"]]
+    for route in KONG.get("routes", []):
+        out.append((services[route["service"]], route))
+    return out
+
+
+@cache
+def _openapi_paths(service: str) -> dict[str, set[str]]:
+    paths = service_app(service).openapi()["paths"]
+    return {path: {m.upper() for m in ops} for path, ops in paths.items()}
+
+
+def _served(service: str, route: dict[str, Any]) -> list[tuple[str, str]]:
+    """(method, concrete path) of the service's endpoints this Kong route forwards."""
+    out = []
+    for path, methods in _openapi_paths(service).items():
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        for kong_path in route["paths"]:
+            if kong_path.startswith("~"):
+                hit = re.match(kong_path[1:], concrete) is not None
+            else:
+                hit = concrete == kong_path or concrete.startswith(kong_path.rstrip("/") + "/")
+            if hit:
+                out += [(m, concrete) for m in methods & set(route["methods"])]
+    return out
+
+
+def test_format_and_service_upstreams() -> None:
+    assert KONG["_format_version"] == "3.0"
+    names = [s["name"] for s in KONG["services"]]
+    assert len(names) == len(set(names))
+    for service in KONG["services"]:
+        assert service["name"] in SERVICES
+        assert service["url"] == f"http://{service['name']}:8000"
+    route_names = [r["name"] for _, r in _routes()]
+    assert len(route_names) == len(set(route_names))
+    for route in KONG.get("routes", []):
+        assert route["service"] in names
+
+
+def test_plugins_are_oss_and_cover_the_edge_concerns() -> None:
+    everywhere = [p["name"] for p in KONG["plugins"]]
+    assert {"correlation-id", "rate-limiting", "request-size-limiting"} <= set(everywhere)
+    correlation = next(p for p in KONG["plugins"] if p["name"] == "correlation-id")
+    assert correlation["config"]["header_name"] == "X-Request-ID"
+    for service, route in _routes():
+        for plugin in service.get("plugins", []) + route.get("plugins", []):
+            assert plugin["name"] in OSS_PLUGINS, plugin["name"]
+
+
+def test_tokens_are_checked_on_every_non_public_route() -> None:
+    for _, route in _routes():
+        jwt = [p for p in route.get("plugins", []) if p["name"] == "jwt"]
+        if route["name"] in PUBLIC_ROUTES:
+            assert not jwt, route["name"]
+            continue
+        assert jwt, f"{route['name']}: no jwt plugin"
+        config = jwt[0]["config"]
+        assert config["key_claim_name"] == "kid"
+        assert "exp" in config["claims_to_verify"]
+        assert config["uri_param_names"] == [], "tokens never travel in URLs"
+    (consumer,) = KONG["consumers"]
+    assert consumer["jwt_secrets"] == [], "keys are added at deploy time, never in git"
+
+
+def test_every_route_reaches_real_endpoints() -> None:
+    for service, route in _routes():
+        assert _served(service["name"], route), f"{route['name']} matches no endpoint"
+
+
+@pytest.fixture(scope="module")
+def policies(rendered: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return by_kind(rendered["prod"], "AuthorizationPolicy")
+
+
+def _allows(policy: dict[str, Any], account: str, method: str, path: str) -> bool:
+    def path_ok(pattern: str) -> bool:
+        if pattern.endswith("*"):
+            return path.startswith(pattern[:-1])
+        if pattern.startswith("*"):
+            return path.endswith(pattern[1:])
+        return path == pattern
+
+    for rule in policy["spec"]["rules"]:
+        sources = [s["source"] for s in rule["from"]]
+        if not any(p.endswith(f"/sa/{account}") for s in sources for p in s.get("principals", [])):
+            continue
+        for op in (t["operation"] for t in rule["to"]):
+            if method in op.get("methods", [method]) and any(map(path_ok, op["paths"])):
+                return True
+    return False
+
+
+def test_istio_allows_kong_exactly_what_kong_routes(policies: dict[str, Any]) -> None:
+    for service, route in _routes():
+        for method, path in _served(service["name"], route):
+            assert _allows(policies[service["name"]], "kong", method, path), (
+                f"Kong routes {method} {path} to {service['name']}, Istio denies it"
+            )
+
+
+def test_kong_and_render_helper_agree_on_jwks(render: Any) -> None:
+    jwks = {
+        "keys": [
+            {
+                "kty": "RSA",
+                "kid": "k1",
+                "alg": "RS256",
+                "use": "sig",
+                "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1Wl"
+                "UzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDpre"
+                "cbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_"
+                "7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBI"
+                "Y2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU"
+                "7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+                "e": "AQAB",
+            }
+        ]
+    }
+    config = render.kong_config(KONG, jwks)
+    (secret,) = config["consumers"][0]["jwt_secrets"]
+    assert secret["key"] == "k1" and secret["algorithm"] == "RS256"
+    assert secret["rsa_public_key"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert KONG["consumers"][0]["jwt_secrets"] == [], "the helper must not change its input"
