@@ -220,6 +220,26 @@ def consume(
     console.print(f"{consumer}: handled {handled} message(s) {loop.stats}")
 
 
+@stream_app.command("lake")
+def stream_lake(
+    available_now: Annotated[
+        bool, typer.Option(help="Drain what is in Kafka now, then stop.")
+    ] = False,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Checkpoint location (default: under the state dir).")
+    ] = None,
+    metrics_port: MetricsPort = None,
+) -> None:
+    """Spark Structured Streaming: every event topic → Parquet in the S3 lake, exactly once."""
+    from paywall.logs import configure_logging
+    from streaming.lake.job import run_lake_stream
+
+    settings = get_settings()
+    configure_logging(settings)
+    _serve_metrics(metrics_port)
+    run_lake_stream(settings, available_now=available_now, checkpoint=checkpoint)
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit log's hash chain; exit 1 at the first broken row."""

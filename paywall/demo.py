@@ -36,6 +36,7 @@ class Outcome:
     signups: Counter[str] = field(default_factory=Counter)
     changes: Counter[str] = field(default_factory=Counter)
     published: int = 0
+    lake_rows: dict[str, int] = field(default_factory=dict)
     handled: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
@@ -179,6 +180,23 @@ def run_consumers(settings: Settings, idle_seconds: float = 4.0) -> dict[str, di
     return {name: loop.stats for name, loop in loops.items()}
 
 
+def lake_rows(settings: Settings) -> dict[str, int]:
+    """Rows per event type in the lake, from the manifests the streaming job committed."""
+    import json
+
+    s3 = clients.s3_client(settings)
+    rows: Counter[str] = Counter()
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=settings.lake_bucket, Prefix="_manifests/events/"
+    )
+    for page in pages:
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=settings.lake_bucket, Key=obj["Key"])["Body"].read()
+            for f in json.loads(body)["files"]:
+                rows[f["event_type"]] += f["rows"]
+    return dict(rows)
+
+
 def summary(settings: Settings, outcome: Outcome) -> Table:
     from streaming.consumers.audit import verify
 
@@ -210,6 +228,9 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
     for name, stats in outcome.handled.items():
         table.add_row(f"{name} consumer", ", ".join(f"{k}: {v}" for k, v in stats.items()))
     table.add_row("notifications", ", ".join(f"{k}: {v}" for k, v in sorted(sends.items())))
+    table.add_row(
+        "lake (Parquet rows)", ", ".join(f"{k}: {v}" for k, v in sorted(outcome.lake_rows.items()))
+    )
     table.add_row("audit log", f"{audit.rows} rows, chain {'intact' if audit.ok else 'BROKEN'}")
     table.add_row("MRR (active)", f"{float(mrr) / 100:,.2f} USD")
     return table
@@ -233,4 +254,9 @@ def run(console: Console, signups: int) -> None:
         outcome.published = relay.drain(db.engine(settings), relay.make_producer(settings))
     with console.status("notification and audit consumers…"):
         outcome.handled = run_consumers(settings)
+    with console.status("Spark: Kafka → S3 lake (available-now)…"):
+        from streaming.lake.job import run_lake_stream
+
+        run_lake_stream(settings, available_now=True)
+        outcome.lake_rows = lake_rows(settings)
     console.print(summary(settings, outcome))

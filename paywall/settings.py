@@ -12,11 +12,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STATE_DIR_ENV = "PAYWALL_STATE_DIR"
 LOCAL_STRIPE_KEY = "sk_test_paywall_local"
+LOCAL_PII_SALT = "paywall-local-lake-salt"
 
 
 def state_dir() -> Path:
@@ -57,6 +58,13 @@ class Settings(BaseSettings):
     aws_access_key_id: str | None = Field(None, alias="AWS_ACCESS_KEY_ID")
     aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
     lake_bucket: str = Field("paywall-lake", alias="LAKE_BUCKET")
+    # Personal fields reach the lake only as salted hashes; production needs its own salt.
+    lake_pii_salt: SecretStr = Field(SecretStr(LOCAL_PII_SALT), alias="LAKE_PII_SALT")
+    lake_source: Literal["python", "kafka"] = Field("python", alias="LAKE_SOURCE")
+    lake_sink: Literal["python", "parquet"] = Field("python", alias="LAKE_SINK")
+    lake_max_offsets_per_trigger: int = Field(50_000, alias="LAKE_MAX_OFFSETS_PER_TRIGGER", ge=1)
+    lake_trigger_seconds: float = Field(5.0, alias="LAKE_TRIGGER_SECONDS", gt=0)
+    spark_master: str = Field("local[2]", alias="SPARK_MASTER")
 
     stripe_api_key: SecretStr | None = Field(None, alias="STRIPE_API_KEY")
     stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
@@ -105,6 +113,12 @@ class Settings(BaseSettings):
         if value and not value.get_secret_value().startswith(("sk_", "rk_")):
             raise ValueError("must be a secret (sk_…) or restricted (rk_…) key")
         return value
+
+    @model_validator(mode="after")
+    def _production_has_its_own_secrets(self) -> Settings:
+        if self.env == "production" and self.lake_pii_salt.get_secret_value() == LOCAL_PII_SALT:
+            raise ValueError("LAKE_PII_SALT: production must not use the public default salt")
+        return self
 
     @property
     def api_base_url(self) -> str:

@@ -1,40 +1,23 @@
-"""The lake job's settings, read once: the env vars below are not yet in `Settings`.
-
-`LAKE_PII_SALT` is read here and nowhere else; production refuses to run without it,
-because a salt everyone knows makes the hashed emails guessable.
-"""
+"""The lake job's configuration, derived from `Settings` (LAKE_*, SPARK_MASTER)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from paywall.errors import ConfigError
-from paywall.settings import Settings, state_dir
+from paywall.settings import Settings, get_settings, state_dir
 from streaming.topics import EVENT_TOPICS
-
-PII_SALT_ENV = "LAKE_PII_SALT"
-LOCAL_PII_SALT = "paywall-local-lake-salt"
-SOURCE_ENV = "LAKE_SOURCE"  # "python" (confluent-kafka data source) or "kafka" (connector jar)
-SINK_ENV = "LAKE_SINK"  # "python" (pyarrow writer + manifests) or "parquet" (Spark file sink)
-MAX_OFFSETS_ENV = "LAKE_MAX_OFFSETS_PER_TRIGGER"
-TRIGGER_SECONDS_ENV = "LAKE_TRIGGER_SECONDS"
 
 SourceKind = Literal["python", "kafka"]
 SinkKind = Literal["python", "parquet"]
 
 
 def pii_salt(settings: Settings | None = None) -> str:
-    """The salt for hashing personal fields; local default outside production."""
-    salt = os.environ.get(PII_SALT_ENV, "").strip()
-    if salt:
-        return salt
-    if settings is not None and settings.is_production:
-        raise ConfigError(PII_SALT_ENV, "unset; production must not use the public default")
-    return LOCAL_PII_SALT
+    """The salt for hashing personal fields (LAKE_PII_SALT)."""
+    return (settings or get_settings()).lake_pii_salt.get_secret_value()
 
 
 @dataclass(frozen=True)
@@ -85,13 +68,6 @@ def lake_config(
 ) -> LakeConfig:
     if not settings.kafka_bootstrap_servers:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS", "unset; run `paywall stack up` or set it")
-    source = os.environ.get(SOURCE_ENV, "python")
-    sink = os.environ.get(SINK_ENV, "python")
-    if source not in ("python", "kafka"):
-        raise ConfigError(SOURCE_ENV, f"{source!r} is neither 'python' nor 'kafka'")
-    if sink not in ("python", "parquet"):
-        raise ConfigError(SINK_ENV, f"{sink!r} is neither 'python' nor 'parquet'")
-    limit = max_offsets_per_trigger or _positive_int(MAX_OFFSETS_ENV, 50_000)
     return LakeConfig(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         topics=tuple(topics) if topics else tuple(t.name for t in EVENT_TOPICS.values()),
@@ -99,21 +75,8 @@ def lake_config(
         s3=S3Access.from_settings(settings),
         checkpoint=str(checkpoint or default_checkpoint()),
         pii_salt=pii_salt(settings),
-        max_offsets_per_trigger=limit,
-        trigger_seconds=float(os.environ.get(TRIGGER_SECONDS_ENV, "5")),
-        source=source,  # type: ignore[arg-type]
-        sink=sink,  # type: ignore[arg-type]
+        max_offsets_per_trigger=max_offsets_per_trigger or settings.lake_max_offsets_per_trigger,
+        trigger_seconds=settings.lake_trigger_seconds,
+        source=settings.lake_source,
+        sink=settings.lake_sink,
     )
-
-
-def _positive_int(env: str, default: int) -> int:
-    raw = os.environ.get(env)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(env, f"{raw!r} is not an integer") from None
-    if value < 1:
-        raise ConfigError(env, "must be at least 1")
-    return value

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from paywall.settings import Settings
+from paywall.settings import Settings, get_settings
 from streaming.lake.config import LakeConfig, lake_config
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def lake_spark_session(cfg: LakeConfig | None = None) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(QUERY_NAME)
     if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # spark-submit chose the master already
-        builder = builder.master(os.environ.get("SPARK_MASTER", "local[2]"))
+        builder = builder.master(get_settings().spark_master)
     conf = {
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
@@ -90,13 +90,13 @@ def start_lake_queries(
 
     parsed = parse_events(read_kafka(spark, cfg), salt=cfg.pii_salt)
     if cfg.sink == "python":
-        from streaming.lake.sink import SINK_NAME, LakeSink
+        from streaming.lake.sink import SINK_NAME, LakeSink, sink_options
 
         spark.dataSource.register(LakeSink)
         writer = (
             parsed.writeStream.format(SINK_NAME)
             .queryName(QUERY_NAME)
-            .options(**_sink_options(cfg))
+            .options(**sink_options(cfg.bucket, cfg.s3))
             .option("checkpointLocation", cfg.checkpoint)
         )
         return [_trigger(writer, cfg, available_now).start()]
@@ -150,17 +150,6 @@ def _trigger(writer, cfg: LakeConfig, available_now: bool):  # type: ignore[no-u
     if available_now:
         return writer.trigger(availableNow=True)
     return writer.trigger(processingTime=f"{cfg.trigger_seconds} seconds")
-
-
-def _sink_options(cfg: LakeConfig) -> dict[str, str]:
-    options = {"bucket": cfg.bucket, "aws_region": cfg.s3.region}
-    if cfg.s3.endpoint_url:
-        options["s3_endpoint_url"] = cfg.s3.endpoint_url
-    if cfg.s3.access_key_id:
-        options["aws_access_key_id"] = cfg.s3.access_key_id
-        # Spark redacts option values whose key matches "secret" in plans and logs.
-        options["aws_secret_access_key"] = cfg.s3.secret_access_key or ""
-    return options
 
 
 def _s3a_conf(cfg: LakeConfig) -> dict[str, str]:

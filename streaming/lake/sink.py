@@ -21,7 +21,9 @@ from pyarrow import fs
 from pyspark.sql.datasource import DataSource, DataSourceStreamArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
+from paywall.settings import Settings
 from streaming.lake import layout
+from streaming.lake.config import S3Access
 
 SINK_NAME = "paywall_lake"
 # Spark sets this local property on every task of a micro-batch.
@@ -137,6 +139,23 @@ def build_manifest(bucket: str, batch_id: int, tasks: list[TaskFiles]) -> dict[s
     }
 
 
+def sink_options(bucket: str, s3: S3Access) -> dict[str, str]:
+    """The sink's options: the bucket and how to reach S3 (unset = default AWS chain)."""
+    options = {"bucket": bucket, "aws_region": s3.region}
+    if s3.endpoint_url:
+        options["s3_endpoint_url"] = s3.endpoint_url
+    if s3.access_key_id:
+        options["aws_access_key_id"] = s3.access_key_id
+        # Spark redacts option values whose key matches "secret" in plans and logs.
+        options["aws_secret_access_key"] = s3.secret_access_key or ""
+    return options
+
+
+def lake_filesystem(settings: Settings) -> fs.S3FileSystem:
+    """The lake bucket's filesystem as the sink sees it (for readers, tests, the bench)."""
+    return s3_filesystem(sink_options(settings.lake_bucket, S3Access.from_settings(settings)))
+
+
 def s3_filesystem(options: dict[str, str]) -> fs.S3FileSystem:
     kwargs: dict[str, Any] = {"region": options.get("aws_region") or "us-east-1"}
     endpoint = options.get("s3_endpoint_url")
@@ -150,12 +169,16 @@ def s3_filesystem(options: dict[str, str]) -> fs.S3FileSystem:
     return fs.S3FileSystem(**kwargs)
 
 
-def _write(s3: fs.S3FileSystem, bucket: str, key: str, rows: pa.Table, schema: pa.Schema) -> None:
-    # Sorted by position in Kafka so a rewrite is byte-for-byte the same but for ingested_at.
-    rows = rows.sort_by(
-        [("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")]
-    )
-    pq.write_table(rows.cast(schema), f"{bucket}/{key}", filesystem=s3, compression="zstd")
+def _write(s3: fs.S3FileSystem, bucket: str, key: str, rows: pa.Table, schema: pa.Schema) -> int:
+    """One PUT of the whole file (an object appears complete or not at all); returns bytes."""
+    # Sorted by position in Kafka so a rewrite is the same file but for ingested_at.
+    order = [("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")]
+    buffer = pa.BufferOutputStream()
+    pq.write_table(rows.sort_by(order).cast(schema), buffer, compression="zstd")
+    body = buffer.getvalue()
+    with s3.open_output_stream(f"{bucket}/{key}") as out:
+        out.write(body)
+    return body.size
 
 
 def _by_type_and_day(table: pa.Table) -> Iterator[tuple[tuple[str, dt.date], pa.Table]]:

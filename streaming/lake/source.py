@@ -69,6 +69,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.topics = list(topics)
         self.max_offsets = max_offsets
         self.target: ko.TopicOffsets | None = None
+        self.seen: dict[tuple[str, int], int] = {}  # ends found so far: probe hints
 
     def initialOffset(self) -> dict:
         return ko.earliest_offsets(self.bootstrap, ko.partitions_of(self.bootstrap, self.topics))
@@ -81,8 +82,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return ReadMaxRows(self.max_offsets) if self.max_offsets > 0 else ReadAllAvailable()
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
-        ends = self.target if self.target is not None else self._ends()
         known = _flatten(start)
+        ends = self.target if self.target is not None else self._ends(known)
         # A partition (or topic) that appeared since the last batch starts at its earliest.
         new = [tp for tp in _flatten(ends) if tp not in known]
         known.update(_flatten(ko.earliest_offsets(self.bootstrap, new)))
@@ -112,8 +113,14 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         for chunk in chunks:
             yield _to_arrow(chunk)
 
-    def _ends(self) -> ko.TopicOffsets:
-        return ko.end_offsets(self.bootstrap, ko.partitions_of(self.bootstrap, self.topics))
+    def _ends(self, known: dict[tuple[str, int], int] | None = None) -> ko.TopicOffsets:
+        hints = dict(self.seen)
+        for tp, offset in (known or {}).items():
+            hints[tp] = max(offset, hints.get(tp, 0))
+        partitions = ko.partitions_of(self.bootstrap, self.topics)
+        ends = ko.end_offsets(self.bootstrap, partitions, hints)
+        self.seen = _flatten(ends)
+        return ends
 
 
 def _to_arrow(messages: list) -> pa.RecordBatch:

@@ -1,0 +1,204 @@
+"""Lake ingest rate (events/s) against raw confluent-kafka consume, on a fresh local stack.
+
+    .venv/bin/python bench/lake_ingest.py [--events 20000] [--batch 50000]
+
+Baseline, measured in the same run on the same topic: one confluent-kafka consumer
+reading every event (assign + consume, values touched) — the cheapest possible read.
+Measured: the lake job's available_now run over the same events (parse, hash, Parquet
+to S3, manifests), with the SparkSession already up (its start-up is printed apart).
+Target: at least 0.5x the baseline's rate. Also printed: Kafka → lake latency of single
+events with the stream running (1 s trigger); signup → Kafka (the outbox relay) is not
+part of this job and is not measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from paywall.clients import ensure_bucket, kafka_config  # noqa: E402
+from paywall.settings import STATE_DIR_ENV, Settings  # noqa: E402
+from paywall.stack.local import LocalStack  # noqa: E402
+
+PARTITIONS = 3
+
+
+def envelope(i: int) -> bytes:
+    customer = f"cus_{i}"
+    return json.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "customer.created",
+            "schema_version": 1,
+            "occurred_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "producer": "customer-service",
+            "key": customer,
+            "data": {
+                "customer_id": customer,
+                "tenant_id": None,
+                "email": f"user{i}@example.com",
+                "name": f"User {i}",
+                "phone": "+15550100",
+                "marketing_opt_in": False,
+                "status": "active",
+            },
+        }
+    ).encode()
+
+
+def produce(settings: Settings, topic: str, count: int, first: int = 0) -> None:
+    if first == 0:
+        admin = AdminClient(kafka_config(settings))
+        for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+            future.result()
+    producer = Producer(kafka_config(settings, **{"linger.ms": 20}))
+    for i in range(first, first + count):
+        producer.produce(topic, envelope(i), key=f"cus_{i}")
+        if i % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def raw_consume(settings: Settings, topic: str, count: int) -> float:
+    consumer = Consumer(
+        kafka_config(
+            settings, **{"group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False}
+        )
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    seen, size = 0, 0
+    start = time.perf_counter()
+    while seen < count:
+        for msg in consumer.consume(10_000, timeout=1.0):
+            if msg.error() is None:
+                size += len(msg.value() or b"")
+                seen += 1
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return elapsed
+
+
+def latency(
+    spark: object, cfg: object, settings: Settings, topic: str, samples: int
+) -> list[float]:
+    """Seconds from produce to the event's manifest appearing, stream running (1 s trigger)."""
+    from pyarrow.fs import FileSelector
+
+    from streaming.lake.job import start_lake_queries
+    from streaming.lake.layout import MANIFESTS_PREFIX
+    from streaming.lake.sink import lake_filesystem
+
+    s3 = lake_filesystem(settings)
+    selector = FileSelector(f"{settings.lake_bucket}/{MANIFESTS_PREFIX}", allow_not_found=True)
+    query = start_lake_queries(spark, cfg, available_now=False)[0]  # type: ignore[arg-type]
+    producer = Producer(kafka_config(settings))
+    out = []
+    try:
+        time.sleep(3)  # let the first (empty) trigger pass
+        for i in range(samples):
+            before = len(s3.get_file_info(selector))
+            start = time.perf_counter()
+            producer.produce(topic, envelope(10_000_000 + i))
+            producer.flush(10)
+            while len(s3.get_file_info(selector)) == before:
+                time.sleep(0.02)
+            out.append(time.perf_counter() - start)
+    finally:
+        query.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=50_000, help="maxOffsetsPerTrigger")
+    parser.add_argument("--latency-samples", type=int, default=5)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
+        stack = LocalStack(Path(tmp) / "stack")
+        os.environ[STATE_DIR_ENV] = str(stack.root)
+        try:
+            settings = stack.up()
+            settings = settings.model_copy(update={"lake_bucket": "bench-lake"})
+            ensure_bucket(settings, settings.lake_bucket)
+            topic = f"bench.lake.{uuid.uuid4().hex[:6]}"
+            t0 = time.perf_counter()
+            produce(settings, topic, args.events)
+            print(f"produced {args.events} events to {topic} in {time.perf_counter() - t0:.1f}s")
+
+            raw = raw_consume(settings, topic, args.events)
+            raw_rate = args.events / raw
+            print(f"baseline raw confluent-kafka consume: {raw:.2f}s, {raw_rate:,.0f} msgs/s")
+
+            from streaming.lake.config import lake_config
+            from streaming.lake.job import lake_spark_session, start_lake_queries
+
+            cfg = lake_config(
+                settings,
+                Path(tmp) / "checkpoint",
+                topics=[topic],
+                max_offsets_per_trigger=args.batch,
+            )
+            t0 = time.perf_counter()
+            spark = lake_spark_session(cfg)
+            print(f"SparkSession start-up: {time.perf_counter() - t0:.1f}s (not in the rate)")
+
+            t0 = time.perf_counter()
+            query = start_lake_queries(spark, cfg, available_now=True)[0]
+            query.awaitTermination()
+            lake = time.perf_counter() - t0
+            rows = sum(p["numInputRows"] for p in query.recentProgress)
+            assert rows == args.events, f"lake read {rows} of {args.events}"
+            lake_rate = args.events / lake
+            print(
+                f"lake job available_now: {lake:.2f}s, {lake_rate:,.0f} events/s "
+                f"({len(query.recentProgress)} batches)"
+            )
+            for p in query.recentProgress:
+                print(
+                    f"  batch {p['batchId']}: {p['numInputRows']} rows, "
+                    f"{p['durationMs']['triggerExecution']} ms"
+                )
+            print(f"ratio lake / baseline: {lake_rate / raw_rate:.3f}x (target >= 0.5x)")
+
+            # A second run over new events, Python workers warm: the steady-state rate.
+            produce_more = args.events
+            produce(settings, topic, produce_more, first=args.events)
+            t0 = time.perf_counter()
+            query = start_lake_queries(spark, cfg, available_now=True)[0]
+            query.awaitTermination()
+            warm = time.perf_counter() - t0
+            print(
+                f"lake job available_now, warm workers: {warm:.2f}s, "
+                f"{produce_more / warm:,.0f} events/s, ratio {produce_more / warm / raw_rate:.3f}x"
+            )
+
+            live = dataclasses.replace(cfg, trigger_seconds=1.0)
+            waits = latency(spark, live, settings, topic, args.latency_samples)
+            print(
+                f"Kafka -> lake latency (1 s trigger), {len(waits)} events: "
+                f"median {statistics.median(waits):.2f}s, max {max(waits):.2f}s"
+            )
+            spark.stop()
+        finally:
+            stack.down()
+
+
+if __name__ == "__main__":
+    main()
