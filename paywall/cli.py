@@ -228,6 +228,9 @@ def stream_lake(
     checkpoint: Annotated[
         str | None, typer.Option(help="Checkpoint location (default: under the state dir).")
     ] = None,
+    topics: Annotated[
+        str | None, typer.Option(help="Comma-separated topics (default: every event topic).")
+    ] = None,
     metrics_port: MetricsPort = None,
 ) -> None:
     """Spark Structured Streaming: every event topic → Parquet in the S3 lake, exactly once."""
@@ -237,7 +240,12 @@ def stream_lake(
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
-    run_lake_stream(settings, available_now=available_now, checkpoint=checkpoint)
+    run_lake_stream(
+        settings,
+        available_now=available_now,
+        checkpoint=checkpoint,
+        topics=topics.split(",") if topics else None,
+    )
 
 
 @audit_app.command("verify")

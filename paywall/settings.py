@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     lake_trigger_seconds: float = Field(5.0, alias="LAKE_TRIGGER_SECONDS", gt=0)
     spark_master: str = Field("local[2]", alias="SPARK_MASTER")
 
+    # The warehouse: DuckDB locally (dbt's duckdb target reads the same file), Redshift when
+    # a DSN is given (loads COPY from the lake with the IAM role).
+    warehouse_path: Path | None = Field(None, alias="WAREHOUSE_PATH")
+    redshift_dsn: SecretStr | None = Field(None, alias="REDSHIFT_DSN")
+    redshift_iam_role: str | None = Field(None, alias="REDSHIFT_IAM_ROLE")
+
     stripe_api_key: SecretStr | None = Field(None, alias="STRIPE_API_KEY")
     stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
     stripe_webhook_secret: SecretStr | None = Field(None, alias="STRIPE_WEBHOOK_SECRET")

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -196,19 +195,18 @@ def test_a_run_killed_mid_batch_neither_loses_nor_duplicates(
         **os.environ,
         STATE_DIR_ENV: str(local_stack.root),
         "LAKE_BUCKET": lake.bucket,
+        "LAKE_MAX_OFFSETS_PER_TRIGGER": "30",
     }
     log = tmp_path / "killed-run.log"
     argv = [
-        sys.executable,
-        "-m",
-        "streaming.lake",
+        str(REPO / ".venv" / "bin" / "paywall"),
+        "stream",
+        "lake",
         "--available-now",
         "--topics",
         lake.topic,
         "--checkpoint",
         str(lake.checkpoint),
-        "--max-offsets-per-trigger",
-        "30",
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(

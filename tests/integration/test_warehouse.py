@@ -1,0 +1,706 @@
+"""Lake → DuckDB warehouse → dbt marts, on the real moto S3 of the local stack.
+
+A small synthetic history (Jan to Mar 2025, USD) is written to the lake in its exact layout;
+every MRR figure asserted below is worked out by hand from it:
+
+    customer  Jan                       Feb                          Mar
+    A         pro 29 (new)              upgraded to team 99 (+70)    99
+    B         trialing (0)              trial → basic 9 (new),       9 (past due Mar 4,
+                                        after one failed charge      paid Mar 6)
+    C         team 99 (new)             downgrade scheduled, paused  29
+                                        and resumed; at period end
+                                        (Feb 8) → pro 29 (-70),
+                                        renewed by billing an hour
+                                        later
+    D         pro 29 (new)              cancel at period end         canceled Mar 12 (-29)
+    E         basic 9 (new)             canceled Feb 5 (-9),         new subscription on
+                                        payment refunded             basic 9 (reactivation)
+    F         —                         pro yearly 290 → 24.166667   24.166667
+    G         registration failed, never subscribed
+
+    MRR       166                       190.166667                   170.166667
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from assets.warehouse import (
+    DuckDBWarehouse,
+    LakePartition,
+    list_lake_partitions,
+    load_partition,
+    partitions_to_load,
+)
+from assets.warehouse.lake import lake_filesystem
+from paywall.clients import ensure_bucket, s3_client
+from paywall.settings import Settings
+from streaming.lake import layout
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DBT_DIR = REPO / "dbt"
+BUCKET = "paywall-lake-warehouse-test"
+AS_OF = "2025-03-31 23:00:00"
+UTC = dt.UTC
+JAN, FEB, MAR = dt.date(2025, 1, 1), dt.date(2025, 2, 1), dt.date(2025, 3, 1)
+
+PLANS = {  # id: (amount in cents, interval), as in the subscription service's catalogue
+    "basic-monthly": (900, "month"),
+    "pro-monthly": (2900, "month"),
+    "pro-yearly": (29000, "year"),
+    "team-monthly": (9900, "month"),
+}
+SERVICE = {
+    "customer": "customer",
+    "subscription": "subscription",
+    "payment": "payment",
+    "registration": "registration",
+    "user": "auth",
+}
+
+
+def at(month: int, day: int, hour: int = 12, minute: int = 0) -> dt.datetime:
+    return dt.datetime(2025, month, day, hour, minute, tzinfo=UTC)
+
+
+def _hash(value: str) -> str:
+    return "sha256:" + uuid.uuid5(uuid.NAMESPACE_DNS, value).hex * 2
+
+
+@dataclass
+class Sub:
+    id: str
+    customer_id: str
+    plan_id: str
+    status: str
+    period_start: dt.datetime
+    period_end: dt.datetime
+    trial_end: dt.datetime | None = None
+    canceled_at: dt.datetime | None = None
+
+
+@dataclass
+class History:
+    """Envelopes as the services emit them (data = the row after the change)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def emit(self, event_type: str, when: dt.datetime, key: str, data: dict[str, Any]) -> None:
+        self.events.append(
+            {
+                "event_id": str(uuid.uuid4()),
+                "event_type": event_type,
+                "schema_version": 1,
+                "occurred_at": when,
+                "producer": f"{SERVICE[event_type.split('.')[0]]}-service",
+                "key": key,
+                "data": data,
+            }
+        )
+
+    def customer(self, cid: str, when: dt.datetime, name: str) -> None:
+        self.emit(
+            "customer.created",
+            when,
+            cid,
+            {
+                "customer_id": cid,
+                "tenant_id": None,
+                "email": _hash(f"{name}@example.com"),
+                "name": _hash(name),
+                "phone": None,
+                "marketing_opt_in": name < "c",
+                "status": "active",
+            },
+        )
+        self.emit(
+            "payment.account_created",
+            when + dt.timedelta(seconds=1),
+            cid,
+            {"customer_id": cid, "tenant_id": None, "stripe_customer_id": f"cus_{name}"},
+        )
+
+    def sub_event(self, event_type: str, when: dt.datetime, sub: Sub, **extra: Any) -> None:
+        data: dict[str, Any] = {
+            "subscription_id": sub.id,
+            "customer_id": sub.customer_id,
+            "tenant_id": None,
+            "plan_id": sub.plan_id,
+            "status": sub.status,
+            "current_period_start": sub.period_start.isoformat(),
+            "current_period_end": sub.period_end.isoformat(),
+            **extra,
+        }
+        if event_type != "subscription.created":
+            data["previous_status"] = extra.get("previous_status", sub.status)
+        self.emit(event_type, when, sub.id, data)
+
+    def subscribe(
+        self, cid: str, when: dt.datetime, plan: str, trial_days: int = 0
+    ) -> tuple[Sub, str]:
+        amount, interval = PLANS[plan]
+        sid = str(uuid.uuid4())
+        if trial_days:
+            end = when + dt.timedelta(days=trial_days)
+            sub = Sub(sid, cid, plan, "trialing", when, end, trial_end=end)
+        else:
+            sub = Sub(sid, cid, plan, "incomplete", when, _add_interval(when, interval))
+        self.sub_event(
+            "subscription.created",
+            when,
+            sub,
+            amount=amount,
+            currency="usd",
+            interval=interval,
+            trial_end=sub.trial_end.isoformat() if sub.trial_end else None,
+        )
+        self.emit(
+            "registration.completed",
+            when + dt.timedelta(seconds=2),
+            cid,
+            {
+                "registration_id": str(uuid.uuid4()),
+                "customer_id": cid,
+                "subscription_id": sid,
+                "plan_id": plan,
+                "subscription_status": sub.status,
+                "email": _hash(cid),
+                "phone": None,
+                "name": _hash(cid),
+                "tenant_id": None,
+                "trial": bool(trial_days),
+                "marketing_opt_in": False,
+            },
+        )
+        payment_id = ""
+        if not trial_days:
+            payment_id = self.charge(cid, when + dt.timedelta(minutes=1), amount)
+            self.activate(sub, when + dt.timedelta(minutes=2), payment_id)
+        return sub, payment_id
+
+    def charge(self, cid: str, when: dt.datetime, amount: int, fail: bool = False) -> str:
+        pid = str(uuid.uuid4())
+        data: dict[str, Any] = {
+            "payment_id": pid,
+            "customer_id": cid,
+            "amount": amount,
+            "currency": "usd",
+            "status": "failed" if fail else "succeeded",
+            "stripe_payment_intent_id": f"pi_{pid[:8]}",
+        }
+        if fail:
+            data |= {
+                "failure_code": "card_declined",
+                "decline_code": "insufficient_funds",
+                "failure_message": "Your card has insufficient funds.",
+            }
+        self.emit("payment.failed" if fail else "payment.succeeded", when, pid, data)
+        return pid
+
+    def activate(self, sub: Sub, when: dt.datetime, payment_id: str) -> None:
+        previous = sub.status
+        sub.status = "active"
+        if previous == "trialing":  # the first paid period starts now
+            sub.period_start = when
+            sub.period_end = _add_interval(when, PLANS[sub.plan_id][1])
+        self.sub_event(
+            "subscription.activated",
+            when,
+            sub,
+            previous_status=previous,
+            payment_id=payment_id,
+        )
+
+
+def _add_interval(start: dt.datetime, interval: str) -> dt.datetime:
+    if interval == "year":
+        return start.replace(year=start.year + 1)
+    month = start.month % 12 + 1
+    return start.replace(year=start.year + (start.month == 12), month=month)
+
+
+def synthetic_history() -> History:
+    h = History()
+    a, b, c, d, e, f, g = (f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 8))
+    h.customer(a, at(1, 5, 9), "alice")
+    h.emit(
+        "user.created",
+        at(1, 5, 9, 1),
+        "user-a",
+        {"user_id": "user-a", "customer_id": a, "tenant_id": None, "created_at": "2025-01-05"},
+    )
+    sub_a, _ = h.subscribe(a, at(1, 5, 10), "pro-monthly")
+    sub_a.plan_id = "team-monthly"
+    h.sub_event(
+        "subscription.upgraded",
+        at(2, 10),
+        sub_a,
+        pending_plan_id=None,
+        previous_plan_id="pro-monthly",
+        proration_amount_due=4800,
+        currency="usd",
+    )
+
+    h.customer(b, at(1, 20, 8), "bob")
+    sub_b, _ = h.subscribe(b, at(1, 20, 9), "basic-monthly", trial_days=14)
+    h.charge(b, at(2, 3, 9), 900, fail=True)
+    h.activate(sub_b, at(2, 4, 9, 5), h.charge(b, at(2, 4, 9), 900))
+
+    h.customer(c, at(1, 8, 7), "carol")
+    sub_c, _ = h.subscribe(c, at(1, 8, 8), "team-monthly")
+    # As the service emits it: the changed column only, carried by later events no more.
+    h.sub_event(
+        "subscription.downgrade_scheduled", at(2, 1, 15), sub_c, pending_plan_id="pro-monthly"
+    )
+    sub_c.status = "paused"  # a pause and resume before the period end keep the downgrade
+    h.sub_event("subscription.paused", at(2, 3), sub_c, previous_status="active")
+    sub_c.status = "active"
+    h.sub_event("subscription.resumed", at(2, 4), sub_c, previous_status="paused")
+
+    # Billing renews C an hour after the period end, on the downgraded plan.
+    sub_c.plan_id, sub_c.status = "pro-monthly", "active"
+    sub_c.period_start, sub_c.period_end = at(2, 8, 8), at(3, 8, 8)
+    h.sub_event(
+        "subscription.renewed",
+        at(2, 8, 9, 1),
+        sub_c,
+        pending_plan_id=None,
+        previous_plan_id="team-monthly",
+        invoice_id="inv_c1",
+        payment_id=h.charge(c, at(2, 8, 9), 2900),
+        amount=2900,
+        currency="usd",
+        interval="month",
+    )
+
+    # B's first renewal fails (past due, still counted in MRR), then is paid in dunning.
+    h.charge(b, at(3, 4, 9), 900, fail=True)
+    sub_b.status = "past_due"
+    h.sub_event(
+        "subscription.past_due",
+        at(3, 4, 9, 1),
+        sub_b,
+        previous_status="active",
+        invoice_id="inv_b1",
+        decline_code="insufficient_funds",
+    )
+    sub_b.status = "active"
+    sub_b.period_start, sub_b.period_end = at(3, 4, 9, 5), at(4, 4, 9, 5)
+    h.sub_event(
+        "subscription.reactivated",
+        at(3, 6, 9, 1),
+        sub_b,
+        previous_status="past_due",
+        invoice_id="inv_b1",
+        payment_id=h.charge(b, at(3, 6, 9), 900),
+        amount=900,
+        currency="usd",
+        interval="month",
+    )
+
+    h.customer(d, at(1, 12, 7), "dave")
+    sub_d, _ = h.subscribe(d, at(1, 12, 8), "pro-monthly")
+    sub_d.period_start, sub_d.period_end = at(2, 12, 8), at(3, 12, 8)  # renewed Feb 12
+    h.sub_event("subscription.cancel_scheduled", at(2, 20), sub_d, cancel_at_period_end=True)
+
+    h.customer(e, at(1, 15, 7), "erin")
+    sub_e, paid_e = h.subscribe(e, at(1, 15, 8), "basic-monthly")
+    sub_e.status, sub_e.canceled_at = "canceled", at(2, 5)
+    h.sub_event(
+        "subscription.canceled",
+        at(2, 5),
+        sub_e,
+        previous_status="active",
+        canceled_at=at(2, 5).isoformat(),
+    )
+    h.emit(
+        "payment.refunded",
+        at(2, 5, 13),
+        paid_e,
+        {
+            "payment_id": paid_e,
+            "customer_id": e,
+            "amount": 900,
+            "currency": "usd",
+            "status": "refunded",
+            "stripe_payment_intent_id": None,
+            "refund_id": "ref_1",
+            "refund_amount": 900,
+            "amount_refunded": 900,
+            "stripe_refund_id": "re_1",
+        },
+    )
+    h.subscribe(e, at(3, 10, 8), "basic-monthly")  # comes back: reactivation
+
+    h.customer(f, at(2, 2, 7), "frank")
+    h.subscribe(f, at(2, 2, 8), "pro-yearly")
+
+    h.customer(g, at(3, 3, 7), "gina")
+    h.emit(
+        "registration.failed",
+        at(3, 3, 7, 1),
+        g,
+        {"registration_id": str(uuid.uuid4()), "reason": "card_declined", "customer_id": g},
+    )
+    return h
+
+
+def write_lake(settings: Settings, history: History) -> dict[LakePartition, int]:
+    """Parquet files in the lake layout, one per (type, day) per batch, plus a manifest.
+
+    Every event is filed in batch 1; the first subscription.created also lands again in
+    batch 2 (a replayed batch), so the lake holds one duplicate event id.
+    """
+    s3 = lake_filesystem(settings)
+    offsets: dict[tuple[str, int], int] = {}
+    rows_by_part: dict[LakePartition, list[dict[str, Any]]] = {}
+    for ev in sorted(history.events, key=lambda e: e["occurred_at"]):
+        topic = f"paywall.{SERVICE[ev['event_type'].split('.')[0]]}"
+        kafka_partition = zlib.crc32(ev["key"].encode()) % 3
+        offset = offsets.get((topic, kafka_partition), 0)
+        offsets[(topic, kafka_partition)] = offset + 1
+        row = {
+            **ev,
+            "data": json.dumps(ev["data"]),
+            "topic": topic,
+            "partition": kafka_partition,
+            "offset": offset,
+            "ingested_at": ev["occurred_at"] + dt.timedelta(seconds=5),
+        }
+        part = LakePartition(ev["event_type"], ev["occurred_at"].date())
+        rows_by_part.setdefault(part, []).append(row)
+
+    counts: dict[LakePartition, int] = {}
+    files = []
+    for part, rows in sorted(rows_by_part.items()):
+        key = layout.event_file_key(part.event_type, part.event_date, 1, 0)
+        _put(s3, key, rows)
+        counts[part] = len(rows)
+        files.append({"path": key, "rows": len(rows)})
+    replayed = next(p for p in sorted(rows_by_part) if p.event_type == "subscription.created")
+    replay_row = {**rows_by_part[replayed][0], "ingested_at": at(3, 31)}
+    _put(s3, layout.event_file_key(replayed.event_type, replayed.event_date, 2, 0), [replay_row])
+    counts[replayed] += 1
+    manifest = {"manifest_version": layout.MANIFEST_VERSION, "batch_id": 1, "files": files}
+    with s3.open_output_stream(f"{settings.lake_bucket}/{layout.manifest_key(1)}") as out:
+        out.write(json.dumps(manifest).encode())
+    return counts
+
+
+def _put(s3: Any, key: str, rows: list[dict[str, Any]]) -> None:
+    table = pa.Table.from_pylist(rows, schema=layout.EVENT_SCHEMA)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression="zstd")
+    with s3.open_output_stream(f"{BUCKET}/{key}") as out:
+        out.write(buffer.getvalue())
+
+
+@pytest.fixture(scope="module")
+def lake_settings(settings: Settings) -> Settings:
+    """The session stack's S3, with a bucket of our own (other tests write the lake too)."""
+    ours = settings.model_copy(update={"lake_bucket": BUCKET})
+    ensure_bucket(ours, BUCKET)
+    client = s3_client(ours)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    return ours
+
+
+@pytest.fixture(scope="module")
+def lake(lake_settings: Settings) -> dict[LakePartition, int]:
+    return write_lake(lake_settings, synthetic_history())
+
+
+@pytest.fixture(scope="module")
+def warehouse_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
+
+
+@pytest.fixture(scope="module")
+def loaded(
+    lake_settings: Settings, lake: dict[LakePartition, int], warehouse_path: Path
+) -> DuckDBWarehouse:
+    warehouse = DuckDBWarehouse(lake_settings, warehouse_path)
+    for part in list_lake_partitions(lake_settings):
+        load_partition(warehouse, part.event_type, part.event_date)
+    return warehouse
+
+
+def _count(path: Path, sql: str) -> int:
+    with duckdb.connect(str(path), read_only=True) as con:
+        row = con.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_lake_partitions_come_from_the_s3_listing(
+    lake_settings: Settings, lake: dict[LakePartition, int]
+) -> None:
+    partitions = list_lake_partitions(lake_settings)
+    assert partitions == sorted(lake)  # the manifest under _manifests/ is not a partition
+    assert LakePartition("subscription.upgraded", dt.date(2025, 2, 10)) in partitions
+    assert all(isinstance(p.event_date, dt.date) for p in partitions)
+
+
+def test_loading_every_partition_twice_changes_nothing(
+    loaded: DuckDBWarehouse, lake: dict[LakePartition, int], warehouse_path: Path
+) -> None:
+    total = sum(lake.values())
+    per_type = "SELECT count(*) FROM raw.events WHERE event_type = 'subscription.created'"
+    assert _count(warehouse_path, "SELECT count(*) FROM raw.events") == total
+    first_created = _count(warehouse_path, per_type)
+    assert partitions_to_load(loaded) == []  # the bookkeeping knows all is loaded
+
+    results = [load_partition(loaded, p.event_type, p.event_date) for p in sorted(lake)]
+
+    assert [r.rows for r in results] == [lake[p] for p in sorted(lake)]
+    assert _count(warehouse_path, "SELECT count(*) FROM raw.events") == total
+    assert _count(warehouse_path, per_type) == first_created
+    assert _count(warehouse_path, "SELECT count(*) FROM raw.loaded_partitions") == len(lake)
+    assert _count(warehouse_path, "SELECT count(DISTINCT event_id) FROM raw.events") == total - 1
+
+
+def test_a_partition_that_changes_in_the_lake_is_offered_again(
+    loaded: DuckDBWarehouse, lake_settings: Settings, lake: dict[LakePartition, int]
+) -> None:
+    part = LakePartition("registration.failed", dt.date(2025, 3, 3))
+    key = layout.event_file_key(part.event_type, part.event_date, 1, 0)
+    s3 = lake_filesystem(lake_settings)
+    with s3.open_input_stream(f"{BUCKET}/{key}") as src:
+        body = src.read()
+    # A replayed batch rewrites the same object (same rows, new ingested_at).
+    with s3.open_output_stream(f"{BUCKET}/{layout.event_file_key(*part, 3, 0)}") as out:
+        out.write(body)
+    try:
+        assert partitions_to_load(loaded) == [part]
+        assert load_partition(loaded, *part).rows == lake[part] + 1
+        assert partitions_to_load(loaded) == []
+    finally:
+        s3.delete_file(f"{BUCKET}/{layout.event_file_key(*part, 3, 0)}")
+        assert partitions_to_load(loaded) == [part]
+        assert load_partition(loaded, part.event_type, part.event_date.isoformat()).rows == 1
+
+
+@dataclass
+class DbtRun:
+    warehouse_path: Path
+    target_path: Path
+    profiles_dir: Path
+
+    def invoke(self, *args: str) -> Any:
+        from dbt.cli.main import dbtRunner
+
+        result = dbtRunner().invoke(
+            [
+                *args,
+                "--project-dir",
+                str(DBT_DIR),
+                "--profiles-dir",
+                str(self.profiles_dir),
+                "--target",
+                "duckdb",
+                "--target-path",
+                str(self.target_path),
+                "--log-path",
+                str(self.target_path / "logs"),
+                "--vars",
+                json.dumps({"as_of": AS_OF}),
+            ]
+        )
+        _release_duckdb()
+        if not result.success:
+            results: Any = result.result or []
+            failed = [
+                f"{r.node.unique_id}: {r.status} {r.message}"
+                for r in results
+                if getattr(r, "status", None) not in ("success", "pass", None)
+            ]
+            raise AssertionError(f"dbt {args[0]} failed: {result.exception or failed}")
+        return result
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        with duckdb.connect(str(self.warehouse_path), read_only=True) as con:
+            cursor = con.execute(sql)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _release_duckdb() -> None:
+    """dbt-duckdb keeps its DuckDB instance open in-process after a run; the file cannot be
+    opened again with another configuration until it is closed."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if env is not None:
+            env.close()
+
+
+@pytest.fixture(scope="module")
+def dbt_build(
+    loaded: DuckDBWarehouse, warehouse_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DbtRun]:
+    """The one `dbt build` of the session (seeds, models, tests) on the loaded warehouse."""
+    run = DbtRun(warehouse_path, tmp_path_factory.mktemp("dbt_target"), DBT_DIR)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WAREHOUSE_PATH", str(warehouse_path))
+        mp.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        run.invoke("build")
+        yield run
+
+
+def test_dbt_build_passes_every_test(dbt_build: DbtRun) -> None:
+    results = json.loads((dbt_build.target_path / "run_results.json").read_text())["results"]
+    tests = [r for r in results if r["unique_id"].startswith("test.")]
+    assert len(tests) >= 40
+    assert {r["status"] for r in results} <= {"success", "pass"}
+    singular = {r["unique_id"].split(".")[-1] for r in tests}
+    assert {
+        "assert_mrr_components_sum_to_change",
+        "assert_no_overlapping_subscription_intervals",
+    } <= singular
+
+
+def test_mrr_by_month_matches_the_hand_computed_history(dbt_build: DbtRun) -> None:
+    rows = dbt_build.query("SELECT * FROM marts.mrr_monthly ORDER BY month")
+    by_month = {r["month"]: r for r in rows}
+    assert list(by_month) == [JAN, FEB, MAR]
+    assert {r["currency"] for r in rows} == {"usd"}
+    yearly = Decimal("24.166667")  # 290.00 / 12
+
+    jan, feb, mar = by_month[JAN], by_month[FEB], by_month[MAR]
+    assert (jan["starting_mrr"], jan["mrr"]) == (0, Decimal(166))
+    assert jan["new_mrr"] == Decimal(166)  # A 29 + C 99 + D 29 + E 9; B is trialing
+    assert jan["paying_customers"] == 4
+
+    assert feb["starting_mrr"] == Decimal(166)
+    assert feb["new_mrr"] == 9 + yearly  # B after the trial, F yearly /12
+    assert feb["expansion_mrr"] == Decimal(70)  # A pro → team
+    assert feb["contraction_mrr"] == Decimal(-70)  # C team → pro at period end
+    assert feb["churned_mrr"] == Decimal(-9)  # E canceled
+    assert feb["reactivation_mrr"] == 0
+    assert feb["mrr"] == 190 + yearly - 24  # 99 + 9 + 29 + 29 + 24.166667
+    assert (feb["new_customers"], feb["churned_customers"]) == (2, 1)
+
+    assert mar["churned_mrr"] == Decimal(-29)  # D's scheduled cancel on Mar 12
+    assert mar["reactivation_mrr"] == Decimal(9)  # E back on basic
+    assert mar["new_mrr"] == mar["expansion_mrr"] == mar["contraction_mrr"] == 0
+    assert mar["mrr"] == 99 + 9 + 29 + 9 + yearly
+    assert mar["reactivated_customers"] == 1
+
+
+def test_churn_and_cohorts(dbt_build: DbtRun) -> None:
+    churn = {r["month"]: r for r in dbt_build.query("SELECT * FROM marts.churn_monthly")}
+    assert churn[FEB]["customers_at_start"] == 4
+    assert churn[FEB]["customer_churn_rate"] == Decimal("0.25")
+    assert churn[MAR]["customers_at_start"] == 5
+    assert churn[MAR]["customer_churn_rate"] == Decimal("0.2")
+    assert churn[JAN]["customer_churn_rate"] is None
+
+    cohorts = dbt_build.query(
+        "SELECT cohort_month, month, cohort_customers, active_customers, mrr "
+        "FROM marts.cohort_retention ORDER BY cohort_month, month"
+    )
+    jan_cohort = [(r["active_customers"], r["mrr"]) for r in cohorts if r["cohort_month"] == JAN]
+    # A, C, D, E start in January; E leaves in Feb and returns in Mar, D leaves in Mar.
+    assert jan_cohort == [(4, 166), (3, 99 + 29 + 29), (3, 99 + 29 + 9)]
+    feb_cohort = [r for r in cohorts if r["cohort_month"] == FEB]
+    assert [r["active_customers"] for r in feb_cohort] == [2, 2]
+    assert {r["cohort_customers"] for r in feb_cohort} == {2}
+
+
+def test_subscription_history_is_scd2(dbt_build: DbtRun) -> None:
+    rows = dbt_build.query(
+        "SELECT s.customer_id, s.plan_id, s.status, s.change_reason, s.valid_from, "
+        "s.valid_to, s.mrr FROM marts.fct_subscriptions s "
+        "WHERE s.customer_id LIKE '%3' ORDER BY s.valid_from"
+    )
+    assert [(r["change_reason"], r["plan_id"], r["status"], r["mrr"]) for r in rows] == [
+        ("subscription.created", "team-monthly", "incomplete", 0),
+        ("subscription.activated", "team-monthly", "active", 99),
+        ("subscription.downgrade_scheduled", "team-monthly", "active", 99),
+        ("subscription.paused", "team-monthly", "paused", 0),
+        ("subscription.resumed", "team-monthly", "active", 99),
+        ("scheduled.downgrade", "pro-monthly", "active", 29),
+        ("subscription.renewed", "pro-monthly", "active", 29),
+    ]
+    assert all(a["valid_to"] == b["valid_from"] for a, b in itertools.pairwise(rows))
+    assert rows[-2]["valid_from"] == dt.datetime(2025, 2, 8, 8)  # C's period end, UTC
+    assert rows[-1]["valid_to"] is None
+
+    canceled = dbt_build.query(
+        "SELECT count(*) AS n FROM marts.fct_subscriptions "
+        "WHERE change_reason = 'scheduled.cancel' AND status = 'canceled' AND is_current"
+    )
+    assert canceled == [{"n": 1}]  # D
+
+
+def test_payments_and_customers(dbt_build: DbtRun) -> None:
+    payments = dbt_build.query(
+        "SELECT payment_status, count(*) AS n, sum(net_amount) AS net "
+        "FROM marts.fct_payments GROUP BY payment_status ORDER BY payment_status"
+    )
+    # Charges: A 29, C 99 + renewal 29, D 29, E 9 (refunded), E again 9, F 290,
+    # B 9 + renewal 9 (each after a failed attempt).
+    assert payments == [
+        {"payment_status": "failed", "n": 2, "net": 0},
+        {"payment_status": "refunded", "n": 1, "net": 0},
+        {"payment_status": "succeeded", "n": 8, "net": Decimal("503.00")},
+    ]
+    invoices = dbt_build.query(
+        "SELECT invoice_id, invoice_status, amount, past_due_at IS NOT NULL AS was_past_due, "
+        "payment_id IS NOT NULL AS has_payment FROM marts.fct_invoices ORDER BY invoice_id"
+    )
+    assert invoices == [
+        {
+            "invoice_id": "inv_b1",
+            "invoice_status": "paid",
+            "amount": Decimal("9.00"),
+            "was_past_due": True,
+            "has_payment": True,
+        },
+        {
+            "invoice_id": "inv_c1",
+            "invoice_status": "paid",
+            "amount": Decimal("29.00"),
+            "was_past_due": False,
+            "has_payment": True,
+        },
+    ]
+    customers = dbt_build.query(
+        "SELECT count(*) AS n, count(stripe_customer_id) AS with_stripe, "
+        "count(first_paid_at) AS paid FROM marts.dim_customers"
+    )
+    assert customers == [{"n": 7, "with_stripe": 7, "paid": 6}]
+    staged = dbt_build.query(
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM staging.stg_subscription_events"
+    )
+    assert staged[0]["n"] == staged[0]["ids"]  # the replayed copy is gone
+
+
+def test_dbt_docs_generate_and_source_freshness(dbt_build: DbtRun) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WAREHOUSE_PATH", str(dbt_build.warehouse_path))
+        dbt_build.invoke("docs", "generate")
+        dbt_build.invoke("source", "freshness")
+    catalog = json.loads((dbt_build.target_path / "catalog.json").read_text())
+    assert "model.paywall.mrr_monthly" in catalog["nodes"]
+    assert "source.paywall.lake.events" in catalog["sources"]
