@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from paywall.clients import kafka_config
 from paywall.logs import get_logger
@@ -25,6 +25,10 @@ log = get_logger(__name__)
 PROCESSED = Counter(
     "paywall_consumer_processed_total", "Messages handled by consumers", ["group", "result"]
 )
+LAG = Gauge(
+    "paywall_consumer_lag_messages", "Messages behind the end of the topic", ["group", "topic"]
+)
+LAG_EVERY_SECONDS = 10.0
 
 
 class Retryable(Exception):
@@ -74,8 +78,11 @@ class ConsumerLoop:
         )
         self.dlq_topic = DEAD_LETTER_TOPICS[self.group].name
         self.consumer.subscribe(self.topics)
+        self._lag_measured = time.monotonic()
 
     def poll_once(self, timeout: float = 0.5) -> bool:
+        if time.monotonic() - self._lag_measured > LAG_EVERY_SECONDS:
+            self.measure_lag()
         msg = self.consumer.poll(timeout)
         if msg is None:
             return False
@@ -85,6 +92,23 @@ class ConsumerLoop:
         self._handle(msg)
         self.consumer.commit(message=msg, asynchronous=False)
         return True
+
+    def measure_lag(self) -> dict[str, int]:
+        """Lag per topic from the fetch responses' high watermarks (cached: no extra calls).
+
+        Fetch responses carry the true end offset even where a broker's offset listing
+        does not (tansu's), so this is right on both.
+        """
+        self._lag_measured = time.monotonic()
+        lag: dict[str, int] = {}
+        for tp in self.consumer.assignment():
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            position = self.consumer.position([tp])[0].offset
+            if high >= 0 and position >= 0:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(high - position, 0)
+        for topic, behind in lag.items():
+            LAG.labels(self.group, topic).set(behind)
+        return lag
 
     def run(self, stop: Callable[[], bool]) -> None:
         try:

@@ -29,7 +29,7 @@ SPARK_WORKERS: frozenset[str] = frozenset({"stream-lake"})
 
 # Command paths the manifests run that the CLI does not have yet (being built now).
 # `paywall stream lake` must accept `--metrics-port PORT` like `relay` and `consume`.
-PENDING_CLI_COMMANDS: frozenset[tuple[str, ...]] = frozenset({("stream", "lake")})
+PENDING_CLI_COMMANDS: frozenset[tuple[str, ...]] = frozenset()
 
 # The migration Job.
 MIGRATION_ARGS: tuple[str, ...] = ("db", "upgrade")
@@ -51,7 +51,6 @@ METRIC_MODULES: tuple[str, ...] = (
 # The consumer loop must export lag per group and topic; the Dagster billing assets must
 # export run failures and invoices by status.
 PENDING_METRICS: dict[str, tuple[str, ...]] = {
-    "paywall_consumer_lag_messages": ("group", "topic"),
     "paywall_billing_run_failures_total": (),
     "paywall_billing_invoices_total": ("status",),
 }
@@ -63,4 +62,5 @@ EXPECTED_LABELS: dict[str, tuple[str, ...]] = {
     "paywall_outbox_lag_events": ("schema",),
     "paywall_outbox_published_total": ("schema",),
     "paywall_consumer_processed_total": ("group", "result"),
+    "paywall_consumer_lag_messages": ("group", "topic"),
 }
