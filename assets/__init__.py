@@ -1,0 +1,1 @@
+"""Dagster assets and asset checks, one package per domain; wired up in `pipelines`."""

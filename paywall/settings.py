@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     registration_client_secret: SecretStr = Field(
         SecretStr("paywall-local-registration-secret"), alias="REGISTRATION_CLIENT_SECRET"
     )
+    # Billing's own OAuth client, and how many charges a billing run has in flight.
+    billing_client_id: str = Field("svc-billing", alias="BILLING_CLIENT_ID")
+    billing_client_secret: SecretStr = Field(
+        SecretStr("paywall-local-billing-secret"), alias="BILLING_CLIENT_SECRET"
+    )
+    # At most 16: each charge in flight holds a database connection while it records.
+    billing_payment_concurrency: int = Field(8, alias="BILLING_PAYMENT_CONCURRENCY", ge=1, le=16)
+    ops_alert_email: str = Field("ops@paywall.dev", alias="OPS_ALERT_EMAIL")
     service_timeout_seconds: float = Field(10.0, alias="SERVICE_TIMEOUT_SECONDS", gt=0)
 
     database_url: str | None = Field(None, alias="DATABASE_URL")
@@ -122,8 +130,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_has_its_own_secrets(self) -> Settings:
-        if self.env == "production" and self.lake_pii_salt.get_secret_value() == LOCAL_PII_SALT:
-            raise ValueError("LAKE_PII_SALT: production must not use the public default salt")
+        if self.env != "production":
+            return self
+        defaults = {
+            "LAKE_PII_SALT": (self.lake_pii_salt, LOCAL_PII_SALT),
+            "REGISTRATION_CLIENT_SECRET": (
+                self.registration_client_secret,
+                "paywall-local-registration-secret",
+            ),
+            "BILLING_CLIENT_SECRET": (self.billing_client_secret, "paywall-local-billing-secret"),
+        }
+        for name, (value, default) in defaults.items():
+            if value.get_secret_value() == default:
+                raise ValueError(f"{name}: production must not use the public local default")
         return self
 
     @property

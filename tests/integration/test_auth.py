@@ -39,7 +39,6 @@ from transactional.auth.clients import (
     WEB_CLIENT_ID,
     WEB_REDIRECT_URI,
     create_client,
-    registration_client_secret,
 )
 from transactional.auth.users import User, create_user
 from transactional.common import security
@@ -567,7 +566,7 @@ def test_create_user_for_registration(http: httpx.Client, engine: Engine) -> Non
     got = http.post(
         "/oauth/token",
         data=form,
-        auth=(REGISTRATION_CLIENT_ID, registration_client_secret(get_settings())),
+        auth=(REGISTRATION_CLIENT_ID, get_settings().registration_client_secret.get_secret_value()),
     )
     assert got.status_code == 200, got.text
     bearer = {"Authorization": f"Bearer {got.json()['access_token']}"}

@@ -12,7 +12,14 @@ from paywall.settings import Settings
 def test_production_logs_are_json_lines_with_the_request_id(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure_logging(Settings(_env_file=None, PAYWALL_ENV="production"))  # type: ignore[call-arg]
+    production = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        PAYWALL_ENV="production",
+        LAKE_PII_SALT="salt",
+        REGISTRATION_CLIENT_SECRET="r-secret",
+        BILLING_CLIENT_SECRET="b-secret",
+    )
+    configure_logging(production)
     token = request_id.set("req-123")
     try:
         get_logger("paywall.test").info("signup.created", customer_id="c1")

@@ -47,3 +47,15 @@ def test_masked_hides_secrets_and_url_passwords() -> None:
     assert masked["STRIPE_API_KEY"] == "sk_l…****"
     assert masked["DD_API_KEY"] == "****"
     assert masked["REDIS_URL"] == "(unset)"
+
+
+def test_production_refuses_public_local_secrets() -> None:
+    with pytest.raises(ValidationError, match="LAKE_PII_SALT"):
+        make(PAYWALL_ENV="production")
+    ok = make(
+        PAYWALL_ENV="production",
+        LAKE_PII_SALT="s",
+        REGISTRATION_CLIENT_SECRET="r",
+        BILLING_CLIENT_SECRET="b",
+    )
+    assert ok.is_production

@@ -27,6 +27,13 @@ REGISTRATION_SCOPES = (
     "users:write",
     "internal",
 )
+BILLING_SCOPES = (
+    "subscriptions:read",
+    "subscriptions:write",
+    "payments:read",
+    "payments:write",
+    "internal",
+)
 USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read")
 
 
@@ -139,10 +146,6 @@ def _client(row: RowMapping) -> Client:
     )
 
 
-def registration_client_secret(settings: Settings) -> str:
-    return settings.registration_client_secret.get_secret_value()
-
-
 def ensure_default_clients(conn: Connection, settings: Settings) -> None:
     """Create (or bring up to date) the SPA client `web` and the internal `svc-registration`."""
     web = get_client(conn, WEB_CLIENT_ID)
@@ -163,24 +166,38 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
             scopes=USER_SCOPES,
             replace=True,
         )
-    secret = registration_client_secret(settings)
-    registration = get_client(conn, REGISTRATION_CLIENT_ID)
-    # Re-hashing on every start would be wasted argon2 work; only a changed secret or
-    # scope list rewrites the row.
-    if (
-        registration is None
-        or registration.scopes != frozenset(REGISTRATION_SCOPES)
-        or not verify_secret(registration.secret_hash, secret)
-    ):
-        create_client(
-            conn,
+    services = (
+        (
             REGISTRATION_CLIENT_ID,
-            secret=secret,
-            name="Registration service",
-            grant_types=("client_credentials",),
-            scopes=REGISTRATION_SCOPES,
-            replace=True,
-        )
+            "Registration service",
+            settings.registration_client_secret,
+            REGISTRATION_SCOPES,
+        ),
+        (
+            settings.billing_client_id,
+            "Billing runs",
+            settings.billing_client_secret,
+            BILLING_SCOPES,
+        ),
+    )
+    for client_id, name, secret, scopes in services:
+        existing = get_client(conn, client_id)
+        # Re-hashing on every start would be wasted argon2 work; only a changed secret or
+        # scope list rewrites the row.
+        if (
+            existing is None
+            or existing.scopes != frozenset(scopes)
+            or not verify_secret(existing.secret_hash, secret.get_secret_value())
+        ):
+            create_client(
+                conn,
+                client_id,
+                secret=secret.get_secret_value(),
+                name=name,
+                grant_types=("client_credentials",),
+                scopes=scopes,
+                replace=True,
+            )
 
 
 def authenticate_client(

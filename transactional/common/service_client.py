@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from paywall.logs import request_id
 from paywall.settings import Settings
@@ -31,9 +32,13 @@ class ServiceError(Exception):
 class TokenSource:
     """Client-credentials tokens from auth, cached until shortly before they expire."""
 
-    def __init__(self, settings: Settings, scope: str) -> None:
+    def __init__(
+        self, settings: Settings, scope: str, client_id: str, client_secret: SecretStr
+    ) -> None:
         self.settings = settings
         self.scope = scope
+        self.client_id = client_id
+        self.client_secret = client_secret
         self._token: str | None = None
         self._expires = 0.0
         self._lock = threading.Lock()
@@ -44,10 +49,7 @@ class TokenSource:
                 resp = httpx.post(
                     f"{self.settings.service_url('auth')}/oauth/token",
                     data={"grant_type": "client_credentials", "scope": self.scope},
-                    auth=(
-                        self.settings.registration_client_id,
-                        self.settings.registration_client_secret.get_secret_value(),
-                    ),
+                    auth=(self.client_id, self.client_secret.get_secret_value()),
                     timeout=self.settings.service_timeout_seconds,
                 )
                 if resp.status_code != 200:

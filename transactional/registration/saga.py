@@ -71,7 +71,9 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        tokens = TokenSource(settings, SCOPES)
+        tokens = TokenSource(
+            settings, SCOPES, settings.registration_client_id, settings.registration_client_secret
+        )
         return cls(
             *(
                 ServiceClient(name, settings, tokens)

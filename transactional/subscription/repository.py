@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -195,3 +195,57 @@ def move(
 
 def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+# -- billing's internal view: what ends on a day, and the moves a billing run makes -------
+
+DUE_STATUSES = ("active", "trialing")
+
+
+def due_on(
+    conn: Connection, day: date, after: uuid.UUID | None, limit: int
+) -> list[tuple[Subscription, Plan]]:
+    """Live subscriptions whose current period ends on `day` (UTC), keyset-paged by id,
+    each with the plan its next period is billed on (a scheduled downgrade wins)."""
+    if day >= date.max:  # no period ends on the last representable day
+        return []
+    start = datetime.combine(day, time.min, UTC)
+    rows = conn.execute(
+        text(
+            f"SELECT {', '.join('s.' + c.strip() for c in COLUMNS.split(','))}, "
+            "p.id AS next_plan_id, p.name AS next_plan_name, p.amount AS next_plan_amount, "
+            "p.currency AS next_plan_currency, p.interval AS next_plan_interval, "
+            "p.trial_days AS next_plan_trial_days "
+            "FROM subscription.subscriptions s JOIN subscription.plans p "
+            "ON p.id = coalesce(s.pending_plan_id, s.plan_id) "
+            "WHERE s.status IN ('active', 'trialing') AND s.current_period_end >= :start "
+            "AND s.current_period_end < :end AND (CAST(:after AS uuid) IS NULL OR s.id > :after) "
+            "ORDER BY s.id LIMIT :limit"
+        ),
+        {"start": start, "end": start + timedelta(days=1), "after": after, "limit": limit},
+    ).all()
+    out = []
+    for row in rows:
+        values = dict(row._mapping)
+        plan_ = Plan(
+            id=values.pop("next_plan_id"),
+            name=values.pop("next_plan_name"),
+            amount=values.pop("next_plan_amount"),
+            currency=values.pop("next_plan_currency"),
+            interval=values.pop("next_plan_interval"),
+            trial_days=values.pop("next_plan_trial_days"),
+        )
+        out.append((Subscription.model_validate(values), plan_))
+    return out
+
+
+def any_plan(conn: Connection, plan_id: str) -> Plan | None:
+    """A plan even if retired from sale: existing subscribers renew on it."""
+    row = conn.execute(
+        text(
+            "SELECT id, name, amount, currency, interval, trial_days FROM subscription.plans "
+            "WHERE id = :id"
+        ),
+        {"id": plan_id},
+    ).first()
+    return Plan.model_validate(dict(row._mapping)) if row else None

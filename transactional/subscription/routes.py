@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection
 
 from paywall.db import engine
@@ -246,3 +247,199 @@ def resume(sub_id: uuid.UUID, principal: Writer) -> Subscription:
                 409, "Transition Not Allowed", f"a {sub.status} subscription is not paused"
             )
         return repository.move(conn, sub, "active", "subscription.resumed", {"paused_at": None})
+
+
+# -- internal: what billing needs (no other service reads the subscription tables) --------
+#
+# Billing asks which subscriptions end their period on a day, then reports the outcome of
+# each charge. Every move below goes through `lifecycle.transition` (via repository.move)
+# and writes its outbox event in the same transaction. Each is idempotent: a billing run
+# that is re-run, or that resumes after a crash, gets the same answer and no second event.
+
+InternalReader = Annotated[Principal, Depends(require("subscriptions:read", "internal"))]
+
+
+class DueSubscription(BaseModel):
+    subscription: Subscription
+    action: Literal["renew", "convert_trial", "cancel"]
+    plan: Plan = Field(description="What the next period is billed on (a pending downgrade)")
+    next_period_start: datetime
+    next_period_end: datetime
+
+
+class DuePage(BaseModel):
+    data: list[DueSubscription]
+    next_after: uuid.UUID | None = Field(description="Pass as `after` for the next page")
+
+
+class PeriodAdvance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_id: str = Field(min_length=1, max_length=100)
+    payment_id: str = Field(min_length=1, max_length=100)
+    plan_id: str = Field(min_length=1, max_length=100)
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PeriodAdvance:
+        if self.period_end <= self.period_start:
+            raise ValueError("period_end must be after period_start")
+        return self
+
+
+class PastDue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_id: str = Field(min_length=1, max_length=100)
+    decline_code: str | None = Field(None, max_length=100)
+
+
+class Expire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime = Field(description="When it ended: the period end, or the dunning end")
+    reason: Literal["period_end", "dunning_exhausted"]
+
+
+@router.get(
+    "/v1/due-subscriptions",
+    response_model=DuePage,
+    summary="Subscriptions whose period ends on a day (internal; billing runs)",
+)
+def due_subscriptions(
+    principal: InternalReader,
+    date_: Annotated[date, Query(alias="date", description="UTC day, YYYY-MM-DD")],
+    after: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> DuePage:
+    with engine(get_settings()).connect() as conn:
+        found = repository.due_on(conn, date_, after, limit)
+    data = []
+    for sub, plan in found:
+        action: Literal["renew", "convert_trial", "cancel"] = (
+            "cancel"
+            if sub.cancel_at_period_end
+            else "convert_trial"
+            if sub.status == "trialing"
+            else "renew"
+        )
+        data.append(
+            DueSubscription(
+                subscription=sub,
+                action=action,
+                plan=plan,
+                next_period_start=sub.current_period_end,
+                next_period_end=lifecycle.period_end(sub.current_period_end, plan.interval),
+            )
+        )
+    return DuePage(data=data, next_after=found[-1][0].id if len(found) == limit else None)
+
+
+def _advance(
+    conn: Connection, sub: Subscription, body: PeriodAdvance, from_: set[str], event_type: str
+) -> Subscription:
+    if (
+        sub.status == "active"
+        and sub.current_period_start == body.period_start
+        and sub.plan_id == body.plan_id
+    ):
+        return sub  # already applied by an earlier call
+    if sub.status not in from_ or sub.current_period_end != body.period_start:
+        raise Problem(
+            409,
+            "Transition Not Allowed",
+            f"a {sub.status} subscription whose period ends {sub.current_period_end.isoformat()}"
+            f" cannot move to a period starting {body.period_start.isoformat()}",
+            type_="https://paywall.dev/problems/transition",
+            status_now=sub.status,
+        )
+    plan = repository.any_plan(conn, body.plan_id)
+    if plan is None:
+        raise Problem(422, "Unknown Plan", f"no plan {body.plan_id!r}")
+    changes: dict[str, Any] = {
+        "current_period_start": body.period_start,
+        "current_period_end": body.period_end,
+    }
+    event: dict[str, Any] = {
+        "payment_id": body.payment_id,
+        "invoice_id": body.invoice_id,
+        "amount": plan.amount,
+        "currency": plan.currency,
+        "interval": plan.interval,
+    }
+    if plan.id != sub.plan_id:  # a downgrade scheduled for period end takes effect now
+        changes |= {"plan_id": plan.id, "pending_plan_id": None}
+        event["previous_plan_id"] = sub.plan_id
+    try:
+        return repository.move(conn, sub, "active", event_type, changes, event)
+    except lifecycle.TransitionRefused as exc:
+        raise _refused(exc) from exc
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/renew",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    summary="Start the next period after billing collected it (internal)",
+)
+def renew(sub_id: uuid.UUID, body: PeriodAdvance, principal: Internal) -> Subscription:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        return _advance(conn, sub, body, {"active", "trialing"}, "subscription.renewed")
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/reactivate",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    summary="Paid during dunning: back to active, into the period just paid (internal)",
+)
+def reactivate(sub_id: uuid.UUID, body: PeriodAdvance, principal: Internal) -> Subscription:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        if sub.status != "past_due":  # never marked past due (that call was lost): a renewal
+            return _advance(conn, sub, body, {"active", "trialing"}, "subscription.renewed")
+        return _advance(conn, sub, body, {"past_due"}, "subscription.reactivated")
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/mark-past-due",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    summary="The renewal charge failed; dunning retries follow (internal)",
+)
+def mark_past_due(sub_id: uuid.UUID, body: PastDue, principal: Internal) -> Subscription:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        if sub.status == "past_due":
+            return sub
+        try:
+            return repository.move(
+                conn,
+                sub,
+                "past_due",
+                "subscription.past_due",
+                event={"invoice_id": body.invoice_id, "decline_code": body.decline_code},
+            )
+        except lifecycle.TransitionRefused as exc:
+            raise _refused(exc) from exc
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/expire",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    summary="End it: canceled at period end, or dunning exhausted (internal)",
+)
+def expire(sub_id: uuid.UUID, body: Expire, principal: Internal) -> Subscription:
+    with engine(get_settings()).begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        if sub.status == "canceled":
+            return sub
+        try:
+            return repository.move(
+                conn, sub, "canceled", "subscription.canceled", {"canceled_at": body.at}
+            )
+        except lifecycle.TransitionRefused as exc:
+            raise _refused(exc) from exc

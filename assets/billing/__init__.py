@@ -1,0 +1,1 @@
+"""The billing service: daily renewals → invoices → charges → dunning (schema `billing`)."""

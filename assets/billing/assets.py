@@ -1,0 +1,49 @@
+"""The daily billing run as a partitioned asset: the partition's date is the billing day."""
+
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    ResourceParam,
+    asset,
+)
+
+from assets.billing.run import BillingRun
+from assets.shared import RETRIES, daily, day_of
+from pipelines.resources import Database, Services
+
+
+@asset(
+    partitions_def=daily,
+    group_name="billing",
+    kinds={"postgres", "python"},
+    retry_policy=RETRIES,
+    description=(
+        "Subscriptions whose period ends on the partition's day: renewals and trial "
+        "conversions invoiced (one per subscription and period) and charged, period-end "
+        "cancellations applied, dunning retries (day 1, 3, 7) due that day charged."
+    ),
+)
+def billing_run(
+    context: AssetExecutionContext,
+    database: ResourceParam[Database],
+    services: ResourceParam[Services],
+) -> MaterializeResult:
+    day = day_of(context.partition_key)
+    run = BillingRun(
+        database.engine, services.subscription, services.payment, services.payment_concurrency
+    )
+    counts = run.run(day)
+    metadata: dict[str, Any] = {**counts.numbers(), "billing_day": day.isoformat()}
+    if counts.errors:
+        # Fail so the retry policy (or an operator) runs the day again; nothing doubles.
+        raise Failure(
+            description=f"{counts.errors} billing step(s) failed on {day}",
+            metadata={**metadata, "problems": MetadataValue.md("\n".join(counts.problems[:50]))},
+        )
+    if counts.problems:
+        metadata["problems"] = MetadataValue.md("\n".join(f"- {p}" for p in counts.problems[:50]))
+    return MaterializeResult(metadata=metadata)

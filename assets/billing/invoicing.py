@@ -1,0 +1,86 @@
+"""Invoice creation, set-based: stage the day's due subscriptions, then one INSERT … SELECT.
+
+The unique key (subscription_id, period_start) makes a second invoice for the same
+subscription and period impossible, whatever the scheduler does; ON CONFLICT DO NOTHING
+turns a re-run into a count of what was already invoiced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+STAGE = "billing_due_stage"
+STAGE_COLUMNS = (
+    "subscription_id",
+    "customer_id",
+    "plan_id",
+    "kind",
+    "amount",
+    "currency",
+    "period_start",
+    "period_end",
+)
+
+
+@dataclass(frozen=True)
+class DueRow:
+    """One subscription whose period ends on the billing day, and what to bill next."""
+
+    subscription_id: uuid.UUID
+    customer_id: str
+    plan_id: str
+    kind: str  # renewal | trial_conversion
+    amount: int
+    currency: str
+    period_start: datetime
+    period_end: datetime
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, c) for c in STAGE_COLUMNS)
+
+
+def create_stage(conn: Connection) -> None:
+    conn.execute(
+        text(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (subscription_id uuid NOT NULL, "
+            "customer_id text NOT NULL, plan_id text NOT NULL, kind text NOT NULL, "
+            "amount integer NOT NULL, currency text NOT NULL, period_start timestamptz NOT NULL, "
+            "period_end timestamptz NOT NULL) ON COMMIT DROP"
+        )
+    )
+
+
+def stage(conn: Connection, rows: Iterable[DueRow | tuple[Any, ...]]) -> None:
+    """COPY rows into the transaction's stage table (created if needed)."""
+    create_stage(conn)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY {STAGE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row.values() if isinstance(row, DueRow) else row)
+
+
+def create_invoices(conn: Connection, billing_date: date) -> tuple[int, int]:
+    """Invoices for everything staged: (created, already invoiced before)."""
+    staged: int = conn.execute(text(f"SELECT count(*) FROM {STAGE}")).scalar_one()
+    created = conn.execute(
+        text(
+            "INSERT INTO billing.invoices (id, subscription_id, customer_id, plan_id, kind, "
+            "amount, currency, period_start, period_end, billing_date) "
+            "SELECT gen_random_uuid(), subscription_id, customer_id, plan_id, kind, amount, "
+            f"currency, period_start, period_end, :day FROM {STAGE} "
+            "ON CONFLICT (subscription_id, period_start) DO NOTHING"
+        ),
+        {"day": billing_date},
+    ).rowcount
+    conn.execute(text(f"TRUNCATE {STAGE}"))
+    return created, staged - created

@@ -1,0 +1,1 @@
+"""Notification batches: trial-ending reminders, dunning notices, monthly receipts."""

@@ -1,0 +1,19 @@
+"""What every domain's assets share: daily partitions (a partition's date is that run's
+"today", never the wall clock) and the retry policy (every asset here is idempotent)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from dagster import Backoff, DailyPartitionsDefinition, Jitter, RetryPolicy
+
+FIRST_DAY = "2026-01-01"
+daily = DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC")
+
+RETRIES = RetryPolicy(
+    max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
+
+
+def day_of(partition_key: str) -> date:
+    return date.fromisoformat(partition_key)

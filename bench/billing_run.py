@@ -1,0 +1,177 @@
+"""Invoices per second of the billing run's invoice-creation stage, against a baseline.
+
+The stage is what `assets.billing.run` does for a billing day: the due subscriptions are
+COPY'd into a temporary stage table, then one set-based
+`INSERT INTO billing.invoices … SELECT … FROM stage ON CONFLICT (subscription_id,
+period_start) DO NOTHING` makes the invoices (no charging here). The baseline, measured in
+the same run on the same server, is COPY of the very same invoice rows into a table of the
+same shape (`LIKE billing.invoices INCLUDING ALL`: same columns, unique key and indexes).
+
+    .venv/bin/python bench/billing_run.py [--rows 100000] [--rows 1000000]
+
+Target: invoice creation at least 0.25x the COPY rate. Also printed: staging (COPY of the
+due rows from Python), a re-run of the same day (every row a conflict: nothing created),
+and the peak resident memory of this process (ru_maxrss): after the invoice stage,
+and overall (the baseline holds the COPY data in memory). It starts its own Postgres in a temporary
+directory (the local stack's, nothing else) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import text  # noqa: E402
+
+from assets.billing.invoicing import create_invoices, stage  # noqa: E402
+from paywall import db  # noqa: E402
+from paywall.settings import STATE_DIR_ENV, reset_settings  # noqa: E402
+from paywall.stack.local import LocalStack  # noqa: E402
+from paywall.stack.postgres import Postgres  # noqa: E402
+
+PLANS = (("basic-monthly", 900), ("pro-monthly", 2900), ("team-monthly", 9900))
+
+
+def due_rows(n: int, day: date) -> Iterator[tuple[object, ...]]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    for i in range(n):
+        plan, amount = PLANS[i % len(PLANS)]
+        period_start = start + timedelta(seconds=i % 86_400)
+        yield (
+            uuid.uuid4(),
+            str(uuid.uuid4()),
+            plan,
+            "trial_conversion" if i % 10 == 0 else "renewal",
+            amount,
+            "usd",
+            period_start,
+            period_start + timedelta(days=30),
+        )
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def bench(engine: object, n: int, day: date) -> dict[str, float]:
+    from sqlalchemy import Engine
+
+    assert isinstance(engine, Engine)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE billing.invoices CASCADE"))
+        conn.execute(text("DROP TABLE IF EXISTS public.invoices_copy"))
+        conn.execute(
+            text("CREATE TABLE public.invoices_copy (LIKE billing.invoices INCLUDING ALL)")
+        )
+    out: dict[str, float] = {"rows": n}
+
+    # 1. the invoice stage: stage the due rows, then one INSERT … SELECT … ON CONFLICT.
+    with engine.begin() as conn:
+        t0 = time.perf_counter()
+        stage(conn, due_rows(n, day))
+        t1 = time.perf_counter()
+        created, skipped = create_invoices(conn, day)
+    t3 = time.perf_counter()  # commit included
+    assert (created, skipped) == (n, 0), (created, skipped)
+    out["stage_s"] = t1 - t0
+    out["insert_s"] = t3 - t1
+    out["invoices_per_s"] = n / (t3 - t1)
+    out["stage_rss_mb"] = peak_rss_mb()  # the billing side only (before the baseline's buffer)
+
+    # 2. the same day again: every row conflicts, nothing is created.
+    with engine.begin() as conn:
+        stage(conn, due_rows(0, day))
+        conn.execute(
+            text(
+                "INSERT INTO billing_due_stage SELECT subscription_id, customer_id, plan_id, "
+                "kind, amount, currency, period_start, period_end FROM billing.invoices"
+            )
+        )
+        t0 = time.perf_counter()
+        created, skipped = create_invoices(conn, day)
+    out["rerun_s"] = time.perf_counter() - t0
+    assert (created, skipped) == (0, n), (created, skipped)
+
+    # 3. baseline: COPY the same invoice rows into a table of the same shape.
+    raw_conn = engine.raw_connection()
+    try:
+        pg = raw_conn.driver_connection
+        assert pg is not None
+        buf = io.BytesIO()
+        with pg.cursor() as cur, cur.copy("COPY billing.invoices TO STDOUT") as copy:
+            for chunk in copy:
+                buf.write(chunk)
+        pg.commit()
+        data = buf.getvalue()
+        t0 = time.perf_counter()
+        with pg.cursor() as cur, cur.copy("COPY public.invoices_copy FROM STDIN") as copy:
+            view = memoryview(data)
+            for i in range(0, len(data), 1 << 20):
+                copy.write(view[i : i + (1 << 20)])
+        pg.commit()
+        out["copy_s"] = time.perf_counter() - t0
+        del data, buf
+        with pg.cursor() as cur:
+            cur.execute("SELECT count(*) FROM public.invoices_copy")
+            row = cur.fetchone()
+            assert row is not None and row[0] == n
+            cur.execute("DROP TABLE public.invoices_copy")
+            cur.execute("TRUNCATE billing.invoices CASCADE")
+        pg.commit()
+    finally:
+        raw_conn.close()
+    out["copy_per_s"] = n / out["copy_s"]
+    out["ratio"] = out["invoices_per_s"] / out["copy_per_s"]
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, action="append", help="subscriptions (repeatable)")
+    args = parser.parse_args()
+    sizes = args.rows or [100_000]
+    with tempfile.TemporaryDirectory(prefix="paywall-bench-billing-") as tmp:
+        stack = LocalStack(Path(tmp), waves=[[Postgres()]])
+        os.environ[STATE_DIR_ENV] = tmp
+        try:
+            settings = stack.up()
+            reset_settings()
+            db.upgrade(settings)
+            engine = db.engine(settings)
+            print(
+                f"{'rows':>9} {'stage s':>8} {'invoice s':>9} {'inv/s':>9} {'COPY s':>7} "
+                f"{'COPY/s':>9} {'ratio':>6} {'re-run s':>8} {'RSS MB billing':>14} "
+                f"{'RSS MB all':>10}"
+            )
+            for n in sizes:
+                r = bench(engine, n, date(2026, 3, 1))
+                print(
+                    f"{n:>9} {r['stage_s']:>8.2f} {r['insert_s']:>9.2f} "
+                    f"{r['invoices_per_s']:>9.0f} {r['copy_s']:>7.2f} {r['copy_per_s']:>9.0f} "
+                    f"{r['ratio']:>6.2f} {r['rerun_s']:>8.2f} {r['stage_rss_mb']:>14.0f} "
+                    f"{r['peak_rss_mb']:>10.0f}",
+                    flush=True,
+                )
+            print(
+                "ratio = invoice creation (INSERT … SELECT … ON CONFLICT DO NOTHING, commit "
+                "included) / COPY of the same rows into a same-shape table; target >= 0.25"
+            )
+        finally:
+            stack.down()
+
+
+if __name__ == "__main__":
+    main()

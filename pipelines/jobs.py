@@ -1,0 +1,33 @@
+"""Jobs and their schedules (UTC). Each daily schedule runs the last complete day."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
+
+from assets.shared import RETRIES
+
+billing_job = define_asset_job(
+    "billing_job",
+    selection=AssetSelection.assets("billing_run"),
+    op_retry_policy=RETRIES,
+    description="The daily billing run: renewals, invoices, charges, dunning.",
+)
+audit_archive_job = define_asset_job(
+    "audit_archive_job",
+    selection=AssetSelection.assets("audit_archive"),
+    op_retry_policy=RETRIES,
+    description="The day's audit log to S3, then its verification.",
+)
+notification_job = define_asset_job(
+    "notification_job",
+    selection=AssetSelection.assets("notification_batch"),
+    op_retry_policy=RETRIES,
+    description="Trial-ending reminders, dunning notices and receipts.",
+)
+
+JOBS = [billing_job, audit_archive_job, notification_job]
+SCHEDULES = [
+    build_schedule_from_partitioned_job(billing_job, hour_of_day=2, minute_of_hour=0),
+    build_schedule_from_partitioned_job(audit_archive_job, hour_of_day=3, minute_of_hour=0),
+    build_schedule_from_partitioned_job(notification_job, hour_of_day=9, minute_of_hour=0),
+]
