@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from rich.console import Console
@@ -37,6 +38,8 @@ class Outcome:
     changes: Counter[str] = field(default_factory=Counter)
     published: int = 0
     lake_rows: dict[str, int] = field(default_factory=dict)
+    billing: dict[str, dict[str, int]] = field(default_factory=dict)
+    warehouse: dict[str, str] = field(default_factory=dict)
     handled: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
@@ -197,6 +200,125 @@ def lake_rows(settings: Settings) -> dict[str, int]:
     return dict(rows)
 
 
+def run_billing_days(settings: Settings) -> dict[str, dict[str, int]]:
+    """The daily billing run for the days this demo's trials and first months end.
+
+    The days are in the future: the demo simulates them by running billing for those dates,
+    which is all the billing run looks at (the Dagster schedule runs the day just ended).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from dateutil.relativedelta import relativedelta
+
+    from assets.billing.run import BillingRun
+    from pipelines.resources import Services
+
+    with db.engine(settings).begin() as conn:
+        from transactional.auth.clients import ensure_default_clients
+
+        ensure_default_clients(conn, settings)
+    services = Services(settings)
+    run = BillingRun(
+        db.engine(settings), services.subscription, services.payment, services.payment_concurrency
+    )
+    today = datetime.now(UTC).date()
+    days = sorted({today + timedelta(days=14), today + relativedelta(months=1)})
+    return {day.isoformat(): run.run(day).numbers() for day in days}
+
+
+def load_and_build(settings: Settings) -> dict[str, str]:
+    """Every new lake partition into the warehouse (DuckDB here), then `dbt build`."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from assets.warehouse.config import warehouse_config
+    from assets.warehouse.loader import (
+        load_partition,
+        partitions_to_load,
+        warehouse_from_config,
+    )
+
+    warehouse = warehouse_from_config(settings)
+    todo = partitions_to_load(warehouse)
+    rows = sum(load_partition(warehouse, p.event_type, p.event_date).rows for p in todo)
+    path = warehouse_config(settings).duckdb_path
+    repo = Path(__file__).resolve().parents[1]
+    target = path.parent / "dbt-target"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "build",
+            "--project-dir",
+            str(repo / "dbt"),
+            "--profiles-dir",
+            str(repo / "dbt"),
+            "--target",
+            "duckdb",
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(target / "logs"),
+        ],
+        env={**os.environ, "WAREHOUSE_PATH": str(path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    tail = [ln for ln in done.stdout.splitlines() if "Done." in ln or "ERROR" in ln]
+    out = {
+        "warehouse load": f"{len(todo)} partition(s), {rows} row(s) into {path.name}",
+        "dbt build": (tail[-1].split("Done.")[-1].strip() if tail else "no summary")
+        if done.returncode == 0
+        else f"FAILED: {' | '.join(tail[-3:])}",
+    }
+    if done.returncode == 0:
+        with duckdb.connect(str(path), read_only=True) as con:
+            latest = con.execute(
+                "SELECT month, sum(mrr) FROM marts.mrr_monthly GROUP BY month "
+                "ORDER BY month DESC LIMIT 1"
+            ).fetchone()
+        if latest:
+            out["MRR from the marts"] = f"{float(latest[1]):,.2f} USD ({latest[0]})"
+    return out
+
+
+def mrr_chart(settings: Settings) -> Path | None:
+    """MRR per month from the mart, drawn to a PNG next to the warehouse file."""
+    import duckdb
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from assets.warehouse.config import warehouse_config
+
+    path = warehouse_config(settings).duckdb_path
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            rows = con.execute(
+                "SELECT month, sum(mrr), sum(new_mrr), sum(churned_mrr) "
+                "FROM marts.mrr_monthly GROUP BY month ORDER BY month"
+            ).fetchall()
+    except duckdb.Error:
+        return None
+    if not rows:
+        return None
+    months = [str(r[0])[:7] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(months, [float(r[1]) for r in rows], color="#336791", label="MRR")
+    ax.plot(months, [float(r[2]) for r in rows], "o-", color="#2e8b57", label="new")
+    ax.plot(months, [float(r[3]) for r in rows], "o-", color="#dc382d", label="churned")
+    ax.set_title("Monthly recurring revenue (USD)")
+    ax.legend()
+    fig.tight_layout()
+    out = path.with_name("mrr.png")
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def summary(settings: Settings, outcome: Outcome) -> Table:
     from streaming.consumers.audit import verify
 
@@ -206,7 +328,7 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
             text(
                 "SELECT coalesce(sum(CASE p.interval WHEN 'year' THEN p.amount / 12.0 "
                 "ELSE p.amount END), 0) FROM subscription.subscriptions s "
-                "JOIN subscription.plans p ON p.id = s.plan_id WHERE s.status = 'active'"
+                "JOIN subscription.plans p ON p.id = s.plan_id WHERE s.status IN ('active', 'past_due')"
             )
         ).scalar_one()
         states: dict[str, int] = dict(
@@ -231,8 +353,13 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
     table.add_row(
         "lake (Parquet rows)", ", ".join(f"{k}: {v}" for k, v in sorted(outcome.lake_rows.items()))
     )
+    for day, counts in outcome.billing.items():
+        shown = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
+        table.add_row(f"billing run {day} (simulated)", shown or "nothing due")
+    for key, value in outcome.warehouse.items():
+        table.add_row(key, value)
     table.add_row("audit log", f"{audit.rows} rows, chain {'intact' if audit.ok else 'BROKEN'}")
-    table.add_row("MRR (active)", f"{float(mrr) / 100:,.2f} USD")
+    table.add_row("MRR from subscriptions", f"{float(mrr) / 100:,.2f} USD (active and past_due)")
     return table
 
 
@@ -248,10 +375,14 @@ def run(console: Console, signups: int) -> None:
         sync_topics(settings)
     with api_server(settings) as base:
         console.log(f"API (all services) at {base} — docs at {base}/docs")
-        outcome = run_signups(base, get_settings(), signups, console)
-    settings = get_settings()
-    with console.status("relaying the outbox to Kafka…"):
-        outcome.published = relay.drain(db.engine(settings), relay.make_producer(settings))
+        settings = get_settings()
+        outcome = run_signups(base, settings, signups, console)
+        engine = db.engine(settings)
+        with console.status("relaying the outbox to Kafka…"):
+            outcome.published = relay.drain(engine, relay.make_producer(settings))
+        with console.status("billing runs over simulated days…"):
+            outcome.billing = run_billing_days(settings)
+            outcome.published += relay.drain(engine, relay.make_producer(settings))
     with console.status("notification and audit consumers…"):
         outcome.handled = run_consumers(settings)
     with console.status("Spark: Kafka → S3 lake (available-now)…"):
@@ -259,4 +390,9 @@ def run(console: Console, signups: int) -> None:
 
         run_lake_stream(settings, available_now=True)
         outcome.lake_rows = lake_rows(settings)
+    with console.status("lake → warehouse, then dbt build…"):
+        outcome.warehouse = load_and_build(settings)
+    chart = mrr_chart(settings)
+    if chart:
+        outcome.warehouse["MRR chart"] = str(chart)
     console.print(summary(settings, outcome))

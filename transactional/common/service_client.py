@@ -46,12 +46,15 @@ class TokenSource:
     def token(self) -> str:
         with self._lock:
             if self._token is None or time.monotonic() > self._expires - 30:
-                resp = httpx.post(
-                    f"{self.settings.service_url('auth')}/oauth/token",
-                    data={"grant_type": "client_credentials", "scope": self.scope},
-                    auth=(self.client_id, self.client_secret.get_secret_value()),
-                    timeout=self.settings.service_timeout_seconds,
-                )
+                try:
+                    resp = httpx.post(
+                        f"{self.settings.service_url('auth')}/oauth/token",
+                        data={"grant_type": "client_credentials", "scope": self.scope},
+                        auth=(self.client_id, self.client_secret.get_secret_value()),
+                        timeout=self.settings.service_timeout_seconds,
+                    )
+                except httpx.TransportError as exc:
+                    raise ServiceError("auth", 503, {"detail": str(exc)}) from exc
                 if resp.status_code != 200:
                     raise ServiceError("auth", resp.status_code, _body(resp))
                 data = resp.json()
