@@ -327,8 +327,8 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
         mrr: float = conn.execute(
             text(
                 "SELECT coalesce(sum(CASE p.interval WHEN 'year' THEN p.amount / 12.0 "
-                "ELSE p.amount END), 0) FROM subscription.subscriptions s "
-                "JOIN subscription.plans p ON p.id = s.plan_id WHERE s.status IN ('active', 'past_due')"
+                "ELSE p.amount END), 0) FROM subscription.subscriptions s JOIN "
+                "subscription.plans p ON p.id = s.plan_id WHERE s.status IN ('active', 'past_due')"
             )
         ).scalar_one()
         states: dict[str, int] = dict(

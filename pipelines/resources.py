@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 from sqlalchemy import Engine
+
+from assets.warehouse.base import Warehouse
+from assets.warehouse.config import WarehouseConfig, warehouse_config
+from assets.warehouse.loader import warehouse_from_config
 
 from paywall import clients, db
 from paywall.settings import Settings
 from transactional.auth.clients import BILLING_SCOPES
 from transactional.common.service_client import ServiceClient, TokenSource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SENDER_EMAIL = "billing@paywall.dev"
 SENDER_PHONE = "+15005550006"
@@ -133,4 +141,70 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "lake": Lake(settings),
         "services": Services(settings),
         "senders": Senders(settings, settings.ops_alert_email),
+        "warehouse": WarehouseResource(settings),
+        "dbt": dbt_resource(settings),
     }
+
+
+class WarehouseResource:
+    """The analytics warehouse (DuckDB file locally, Redshift when REDSHIFT_DSN is set): the
+    loader's `Warehouse`, the environment dbt runs with, and read queries for the checks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def config(self) -> WarehouseConfig:
+        return warehouse_config(self.settings)
+
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        return warehouse_from_config(self.settings, self.config)
+
+    @property
+    def dbt_target(self) -> str:
+        """The dbt profile target matching the warehouse: `duckdb` or `redshift`."""
+        return self.config.kind
+
+    def dbt_env(self) -> dict[str, str]:
+        """What dbt's profiles.yml reads from the environment, from settings."""
+        dsn = self.config.redshift_dsn
+        if dsn is None:
+            return {"DBT_TARGET": "duckdb", "WAREHOUSE_PATH": str(self.config.duckdb_path)}
+        return {
+            "DBT_TARGET": "redshift",
+            "DBT_REDSHIFT_HOST": dsn.host,
+            "DBT_REDSHIFT_PORT": str(dsn.port),
+            "DBT_REDSHIFT_USER": dsn.user,
+            "DBT_REDSHIFT_PASSWORD": dsn.password,
+            "DBT_REDSHIFT_DBNAME": dsn.database,
+        }
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """A read-only query as a DataFrame (for the data-quality checks)."""
+        import pandas as pd
+
+        dsn = self.config.redshift_dsn
+        if dsn is None:
+            with duckdb.connect(str(self.config.duckdb_path), read_only=True) as con:
+                con.execute("SET TimeZone = 'UTC'")
+                return con.execute(sql).df()
+        from assets.warehouse.redshift import redshift_connect
+
+        conn = redshift_connect(dsn)
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            names = [d[0] for d in cur.description]
+            return pd.DataFrame.from_records(list(cur.fetchall()), columns=names)
+        finally:
+            conn.close()
+
+
+def dbt_resource(settings: Settings) -> Any:
+    """dagster-dbt's CLI resource on the repo's dbt project, on the warehouse's target."""
+    from dagster_dbt import DbtCliResource
+
+    from assets.warehouse.assets import dbt_project
+
+    return DbtCliResource(project_dir=dbt_project, target=warehouse_config(settings).kind)
