@@ -189,25 +189,15 @@ def consume(
     """Run one event consumer in its own consumer group."""
     import time
 
-    from paywall.db import engine
     from paywall.logs import configure_logging
-    from streaming.consumers import audit, notification
-    from streaming.consumers.runner import ConsumerLoop
-    from streaming.topics import EVENT_TOPICS
+    from streaming.consumers.wiring import CONSUMERS, consumer_loop
 
+    if consumer not in CONSUMERS:
+        raise PaywallError(f"consumer: unknown consumer {consumer!r} ({' or '.join(CONSUMERS)})")
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
-    db = engine(settings)
-    if consumer == "audit":
-        handler = audit.handler(db, settings)
-        topics = [t.name for t in EVENT_TOPICS.values()]
-    elif consumer == "notification":
-        handler = notification.Notifier(db, notification.Senders(settings))
-        topics = [EVENT_TOPICS[s].name for s in ("customer", "registration", "payment")]
-    else:
-        raise PaywallError(f"consumer: unknown consumer {consumer!r} (notification or audit)")
-    loop = ConsumerLoop(settings, consumer, topics, handler)
+    loop = consumer_loop(consumer, settings)
     handled, last = 0, time.monotonic()
     try:
         while max_messages is None or handled < max_messages:

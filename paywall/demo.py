@@ -155,22 +155,11 @@ def run_signups(base: str, settings: Settings, count: int, console: Console) -> 
 
 
 def run_consumers(settings: Settings, idle_seconds: float = 4.0) -> dict[str, dict[str, int]]:
-    from streaming.consumers import audit, notification
-    from streaming.consumers.runner import ConsumerLoop
-    from streaming.topics import EVENT_TOPICS
+    from streaming.consumers.wiring import CONSUMERS, consumer_loop
 
-    engine = db.engine(settings)
-    topics = [t.name for t in EVENT_TOPICS.values()]
-    loops = {
-        "notification": ConsumerLoop(
-            settings,
-            "notification",
-            topics,
-            notification.Notifier(engine, notification.Senders(settings)),
-        ),
-        "audit": ConsumerLoop(settings, "audit", topics, audit.handler(engine, settings)),
-    }
-    for loop in loops.values():
+    stats = {}
+    for name in CONSUMERS:
+        loop = consumer_loop(name, settings)
         last = time.monotonic()
         try:
             while time.monotonic() - last < idle_seconds or not loop.consumer.assignment():
@@ -180,7 +169,8 @@ def run_consumers(settings: Settings, idle_seconds: float = 4.0) -> dict[str, di
                     break
         finally:
             loop.close()
-    return {name: loop.stats for name, loop in loops.items()}
+        stats[name] = loop.stats
+    return stats
 
 
 def lake_rows(settings: Settings) -> dict[str, int]:
