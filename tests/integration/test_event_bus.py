@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -60,6 +62,31 @@ def consume_until_idle(
     return loop
 
 
+def lake_registrations(api: Api, tmp_path: Path) -> Counter[str]:
+    """Run the Spark lake job (available-now) into a bucket of this test's own, then count
+    registration.completed rows per registration id in the Parquet it wrote."""
+    import pyarrow.dataset as ds
+
+    from paywall.clients import ensure_bucket
+    from streaming.lake.job import run_lake_stream
+    from streaming.lake.sink import lake_filesystem
+
+    settings = api.settings.model_copy(update={"lake_bucket": f"lake-{uuid.uuid4().hex[:8]}"})
+    ensure_bucket(settings, settings.lake_bucket)
+    run_lake_stream(
+        settings,
+        available_now=True,
+        checkpoint=tmp_path / "checkpoint",
+        topics=[EVENT_TOPICS["registration"].name],
+    )
+    table = ds.dataset(
+        f"{settings.lake_bucket}/events/registration.completed",
+        filesystem=lake_filesystem(settings),
+        format="parquet",
+    ).to_table()
+    return Counter(json.loads(d)["registration_id"] for d in table.column("data").to_pylist())
+
+
 def notifier(api: Api) -> notification.Notifier:
     return notification.Notifier(engine(api.settings), notification.Senders(api.settings))
 
@@ -87,8 +114,8 @@ def groups() -> Iterator[dict[str, str]]:
     yield {"notification": f"notification-{suffix}", "audit": f"audit-{suffix}"}
 
 
-def test_signups_reach_email_sms_and_audit_exactly_once(
-    api: Api, signup: Callable[[], dict], groups: dict[str, str]
+def test_signups_reach_email_sms_audit_and_lake_exactly_once(
+    api: Api, signup: Callable[[], dict], groups: dict[str, str], tmp_path: Path
 ) -> None:
     made = [signup() for _ in range(3)]
     db = engine(api.settings)
@@ -102,6 +129,8 @@ def test_signups_reach_email_sms_and_audit_exactly_once(
         assert subjects == ["Welcome to Paywall, Ada Lovelace", "Your Paywall receipt"]
         assert audit_rows_for(api, "registration.completed", reg["registration_id"]) == 1
     assert audit.verify(db).ok
+    lake = lake_registrations(api, tmp_path)
+    assert [lake[reg["registration_id"]] for reg in made] == [1, 1, 1]
 
     # A redelivery (a second group re-reading everything) sends and appends nothing new.
     consume_until_idle(api, "notification", notifier(api), groups["notification"] + "-again")
@@ -112,7 +141,11 @@ def test_signups_reach_email_sms_and_audit_exactly_once(
 
 
 def test_broker_down_during_signups_loses_and_doubles_nothing(
-    api: Api, local_stack: LocalStack, signup: Callable[[], dict], groups: dict[str, str]
+    api: Api,
+    local_stack: LocalStack,
+    signup: Callable[[], dict],
+    groups: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     db = engine(api.settings)
     producer = relay.make_producer(api.settings)
@@ -134,6 +167,8 @@ def test_broker_down_during_signups_loses_and_doubles_nothing(
         ) == 1
         assert audit_rows_for(api, "registration.completed", reg["registration_id"]) == 1
     assert audit.verify(db).ok
+    lake = lake_registrations(api, tmp_path)
+    assert [lake[reg["registration_id"]] for reg in made] == [1, 1, 1]
 
 
 def test_poison_message_is_dead_lettered_and_the_consumer_goes_on(
