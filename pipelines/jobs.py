@@ -1,10 +1,12 @@
-"""Jobs and their schedules (UTC). Each daily schedule runs the last complete day."""
+"""Jobs and their schedules (UTC). Each daily schedule runs the last complete day; the
+warehouse job runs per lake partition, requested by `lake_partitions_sensor`."""
 
 from __future__ import annotations
 
 from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
 
 from assets.shared import RETRIES
+from assets.warehouse.assets import paywall_dbt, raw_events
 
 billing_job = define_asset_job(
     "billing_job",
@@ -25,7 +27,16 @@ notification_job = define_asset_job(
     description="Trial-ending reminders, dunning notices and receipts.",
 )
 
-JOBS = [billing_job, audit_archive_job, notification_job]
+warehouse_job = define_asset_job(
+    "warehouse_job",
+    # The checks of these assets come along: raw_events' blocking contract check stops
+    # a bad partition before dbt builds on it.
+    selection=AssetSelection.assets(raw_events, paywall_dbt),
+    op_retry_policy=RETRIES,
+    description="One lake partition into raw.events, its data-quality checks, then dbt build.",
+)
+
+JOBS = [billing_job, audit_archive_job, notification_job, warehouse_job]
 SCHEDULES = [
     build_schedule_from_partitioned_job(billing_job, hour_of_day=2, minute_of_hour=0),
     build_schedule_from_partitioned_job(audit_archive_job, hour_of_day=3, minute_of_hour=0),

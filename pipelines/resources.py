@@ -17,7 +17,6 @@ from sqlalchemy import Engine
 from assets.warehouse.base import Warehouse
 from assets.warehouse.config import WarehouseConfig, warehouse_config
 from assets.warehouse.loader import warehouse_from_config
-
 from paywall import clients, db
 from paywall.settings import Settings
 from transactional.auth.clients import BILLING_SCOPES
@@ -205,6 +204,10 @@ def dbt_resource(settings: Settings) -> Any:
     """dagster-dbt's CLI resource on the repo's dbt project, on the warehouse's target."""
     from dagster_dbt import DbtCliResource
 
-    from assets.warehouse.assets import dbt_project
+    from assets.warehouse.assets import DBT_EXECUTABLE, dbt_project
 
-    return DbtCliResource(project_dir=dbt_project, target=warehouse_config(settings).kind)
+    return DbtCliResource(
+        project_dir=dbt_project,
+        target=warehouse_config(settings).kind,
+        dbt_executable=DBT_EXECUTABLE,
+    )

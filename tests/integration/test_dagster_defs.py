@@ -16,6 +16,7 @@ from dagster import (
     DagsterInstance,
     DailyPartitionsDefinition,
     Definitions,
+    DynamicPartitionsDefinition,
     asset,
     build_run_status_sensor_context,
     materialize,
@@ -27,12 +28,40 @@ from pipelines.resources import Senders
 from pipelines.sensors import ops_alert_on_run_failure
 from tests.conftest import REPO, Api
 
-ASSETS = {"billing_run", "audit_archive", "notification_batch"}
-JOBS = {
+ASSETS = {"billing_run", "audit_archive", "notification_batch"}  # daily partitioned
+WAREHOUSE_ASSETS = {"raw_events"}  # one dynamic partition per lake (event_type, day) folder
+DBT_ASSETS = {
+    "reference/plan_catalog",
+    "staging/stg_customers",
+    "staging/stg_payment_accounts",
+    "staging/stg_payments",
+    "staging/stg_registrations",
+    "staging/stg_subscription_events",
+    "staging/stg_users",
+    "intermediate/int_subscription_states",
+    "intermediate/int_customer_mrr_monthly",
+    "marts/dim_plans",
+    "marts/dim_customers",
+    "marts/fct_subscriptions",
+    "marts/fct_payments",
+    "marts/fct_invoices",
+    "marts/mrr_monthly",
+    "marts/churn_monthly",
+    "marts/cohort_retention",
+}
+CHECKS = {
+    "audit_archive_verified",
+    "raw_events_contract",
+    "raw_events_unique_event_ids",
+    "mrr_monthly_quality",
+    "fct_subscriptions_quality",
+}
+JOBS = {  # scheduled
     "billing_job": "0 2 * * *",
     "audit_archive_job": "0 3 * * *",
     "notification_job": "0 9 * * *",
 }
+SENSOR_JOBS = {"warehouse_job"}  # requested by lake_partitions_sensor
 
 
 def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
@@ -40,21 +69,49 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
     Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
 
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
-    assert {c.name for c in graph.asset_check_keys} == {"audit_archive_verified"}
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == ASSETS | WAREHOUSE_ASSETS | DBT_ASSETS
+    checks = {c.name for c in graph.asset_check_keys}
+    assert checks >= CHECKS
+    dbt_tests = checks - CHECKS  # dbt's data tests, as asset checks of their models
+    assert len(dbt_tests) >= 40
+    assert "assert_no_overlapping_subscription_intervals" in dbt_tests
     for key in ASSETS:
         partitions = graph.get(AssetKey(key)).partitions_def
         assert isinstance(partitions, DailyPartitionsDefinition)
         assert partitions.timezone == "UTC"
 
+    raw = graph.get(AssetKey("raw_events"))
+    assert isinstance(raw.partitions_def, DynamicPartitionsDefinition)
+    assert raw.partitions_def.name == "lake_partitions"
+    # dbt's lake.events source is raw_events: every staging model reads it.
+    for key in DBT_ASSETS:
+        if key.startswith("staging/"):
+            assert AssetKey("raw_events") in graph.get(AssetKey.from_user_string(key)).parent_keys
+    # The contract check runs in raw_events before the load, and blocks what follows.
+    specs = {s.name: s for s in defs.resolve_assets_def("raw_events").check_specs}
+    assert specs["raw_events_contract"].blocking
+
     repo = defs.get_repository_def()
-    assert set(JOBS) <= {j.name for j in repo.get_all_jobs()}
+    assert set(JOBS) | SENSOR_JOBS <= {j.name for j in repo.get_all_jobs()}
     assert {s.job_name: s.cron_schedule for s in repo.schedule_defs} == JOBS
     assert {s.execution_timezone for s in repo.schedule_defs} == {"UTC"}
-    assert {s.name for s in repo.sensor_defs} == {"ops_alert_on_run_failure"}
-    assert set(defs.resources or {}) == {"database", "lake", "services", "senders"}
-    for job in JOBS:
+    sensors = {s.name: s for s in repo.sensor_defs}
+    assert set(sensors) == {"ops_alert_on_run_failure", "lake_partitions_sensor"}
+    assert sensors["lake_partitions_sensor"].job_name == "warehouse_job"
+    assert set(defs.resources or {}) == {
+        "database",
+        "lake",
+        "services",
+        "senders",
+        "warehouse",
+        "dbt",
+    }
+    for job in [*JOBS, *SENSOR_JOBS]:
         assert defs.resolve_job_def(job).partitions_def is not None
+    warehouse_job = defs.resolve_job_def("warehouse_job")
+    selected = {k.to_user_string() for k in warehouse_job.asset_layer.selected_asset_keys}
+    assert selected == WAREHOUSE_ASSETS | DBT_ASSETS
 
 
 def test_production_refuses_the_local_client_secrets() -> None:
