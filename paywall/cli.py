@@ -274,6 +274,10 @@ def demo(
     finally:
         if not keep and not before:
             stack.down(lambda name, msg: console.log(f"{name}: {msg}"))
+    console.print(
+        "Next: `.venv/bin/paywall serve` for the API (docs at /docs), "
+        "`.venv/bin/dagster dev -w workspace.yaml` for the Dagster UI (http://127.0.0.1:3000)."
+    )
     if keep or before:
         console.print("The stack keeps running; stop it with `paywall stack down`.")
 

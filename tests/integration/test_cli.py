@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -132,9 +133,14 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
 
 def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
-    result = run(["demo", "--signups", "4"], env, timeout=600)
+    result = run(["demo", "--signups", "6"], env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "chain intact" in result.stdout
     assert "refused" not in result.stdout or "(402)" in result.stdout
+    assert "dbt build" in result.stdout and "ERROR=0" in result.stdout
+    # The marts reconcile with the transactional database.
+    mrr = dict(re.findall(r"MRR from (the marts|subscriptions)\s*│\s*([\d,.]+) USD", result.stdout))
+    assert len(mrr) == 2 and mrr["the marts"] == mrr["subscriptions"], mrr
+    assert (tmp_path / "mrr.png").stat().st_size > 1000
     state = json.loads((tmp_path / "stack.json").read_text())
     assert state == {}  # the demo stopped every server it started
