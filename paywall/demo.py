@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from collections import Counter
@@ -46,29 +45,14 @@ class Outcome:
 @contextmanager
 def api_server(settings: Settings) -> Iterator[str]:
     """Every service in this process on a free loopback port, stopped on exit."""
-    import uvicorn
-
+    from transactional.common.serving import serving
     from transactional.services import combined_app
 
     port = settings.api_port if not port_open(settings.api_host, settings.api_port) else free_port()
     os.environ["API_PORT"] = str(port)
     reset_settings()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            combined_app(), host=settings.api_host, port=port, log_level="warning", log_config=None
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://{settings.api_host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(combined_app(), settings.api_host, port) as base:
+        yield base
 
 
 def _client_token(base: str, settings: Settings) -> str:

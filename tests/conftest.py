@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,34 +54,18 @@ class Api:
 
 @pytest.fixture(scope="session")
 def api(settings: Settings) -> Iterator[Api]:
-    import threading
-
-    import uvicorn
-
     from paywall.stack.process import free_port
+    from transactional.common.serving import serving
     from transactional.services import combined_app
 
     port = free_port()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("API_PORT", str(port))
         reset_settings()
-        server = uvicorn.Server(
-            # log_config=None: uvicorn's dictConfig would detach its loggers from ours.
-            uvicorn.Config(
-                combined_app(), host="127.0.0.1", port=port, log_level="warning", log_config=None
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
         try:
-            while not server.started:
-                if not thread.is_alive():
-                    raise RuntimeError("the API server did not start")
-                time.sleep(0.02)
-            yield Api(f"http://127.0.0.1:{port}", get_settings())
+            with serving(combined_app(), "127.0.0.1", port) as url:
+                yield Api(url, get_settings())
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
             reset_settings()
 
 

@@ -12,8 +12,6 @@ import hmac
 import html
 import json
 import re
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +21,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oidc.discovery import OpenIDProviderMetadata
@@ -33,6 +30,7 @@ from sqlalchemy import Engine, text
 
 from paywall import db
 from paywall.settings import Settings, get_settings, reset_settings
+from paywall.stack.process import free_port
 from transactional.auth import keys, throttle, tokens
 from transactional.auth.clients import (
     REGISTRATION_CLIENT_ID,
@@ -42,6 +40,7 @@ from transactional.auth.clients import (
 )
 from transactional.auth.users import User, create_user
 from transactional.common import security
+from transactional.common.serving import serving
 
 pytestmark = pytest.mark.integration
 
@@ -58,16 +57,10 @@ class AuthServer:
         return f"{self.url}/oauth/token"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def auth_server(settings: Settings) -> Iterator[AuthServer]:
     """The auth app served by uvicorn in a thread on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:
         with pytest.MonkeyPatch.context() as mp:
@@ -76,25 +69,8 @@ def auth_server(settings: Settings) -> Iterator[AuthServer]:
             reset_settings()
             from transactional.auth.app import app
 
-            # log_config=None: uvicorn's own dictConfig would stop the "uvicorn" loggers
-            # propagating, for the rest of the session (tests/unit/test_logs.py notices).
-            config = uvicorn.Config(
-                app, host="127.0.0.1", port=port, log_level="warning", log_config=None
-            )
-            server = uvicorn.Server(config)
-            thread = threading.Thread(target=server.run, name="auth-uvicorn", daemon=True)
-            thread.start()
-            deadline = time.monotonic() + 20
-            while not server.started:
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    server.should_exit = True
-                    raise RuntimeError("auth server did not start")
-                time.sleep(0.02)
-            try:
+            with serving(app, "127.0.0.1", port):
                 yield AuthServer(url)
-            finally:
-                server.should_exit = True
-                thread.join(timeout=10)
     finally:
         reset_settings()  # after the environment is restored, so nothing caches ours
 
@@ -643,7 +619,7 @@ def test_login_throttling(http: httpx.Client, spa_client: str, user: User) -> No
 def test_login_works_when_redis_is_down(
     http: httpx.Client, spa_client: str, user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_settings()
     try:
         tokens = _code_flow(http, spa_client, user, "openid")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
 from twilio.base.exceptions import TwilioRestException
 
+from paywall.stack.process import free_port
 from paywall.stack.sink_server import twilio_client
 
 pytestmark = pytest.mark.integration
@@ -48,12 +48,6 @@ class Sink:
         return twilio_client(self.url, account_sid, AUTH_TOKEN)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -68,7 +62,7 @@ def start_sink(tmp_path: Path) -> Iterator[Callable[[Path], Sink]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(store: Path) -> Sink:
-        port = _free_port()
+        port = free_port()
         log = (tmp_path / f"sink-{port}.log").open("wb")
         args = ["--host", "127.0.0.1", "--port", str(port), "--store", str(store)]
         proc = subprocess.Popen(
