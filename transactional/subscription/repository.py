@@ -164,10 +164,18 @@ def move(
     event_type: str,
     changes: dict[str, Any] | None = None,
     event: dict[str, Any] | None = None,
+    *,
+    same_state: bool = False,
 ) -> Subscription:
-    """Apply an allowed transition (or a same-state change) and record its event."""
+    """Apply an allowed transition and record its event.
+
+    Staying in the same state (a renewal, a scheduled change) must be asked for with
+    `same_state`; otherwise it goes through the state machine like any move, which refuses
+    it (pausing a paused subscription, canceling a canceled one).
+    """
     changes = changes or {}
-    status = sub.status if target == sub.status else lifecycle.transition(sub.status, target)
+    stays = same_state and target == sub.status
+    status = sub.status if stays else lifecycle.transition(sub.status, target)
     sets = ", ".join(f"{k} = :{k}" for k in changes)
     row = conn.execute(
         text(

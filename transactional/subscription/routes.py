@@ -173,6 +173,7 @@ def change_plan(sub_id: uuid.UUID, body: PlanChange, principal: Writer) -> PlanC
                 sub.status,
                 "subscription.downgrade_scheduled",
                 {"pending_plan_id": new.id},
+                same_state=True,
             )
             return PlanChanged(subscription=moved, effective="period_end")
         now = datetime.now(UTC)
@@ -194,6 +195,7 @@ def change_plan(sub_id: uuid.UUID, body: PlanChange, principal: Writer) -> PlanC
                 "proration_amount_due": proration.amount_due,
                 "currency": new.currency,
             },
+            same_state=True,
         )
     out = ProrationOut(amount_due=proration.amount_due, **vars(proration))
     return PlanChanged(subscription=moved, effective="now", proration=out)
@@ -213,6 +215,7 @@ def cancel(sub_id: uuid.UUID, body: Cancel, principal: Writer) -> Subscription:
                     sub.status,
                     "subscription.cancel_scheduled",
                     {"cancel_at_period_end": True},
+                    same_state=True,
                 )
             return repository.move(
                 conn, sub, "canceled", "subscription.canceled", {"canceled_at": datetime.now(UTC)}
@@ -228,7 +231,6 @@ def pause(sub_id: uuid.UUID, principal: Writer) -> Subscription:
     with engine(get_settings()).begin() as conn:
         sub = _visible(conn, principal, sub_id)
         try:
-            lifecycle.transition(sub.status, "paused")  # pausing a paused one is refused too
             return repository.move(
                 conn, sub, "paused", "subscription.paused", {"paused_at": datetime.now(UTC)}
             )
@@ -372,7 +374,8 @@ def _advance(
         changes |= {"plan_id": plan.id, "pending_plan_id": None}
         event["previous_plan_id"] = sub.plan_id
     try:
-        return repository.move(conn, sub, "active", event_type, changes, event)
+        # A renewal keeps an active subscription active: a deliberate same-state move.
+        return repository.move(conn, sub, "active", event_type, changes, event, same_state=True)
     except lifecycle.TransitionRefused as exc:
         raise _refused(exc) from exc
 
