@@ -38,6 +38,14 @@ def _event_data(c: Customer) -> dict[str, Any]:
     }
 
 
+def _event_keys(c: Customer) -> dict[str, Any]:
+    return {"customer_id": str(c.id), "tenant_id": c.tenant_id}
+
+
+def _emit(conn: Connection, c: Customer, event_type: str, data: dict[str, Any]) -> None:
+    outbox.emit(conn, SCHEMA, "customer", str(c.id), event_type, data)
+
+
 def create(conn: Connection, body: CustomerCreate, tenant_id: str | None) -> Customer:
     existing = conn.execute(
         text(
@@ -75,9 +83,7 @@ def create(conn: Connection, body: CustomerCreate, tenant_id: str | None) -> Cus
         ).first()
         raise EmailTaken(again.id if again else uuid.UUID(int=0))
     customer = _row(row)
-    outbox.emit(
-        conn, SCHEMA, "customer", str(customer.id), "customer.created", _event_data(customer)
-    )
+    _emit(conn, customer, "customer.created", _event_data(customer))
     return customer
 
 
@@ -114,14 +120,7 @@ def update(conn: Connection, customer_id: uuid.UUID, body: CustomerUpdate) -> Cu
     if row is None:
         return None
     customer = _row(row)
-    outbox.emit(
-        conn,
-        SCHEMA,
-        "customer",
-        str(customer.id),
-        "customer.updated",
-        {**_event_data(customer), "changed": sorted(changes)},
-    )
+    _emit(conn, customer, "customer.updated", {**_event_data(customer), "changed": sorted(changes)})
     return customer
 
 
@@ -136,14 +135,7 @@ def soft_delete(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
     if row is None:
         return None
     customer = _row(row)
-    outbox.emit(
-        conn,
-        SCHEMA,
-        "customer",
-        str(customer.id),
-        "customer.deleted",
-        {"customer_id": str(customer.id), "tenant_id": customer.tenant_id},
-    )
+    _emit(conn, customer, "customer.deleted", _event_keys(customer))
     return customer
 
 
@@ -161,14 +153,7 @@ def erase(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
     if row is None:
         return None
     customer = _row(row)
-    outbox.emit(
-        conn,
-        SCHEMA,
-        "customer",
-        str(customer.id),
-        "customer.erased",
-        {"customer_id": str(customer.id), "tenant_id": customer.tenant_id},
-    )
+    _emit(conn, customer, "customer.erased", _event_keys(customer))
     return customer
 
 
