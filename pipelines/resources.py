@@ -160,11 +160,6 @@ class WarehouseResource:
     def warehouse(self) -> Warehouse:
         return warehouse_from_config(self.settings, self.config)
 
-    @property
-    def dbt_target(self) -> str:
-        """The dbt profile target matching the warehouse: `duckdb` or `redshift`."""
-        return self.config.kind
-
     def dbt_env(self) -> dict[str, str]:
         """What dbt's profiles.yml reads from the environment, from settings."""
         dsn = self.config.redshift_dsn

@@ -72,20 +72,20 @@ def fingerprint(stats: PartitionStats) -> str:
 def lake_partitions_sensor(
     context: SensorEvaluationContext, warehouse: ResourceParam[WarehouseResource]
 ) -> SensorResult | SkipReason:
+    # One S3 listing per tick: what to load and each run key's fingerprint come from it.
+    stats = lake_partition_stats(warehouse.settings)
     try:
-        to_load = partitions_to_load(warehouse.warehouse)
+        to_load = partitions_to_load(warehouse.warehouse, stats)
     except duckdb.IOException as exc:  # a load or dbt build holds the DuckDB file's lock
         return SkipReason(f"warehouse busy, next tick: {exc}")
     if not to_load:
         return SkipReason("every lake partition is loaded")
-    stats = lake_partition_stats(warehouse.settings)
     known = set(context.instance.get_dynamic_partitions(lake_partitions.name or ""))
     keys = [partition_key(p) for p in to_load]
     new_keys = [k for k in keys if k not in known]
     requests = [
         RunRequest(run_key=f"{key}@{fingerprint(stats[part])}", partition_key=key)
         for key, part in zip(keys, to_load, strict=True)
-        if part in stats  # gone between the two listings: the next tick sees it emptied
     ][:MAX_RUNS_PER_TICK]
     context.log.info(f"{len(to_load)} partitions to load, {len(new_keys)} new keys")
     return SensorResult(

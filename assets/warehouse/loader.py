@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from assets.warehouse.base import LoadResult, Warehouse
 from assets.warehouse.config import WarehouseConfig, warehouse_config
 from assets.warehouse.duckdb_warehouse import DuckDBWarehouse
-from assets.warehouse.lake import LakePartition, lake_partition_stats, partition_files
+from assets.warehouse.lake import (
+    LakePartition,
+    PartitionStats,
+    lake_partition_stats,
+    partition_files,
+)
 from assets.warehouse.redshift import RedshiftWarehouse
 from paywall.settings import Settings
 
@@ -33,11 +39,17 @@ def load_partition(warehouse: Warehouse, event_type: str, event_date: dt.date | 
     return warehouse.replace_partition(partition, files)
 
 
-def partitions_to_load(warehouse: Warehouse) -> list[LakePartition]:
-    """Lake partitions never loaded, or whose files changed since their last load."""
+def partitions_to_load(
+    warehouse: Warehouse, lake: Mapping[LakePartition, PartitionStats] | None = None
+) -> list[LakePartition]:
+    """Lake partitions never loaded, or whose files changed since their last load.
+
+    `lake` is a listing the caller already has (`lake_partition_stats`); else S3 is listed.
+    """
     loaded = warehouse.loaded_partitions()
     out = []
-    for partition, stats in lake_partition_stats(warehouse.settings).items():
+    listing = lake if lake is not None else lake_partition_stats(warehouse.settings)
+    for partition, stats in listing.items():
         seen = loaded.get(partition)
         if seen is None or seen.stats != stats:
             out.append(partition)

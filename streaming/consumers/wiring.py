@@ -13,17 +13,12 @@ CONSUMERS = ("notification", "audit")
 
 def consumer_loop(name: str, settings: Settings, group_id: str | None = None) -> ConsumerLoop:
     db = engine(settings)
-    if name == "audit":
-        # Everything that happens is audited.
-        return ConsumerLoop(
-            settings,
-            name,
-            [t.name for t in EVENT_TOPICS.values()],
-            audit.handler(db, settings),
-            group_id=group_id,
-        )
-    if name == "notification":
+    if name == "audit":  # everything that happens is audited
+        topics = [t.name for t in EVENT_TOPICS.values()]
+        handler = audit.handler(db, settings)
+    elif name == "notification":
         topics = [EVENT_TOPICS[s].name for s in ("customer", "registration", "payment")]
         handler = notification.Notifier(db, notification.Senders(settings))
-        return ConsumerLoop(settings, name, topics, handler, group_id=group_id)
-    raise KeyError(name)
+    else:
+        raise KeyError(name)
+    return ConsumerLoop(settings, name, topics, handler, group_id=group_id)
