@@ -95,15 +95,17 @@ def end_offsets(
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no fetch answer from Kafka for {sorted(pending)}")
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            _raise_unless_eof(msg)
-            pending.discard((msg.topic(), msg.partition()))  # type: ignore[arg-type]
+            msg = consumer.poll(0.2)
+            if msg is not None:
+                _raise_unless_eof(msg)
+                pending.discard((msg.topic(), msg.partition()))  # type: ignore[arg-type]
+            # Any fetch answer sets the cached watermark, even an empty one: tansu backed by
+            # S3 often answers a short-wait fetch with no records and no EOF, but the true
+            # high watermark is in that answer all the same.
+            pending = {tp for tp in pending if _cached_high(consumer, *tp) < 0}
         out: TopicOffsets = {}
         for topic, part in wanted:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, part), cached=True)
-            out.setdefault(topic, {})[str(part)] = high
+            out.setdefault(topic, {})[str(part)] = _cached_high(consumer, topic, part)
         return out
     finally:
         consumer.close()
@@ -144,6 +146,12 @@ def read_range(
                 )
     finally:
         consumer.close()
+
+
+def _cached_high(consumer: Consumer, topic: str, partition: int) -> int:
+    """The high watermark of the last fetch answer, or -1 before the first one."""
+    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+    return int(high)
 
 
 def _raise_unless_eof(msg: Message) -> None:

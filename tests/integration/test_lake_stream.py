@@ -241,3 +241,15 @@ def test_the_broker_restarting_between_runs_loses_nothing(
     more = lake.produce(30, first=500)
     lake.run()
     assert_exact(lake, first + more)
+
+
+def test_end_offsets_are_true_on_a_topic_the_broker_reads_slowly(lake: Lake) -> None:
+    # With this much data the local broker answers the probe's short-wait fetches with no
+    # records and no end-of-partition: the end must come from the answers' watermark.
+    from streaming.lake import kafka_offsets as ko
+
+    produced = lake.produce(100_000)
+    bootstrap = lake.settings.kafka_bootstrap_servers
+    assert bootstrap
+    ends = ko.end_offsets(bootstrap, ko.partitions_of(bootstrap, [lake.topic]))
+    assert sum(ends[lake.topic].values()) == len(produced)
