@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from typing import Any
 
 PERSONAL_KEYS = frozenset({"email", "phone", "name"})
@@ -20,37 +21,53 @@ _EMAIL = re.compile(r"[^\s\"'<>@,;:]+@[^\s\"'<>@,;:]+")
 _PHONE = re.compile(r"\+?\d[\d ().-]{6,}\d")
 
 
+@lru_cache(maxsize=4096)  # events repeat a few hundred keys; lower() per leaf adds up
 def is_personal_key(key: str) -> bool:
     lowered = key.lower()
     return lowered in PERSONAL_KEYS or lowered.endswith(PERSONAL_SUFFIXES)
 
 
 def hash_value(value: Any, salt: str) -> str:
-    normalized = str(value).strip().lower()
-    return HASH_PREFIX + hashlib.sha256((salt + normalized).encode("utf-8")).hexdigest()
+    return _hash(_salted(salt), value)
 
 
 def hash_personal_fields(obj: Any, salt: str) -> Any:
     """A copy of a JSON value with every personal field's value hashed, at any depth."""
+    return _hash_fields(obj, _salted(salt))
+
+
+@lru_cache(maxsize=8)
+def _salted(salt: str) -> Any:
+    # A sha256 that has already taken the salt: each value then costs a copy, not a rehash.
+    return hashlib.sha256(salt.encode("utf-8"))
+
+
+def _hash(salted: Any, value: Any) -> str:
+    digest = salted.copy()
+    digest.update(str(value).strip().lower().encode("utf-8"))
+    return HASH_PREFIX + digest.hexdigest()
+
+
+def _hash_fields(obj: Any, salted: Any) -> Any:
     if isinstance(obj, dict):
         return {
-            k: _hash_all(v, salt) if is_personal_key(k) else hash_personal_fields(v, salt)
+            k: _hash_all(v, salted) if is_personal_key(k) else _hash_fields(v, salted)
             for k, v in obj.items()
         }
     if isinstance(obj, list):
-        return [hash_personal_fields(v, salt) for v in obj]
+        return [_hash_fields(v, salted) for v in obj]
     return obj
 
 
-def _hash_all(value: Any, salt: str) -> Any:
+def _hash_all(value: Any, salted: Any) -> Any:
     # Under a personal key every leaf is personal (e.g. "email": {"work": ..., "home": ...}).
     if value is None:
         return None
     if isinstance(value, dict):
-        return {k: _hash_all(v, salt) for k, v in value.items()}
+        return {k: _hash_all(v, salted) for k, v in value.items()}
     if isinstance(value, list):
-        return [_hash_all(v, salt) for v in value]
-    return hash_value(value, salt)
+        return [_hash_all(v, salted) for v in value]
+    return _hash(salted, value)
 
 
 def redact_text(text: str) -> str:

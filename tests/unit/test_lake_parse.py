@@ -87,6 +87,20 @@ def test_reject_keeps_no_clear_email() -> None:
     assert hash_value("ann@example.com", SALT) in row["raw_value"]
 
 
+def test_numbers_and_text_in_data_survive_exactly() -> None:
+    data = {
+        "amount": 2**70 + 1,  # past 64 bits: a float would lose the 1
+        "small": -(2**63),
+        "ratio": 0.1,
+        "note": "Grüße, 東京",
+        "email": "Ann@Example.com",
+    }
+    row = parse_message(json.dumps(envelope(data=data)).encode(), SALT)
+    assert row["reject_reason"] is None
+    assert json.loads(row["data"]) == {**data, "email": hash_value("ann@example.com", SALT)}
+    assert "Grüße, 東京" in row["data"]  # stored as text, not as \u escapes
+
+
 # --- parse_events on Spark --------------------------------------------------------------
 
 
