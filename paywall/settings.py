@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     lake_sink: Literal["python", "parquet"] = Field("python", alias="LAKE_SINK")
     lake_max_offsets_per_trigger: int = Field(50_000, alias="LAKE_MAX_OFFSETS_PER_TRIGGER", ge=1)
     lake_trigger_seconds: float = Field(5.0, alias="LAKE_TRIGGER_SECONDS", gt=0)
+    # Tasks per micro-batch at least (large Kafka ranges are split): keep every core busy.
+    lake_min_partitions: int = Field(4, alias="LAKE_MIN_PARTITIONS", ge=1)
     spark_master: str = Field("local[2]", alias="SPARK_MASTER")
 
     # The warehouse: DuckDB locally (dbt's duckdb target reads the same file), Redshift when

@@ -50,6 +50,7 @@ class LakeConfig:
     pii_salt: str
     max_offsets_per_trigger: int = 50_000
     trigger_seconds: float = 5.0
+    min_partitions: int = 4
     source: SourceKind = "python"
     sink: SinkKind = "python"
     spark_conf: dict[str, str] = field(default_factory=dict)
@@ -77,6 +78,7 @@ def lake_config(
         pii_salt=pii_salt(settings),
         max_offsets_per_trigger=max_offsets_per_trigger or settings.lake_max_offsets_per_trigger,
         trigger_seconds=settings.lake_trigger_seconds,
+        min_partitions=settings.lake_min_partitions,
         source=settings.lake_source,
         sink=settings.lake_sink,
     )

@@ -131,6 +131,7 @@ def read_kafka(spark: SparkSession, cfg: LakeConfig) -> DataFrame:
             .option("subscribe", ",".join(cfg.topics))
             .option("startingOffsets", "earliest")
             .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
+            .option("minPartitions", str(cfg.min_partitions))
             .option("failOnDataLoss", "true")
             .load()
         )
@@ -142,6 +143,7 @@ def read_kafka(spark: SparkSession, cfg: LakeConfig) -> DataFrame:
         .option("bootstrap_servers", cfg.bootstrap_servers)
         .option("topics", ",".join(cfg.topics))
         .option("max_offsets_per_trigger", str(cfg.max_offsets_per_trigger))
+        .option("min_partitions", str(cfg.min_partitions))
         .load()
     )
 

@@ -1,15 +1,18 @@
 """A Kafka streaming source on PySpark's Python Data Source API (no connector jar needed).
 
 Offsets look like the native source's: {topic: {partition: next_offset}}. The driver
-plans one input partition per topic-partition with new data, in sorted order, so a
-replayed batch (same start and end from the offset log) gets the same task numbers;
-the sink names files by them. Executors read their range with assign + seek.
+plans one input partition per topic-partition with new data, in sorted order, and splits
+large ranges so a batch keeps at least `min_partitions` tasks busy (as the native source's
+minPartitions does). The plan depends only on the batch's start and end, so a replayed
+batch (same offsets from the offset log) gets the same task numbers; the sink names files
+by them. Executors read their range with assign + seek.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
@@ -25,6 +28,9 @@ from streaming.lake import kafka_offsets as ko
 from streaming.lake.parse import KAFKA_SCHEMA
 
 SOURCE_NAME = "paywall_kafka"
+# Below this many offsets a range is not split: a task's fixed cost (a Python worker
+# round trip, a consumer, one Parquet file per event type and day) would outweigh it.
+MIN_SPLIT_OFFSETS = 5_000
 
 _ARROW_SCHEMA = pa.schema(
     [
@@ -48,7 +54,8 @@ class OffsetRange(InputPartition):
 
 
 class KafkaSource(DataSource):
-    """Options: bootstrap_servers, topics (comma-separated), max_offsets_per_trigger."""
+    """Options: bootstrap_servers, topics (comma-separated), max_offsets_per_trigger,
+    min_partitions."""
 
     @classmethod
     def name(cls) -> str:
@@ -60,14 +67,18 @@ class KafkaSource(DataSource):
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
         topics = [t for t in self.options["topics"].split(",") if t]
         limit = int(self.options.get("max_offsets_per_trigger", "0") or 0)
-        return KafkaStreamReader(self.options["bootstrap_servers"], topics, limit)
+        min_partitions = int(self.options.get("min_partitions", "1") or 1)
+        return KafkaStreamReader(self.options["bootstrap_servers"], topics, limit, min_partitions)
 
 
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
-    def __init__(self, bootstrap: str, topics: Sequence[str], max_offsets: int) -> None:
+    def __init__(
+        self, bootstrap: str, topics: Sequence[str], max_offsets: int, min_partitions: int = 1
+    ) -> None:
         self.bootstrap = bootstrap
         self.topics = list(topics)
         self.max_offsets = max_offsets
+        self.min_partitions = min_partitions
         self.target: ko.TopicOffsets | None = None
         self.seen: dict[tuple[str, int], int] = {}  # ends found so far: probe hints
 
@@ -103,7 +114,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             first = begin.get((topic, part), 0)
             if stop > first:
                 ranges.append(OffsetRange(topic, part, first, stop))
-        return ranges
+        return split_ranges(ranges, self.min_partitions)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, OffsetRange)
@@ -121,6 +132,24 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         ends = ko.end_offsets(self.bootstrap, partitions, hints)
         self.seen = _flatten(ends)
         return ends
+
+
+def split_ranges(ranges: Sequence[OffsetRange], min_partitions: int) -> list[OffsetRange]:
+    """Ranges cut into at least `min_partitions` pieces in proportion to their size.
+
+    Pieces of one range are contiguous and in order; no piece is shorter than
+    MIN_SPLIT_OFFSETS unless its range was. The result depends only on the input.
+    """
+    total = sum(r.end - r.start for r in ranges)
+    if len(ranges) >= min_partitions or total == 0:
+        return list(ranges)
+    out: list[OffsetRange] = []
+    for r in ranges:
+        size = r.end - r.start
+        pieces = max(1, min(-(-size * min_partitions // total), size // MIN_SPLIT_OFFSETS))
+        bounds = [r.start + size * i // pieces for i in range(pieces + 1)]
+        out.extend(OffsetRange(r.topic, r.partition, lo, hi) for lo, hi in pairwise(bounds))
+    return out
 
 
 def _to_arrow(messages: list) -> pa.RecordBatch:

@@ -62,7 +62,9 @@ class Lake:
             max_offsets_per_trigger=max_offsets,
         )
 
-    def produce(self, count: int, first: int = 0, extra: list[bytes] | None = None) -> list[str]:
+    def produce(
+        self, count: int, first: int = 0, extra: list[bytes] | None = None, hours_apart: int = 5
+    ) -> list[str]:
         producer = Producer(kafka_config(self.settings, **{"linger.ms": 5}))
         ids = []
         day0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
@@ -75,7 +77,7 @@ class Lake:
                 "event_type": event_type,
                 "schema_version": 1,
                 # Spread over three days so event_date partitioning is exercised.
-                "occurred_at": (day0 + dt.timedelta(hours=5 * i)).isoformat(),
+                "occurred_at": (day0 + dt.timedelta(hours=hours_apart * i)).isoformat(),
                 "producer": "customer-service",
                 "key": customer,
                 "data": {"customer_id": customer, "email": f"User{i}@Example.com", "name": "N"},
@@ -241,6 +243,17 @@ def test_the_broker_restarting_between_runs_loses_nothing(
     more = lake.produce(30, first=500)
     lake.run()
     assert_exact(lake, first + more)
+
+
+def test_a_large_batch_is_read_by_several_tasks_exactly_once(lake: Lake) -> None:
+    # 12k per partition: each is split in two (4 tasks wanted); a file per task and day.
+    produced = lake.produce(36_000, hours_apart=0)
+    lake.run(max_offsets=50_000)
+    assert_exact(lake, produced)
+    [manifest] = lake.manifests()
+    tasks = {f["path"].rsplit("-", 1)[1] for f in manifest["files"]}
+    assert len(tasks) == 6, tasks
+    assert sum(span["rows"] for span in manifest["offsets"][lake.topic].values()) == 36_000
 
 
 def test_end_offsets_are_true_on_a_topic_the_broker_reads_slowly(lake: Lake) -> None:
