@@ -4,8 +4,8 @@ localstripe pickles its store to a fixed /tmp/localstripe.pickle and listens on 
 interface; two stacks on one machine would share (and clobber) that state.
 
 It also pickles the whole store on every object it stores and after every write request:
-a first charge stores some ten objects, so each signup rewrote the growing store about
-fifteen times, and localstripe's CPU per request grew with its age. Here a change only
+a signup's five Stripe calls rewrote the growing store eleven times, and localstripe's CPU
+per request grew with its age. Here a change only
 marks the store dirty; it is written at most every FLUSH_SECONDS and when the server
 stops (SIGTERM), so a crash loses at most that last fraction of a second.
 """
