@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     billing_payment_concurrency: int = Field(8, alias="BILLING_PAYMENT_CONCURRENCY", ge=1, le=16)
     ops_alert_email: str = Field("ops@paywall.dev", alias="OPS_ALERT_EMAIL")
     service_timeout_seconds: float = Field(10.0, alias="SERVICE_TIMEOUT_SECONDS", gt=0)
+    # Argon2id cost of new password and client-secret hashes. The defaults are OWASP's
+    # Password Storage Cheat Sheet minimum (19 MiB, 2 passes, 1 lane): about 20 ms of one
+    # core. RFC 9106's low-memory choice (64 MiB, 3 passes, 4 lanes) cost ~110 ms of CPU
+    # per signup and login. Stored hashes carry their own parameters, so they verify after
+    # any change here; a login rehashes a password whose parameters differ.
+    argon2_memory_kib: int = Field(19 * 1024, alias="ARGON2_MEMORY_KIB", ge=7 * 1024)
+    argon2_time_cost: int = Field(2, alias="ARGON2_TIME_COST", ge=1, le=20)
+    argon2_parallelism: int = Field(1, alias="ARGON2_PARALLELISM", ge=1, le=16)
 
     database_url: str | None = Field(None, alias="DATABASE_URL")
     redis_url: str | None = Field(None, alias="REDIS_URL")

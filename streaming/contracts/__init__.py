@@ -63,8 +63,19 @@ def _validator(schema_json: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_json), format_checker=FormatChecker())
 
 
-def _errors(schema: dict[str, Any], value: Any) -> list[str]:
-    validator = _validator(json.dumps(schema, sort_keys=True))
+# Built once each: every outbox write validates its event, and re-reading envelope.json and
+# re-serialising a schema to find its cached validator cost more than validating.
+@cache
+def _envelope_validator() -> Draft202012Validator:
+    return _validator(json.dumps(json.loads((HERE / "envelope.json").read_text()), sort_keys=True))
+
+
+@cache
+def _contract_validator(key: tuple[str, int]) -> Draft202012Validator:
+    return _validator(json.dumps(contracts()[key].schema, sort_keys=True))
+
+
+def _errors(validator: Draft202012Validator, value: Any) -> list[str]:
     return [
         f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
         for e in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
@@ -73,7 +84,7 @@ def _errors(schema: dict[str, Any], value: Any) -> list[str]:
 
 def check_envelope(envelope: Any) -> None:
     """What every consumer checks: the envelope's shape, not the data it carries."""
-    problems = _errors(json.loads((HERE / "envelope.json").read_text()), envelope)
+    problems = _errors(_envelope_validator(), envelope)
     if problems:
         raise ContractError("; ".join(problems))
 
@@ -82,10 +93,9 @@ def validate(envelope: dict[str, Any]) -> None:
     """What producers check before an event leaves: envelope and data, strictly."""
     check_envelope(envelope)
     key = (envelope["event_type"], envelope["schema_version"])
-    contract = contracts().get(key)
-    if contract is None:
+    if key not in contracts():
         raise ContractError(f"no contract for {key[0]} v{key[1]}")
-    problems = _errors(contract.schema, envelope["data"])
+    problems = _errors(_contract_validator(key), envelope["data"])
     if problems:
         raise ContractError(f"{key[0]} v{key[1]}: " + "; ".join(problems))
 

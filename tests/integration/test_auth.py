@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from argon2 import PasswordHasher, extract_parameters
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oidc.discovery import OpenIDProviderMetadata
@@ -38,7 +39,8 @@ from transactional.auth.clients import (
     WEB_REDIRECT_URI,
     create_client,
 )
-from transactional.auth.users import User, create_user
+from transactional.auth.passwords import needs_rehash
+from transactional.auth.users import User, authenticate_user, create_user
 from transactional.common import security
 from transactional.common.serving import serving
 
@@ -591,6 +593,30 @@ def test_create_user_for_registration(http: httpx.Client, engine: Engine) -> Non
 
 
 # --- login throttling ----------------------------------------------------------------------
+
+
+def test_login_rehashes_a_password_stored_under_other_parameters(
+    engine: Engine, user: User
+) -> None:
+    # A hash from before ARGON2_* changed (here RFC 9106's 64 MiB, t=3, p=4) still logs in,
+    # and the login stores the password again under the current parameters.
+    old = PasswordHasher().hash(PASSWORD)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE auth.users SET password_hash = :h WHERE id = :id"),
+            {"h": old, "id": user.id},
+        )
+    with engine.begin() as conn:
+        assert authenticate_user(conn, user.email, "wrong password here") is None
+        assert authenticate_user(conn, user.email, PASSWORD) == user
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT password_hash FROM auth.users WHERE id = :id"), {"id": user.id}
+        ).scalar_one()
+    assert stored != old and not needs_rehash(stored)
+    assert extract_parameters(stored).memory_cost == get_settings().argon2_memory_kib
+    with engine.begin() as conn:
+        assert authenticate_user(conn, user.email, PASSWORD) == user
 
 
 def test_login_throttling(http: httpx.Client, spa_client: str, user: User) -> None:

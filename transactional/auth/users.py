@@ -134,7 +134,7 @@ def authenticate_user(conn: Connection, email: str, password: str) -> User | Non
     stored = row["password_hash"] if row is not None else None
     if not verify_secret(stored, password[:MAX_PASSWORD]) or row is None:
         return None
-    if needs_rehash(row["password_hash"]):  # parameters were raised since it was hashed
+    if needs_rehash(row["password_hash"]):  # the cost settings changed since it was hashed
         conn.execute(
             text("UPDATE auth.users SET password_hash = :h WHERE id = :id"),
             {"h": hash_secret(password), "id": row["id"]},

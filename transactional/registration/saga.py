@@ -1,4 +1,4 @@
-"""The signup saga: customer → login → Stripe customer + card → subscription → first charge.
+"""The signup saga: customer → (login ‖ Stripe customer + card) → subscription → first charge.
 
 Each step is idempotent on the service that performs it, so a retried signup resumes
 where the last attempt stopped. A declined card is compensated: the incomplete
@@ -7,7 +7,9 @@ subscription is canceled, nothing stays active, and the customer may try again.
 
 from __future__ import annotations
 
+import contextvars
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +52,9 @@ class Rejected(Exception):
 
 
 CLIENT_ERRORS = {400, 404, 409, 422}
+# Calls a saga makes beside its own thread; each waits only on another service, never on
+# this pool, so a full pool delays a signup but cannot deadlock it.
+_SIDE_CALLS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="saga-side")
 
 
 def _check(service: str, status: int, body: dict[str, Any], ok: set[int]) -> dict[str, Any]:
@@ -97,36 +102,18 @@ def run(
     customer_id = _customer(services, body, tenant)
     _step(settings, reg_id, "customer", customer_id=customer_id)
 
-    status, problem = services.auth.call(
-        "POST",
-        "/v1/users",
-        json={
-            "email": body.email,
-            "password": body.password.get_secret_value(),
-            "customer_id": str(customer_id),
-            "tenant_id": tenant,
-        },
+    # The login and the payment account do not depend on each other: the login's password
+    # hash (CPU, off the GIL) overlaps the Stripe round trips. Both finish before the
+    # subscription exists, as when they ran one after the other.
+    login = _SIDE_CALLS.submit(
+        contextvars.copy_context().run, _login, services, body, customer_id, tenant
     )
-    if status not in (200, 201, 409):  # 409: the login exists from an earlier attempt
-        raise ServiceError("auth", status, problem)
-
-    services.payment.expect(
-        {200, 201},
-        "POST",
-        "/v1/accounts",
-        json={
-            "customer_id": str(customer_id),
-            "email": body.email,
-            "name": body.name,
-            "tenant_id": tenant,
-        },
-    )
-    status, problem = services.payment.call(
-        "POST",
-        f"/v1/accounts/{customer_id}/payment-methods",
-        json={"payment_method_id": body.payment_method_id},
-    )
-    _check("payment", status, problem, {200, 201})
+    try:
+        _payment_method(services, body, customer_id, tenant)
+    except BaseException:
+        login.result()  # a failed login is reported first, as when it ran first
+        raise
+    login.result()
     _step(settings, reg_id, "payment_method")
 
     sub = _subscription(services, reg_id, customer_id, body, tenant)
@@ -161,6 +148,45 @@ def run(
         json={"payment_id": str(payment["id"])},
     )
     return _registration(reg_id, sub, payment)
+
+
+def _login(
+    services: Services, body: RegistrationRequest, customer_id: uuid.UUID, tenant: str | None
+) -> None:
+    status, problem = services.auth.call(
+        "POST",
+        "/v1/users",
+        json={
+            "email": body.email,
+            "password": body.password.get_secret_value(),
+            "customer_id": str(customer_id),
+            "tenant_id": tenant,
+        },
+    )
+    if status not in (200, 201, 409):  # 409: the login exists from an earlier attempt
+        raise ServiceError("auth", status, problem)
+
+
+def _payment_method(
+    services: Services, body: RegistrationRequest, customer_id: uuid.UUID, tenant: str | None
+) -> None:
+    services.payment.expect(
+        {200, 201},
+        "POST",
+        "/v1/accounts",
+        json={
+            "customer_id": str(customer_id),
+            "email": body.email,
+            "name": body.name,
+            "tenant_id": tenant,
+        },
+    )
+    status, problem = services.payment.call(
+        "POST",
+        f"/v1/accounts/{customer_id}/payment-methods",
+        json={"payment_method_id": body.payment_method_id},
+    )
+    _check("payment", status, problem, {200, 201})
 
 
 def _customer(services: Services, body: RegistrationRequest, tenant: str | None) -> uuid.UUID:
