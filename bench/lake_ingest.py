@@ -1,11 +1,13 @@
 """Lake ingest rate (events/s) against raw confluent-kafka consume, on a fresh local stack.
 
-    .venv/bin/python bench/lake_ingest.py [--events 20000] [--batch 50000]
+    .venv/bin/python bench/lake_ingest.py [--events 100000] [--batch 50000]
 
 Baseline, measured in the same run on the same topic: one confluent-kafka consumer
-reading every event (assign + consume, values touched) — the cheapest possible read.
-Measured: the lake job's available_now run over the same events (parse, hash, Parquet
-to S3, manifests), with the SparkSession already up (its start-up is printed apart).
+reading every event (assign + consume, values touched) — the cheapest possible read; the
+faster of two reads is kept. Measured: the lake job's available_now run over the same
+events (parse, hash, Parquet to S3, manifests), with the SparkSession already up (its
+start-up is printed apart), then again over as many new events with its Python workers
+warm; of that warm run, the batches after the first give the steady-state rate.
 Target: at least 0.5x the baseline's rate. Also printed: Kafka → lake latency of single
 events with the stream running (1 s trigger); signup → Kafka (the outbox relay) is not
 part of this job and is not measured here.
@@ -125,7 +127,7 @@ def latency(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=50_000, help="maxOffsetsPerTrigger")
     parser.add_argument("--latency-samples", type=int, default=5)
     args = parser.parse_args()
@@ -142,7 +144,7 @@ def main() -> None:
             produce(settings, topic, args.events)
             print(f"produced {args.events} events to {topic} in {time.perf_counter() - t0:.1f}s")
 
-            raw = raw_consume(settings, topic, args.events)
+            raw = min(raw_consume(settings, topic, args.events) for _ in range(2))
             raw_rate = args.events / raw
             print(f"baseline raw confluent-kafka consume: {raw:.2f}s, {raw_rate:,.0f} msgs/s")
 
@@ -188,6 +190,14 @@ def main() -> None:
                 f"lake job available_now, warm workers: {warm:.2f}s, "
                 f"{produce_more / warm:,.0f} events/s, ratio {produce_more / warm / raw_rate:.3f}x"
             )
+            steady = [p for p in query.recentProgress if p["numInputRows"]][1:]
+            if steady:
+                rows = sum(p["numInputRows"] for p in steady)
+                secs = sum(p["durationMs"]["triggerExecution"] for p in steady) / 1000
+                print(
+                    f"  steady state ({len(steady)} batches after the first): "
+                    f"{rows / secs:,.0f} events/s, ratio {rows / secs / raw_rate:.3f}x"
+                )
 
             live = dataclasses.replace(cfg, trigger_seconds=1.0)
             waits = latency(spark, live, settings, topic, args.latency_samples)
