@@ -1,11 +1,13 @@
 """Where the lake job puts things in the lake bucket; other work reads these names.
 
-    events/<event_type>/event_date=YYYY-MM-DD/part-<batch>-<partition>.parquet
-    _rejects/events/batch=<batch>/part-<partition>.parquet
-    _manifests/events/batch=<batch>.json     (written last: the batch is complete)
+    events/<event_type>/event_date=YYYY-MM-DD/part-<batch>-<partition>-<query>.parquet
+    _rejects/events/query=<query>/batch=<batch>/part-<partition>.parquet
+    _manifests/events/query=<query>/batch=<batch>.json  (written last: the batch is complete)
 
-<batch> is the streaming batch id and <partition> the Spark task's partition, one per
-Kafka topic-partition range, so a replayed batch rewrites the same names.
+<batch> is the streaming batch id, <partition> the Spark task's partition (a Kafka offset
+range) and <query> the streaming query's id, which is kept in its checkpoint: a replayed
+batch rewrites the same names, and a query started on a new checkpoint (whose batch ids
+start at 0 again) cannot overwrite what an earlier one wrote.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pyarrow as pa
 EVENTS_PREFIX = "events"
 REJECTS_PREFIX = "_rejects/events"
 MANIFESTS_PREFIX = "_manifests/events"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: names and manifests carry the query id
 
 _UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -50,16 +52,18 @@ REJECT_SCHEMA = pa.schema(
 )
 
 
-def event_file_key(event_type: str, event_date: dt.date, batch_id: int, partition: int) -> str:
+def event_file_key(
+    event_type: str, event_date: dt.date, query_id: str, batch_id: int, partition: int
+) -> str:
     return (
         f"{EVENTS_PREFIX}/{event_type}/event_date={event_date.isoformat()}/"
-        f"part-{batch_id}-{partition}.parquet"
+        f"part-{batch_id}-{partition}-{query_id}.parquet"
     )
 
 
-def reject_file_key(batch_id: int, partition: int) -> str:
-    return f"{REJECTS_PREFIX}/batch={batch_id}/part-{partition}.parquet"
+def reject_file_key(query_id: str, batch_id: int, partition: int) -> str:
+    return f"{REJECTS_PREFIX}/query={query_id}/batch={batch_id}/part-{partition}.parquet"
 
 
-def manifest_key(batch_id: int) -> str:
-    return f"{MANIFESTS_PREFIX}/batch={batch_id}.json"
+def manifest_key(query_id: str, batch_id: int) -> str:
+    return f"{MANIFESTS_PREFIX}/query={query_id}/batch={batch_id}.json"

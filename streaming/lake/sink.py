@@ -1,7 +1,7 @@
 """The lake sink: a Python streaming writer that writes Parquet to S3 with pyarrow.
 
-Exactly once = Spark's checkpointed offsets + names that depend only on (batch, task):
-a batch replayed after a crash rewrites the same objects. Each task writes its files,
+Exactly once = Spark's checkpointed offsets + names that depend only on (query, batch,
+task): a batch replayed after a crash rewrites the same objects. Each task writes its files,
 the driver writes the batch manifest last; the manifest is what marks a batch complete
 (readers that list `events/` directly may see a replayed batch's files being rewritten).
 """
@@ -26,13 +26,16 @@ from streaming.lake import layout
 from streaming.lake.config import S3Access
 
 SINK_NAME = "paywall_lake"
-# Spark sets this local property on every task of a micro-batch.
+# Spark sets these local properties on every task of a micro-batch; the query id is the
+# one kept in the checkpoint, the same across restarts.
 _BATCH_ID_PROPERTY = "streaming.sql.batchId"
+_QUERY_ID_PROPERTY = "sql.streaming.queryId"
 
 
 @dataclass
 class TaskFiles(WriterCommitMessage):
     partition: int
+    query_id: str
     files: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     offsets: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
@@ -62,8 +65,11 @@ class LakeWriter(DataSourceStreamArrowWriter):
         batch_id = int(ctx.getLocalProperty(_BATCH_ID_PROPERTY) or -1)
         if batch_id < 0:
             raise RuntimeError(f"{_BATCH_ID_PROPERTY} unset: the lake sink needs a stream")
+        query_id = ctx.getLocalProperty(_QUERY_ID_PROPERTY)
+        if not query_id:
+            raise RuntimeError(f"{_QUERY_ID_PROPERTY} unset: the lake sink needs a stream")
         partition = ctx.partitionId()
-        out = TaskFiles(partition)
+        out = TaskFiles(partition, query_id)
         batches = list(iterator)
         table = pa.Table.from_batches(batches) if batches else None
         if table is None or table.num_rows == 0:
@@ -73,7 +79,7 @@ class LakeWriter(DataSourceStreamArrowWriter):
         good = table.filter(pc.is_null(table["reject_reason"]))
         bad = table.filter(pc.is_valid(table["reject_reason"]))
         for (event_type, event_date), rows in _by_type_and_day(good):
-            key = layout.event_file_key(event_type, event_date, batch_id, partition)
+            key = layout.event_file_key(event_type, event_date, query_id, batch_id, partition)
             _write(
                 s3, self.bucket, key, rows.select(layout.EVENT_SCHEMA.names), layout.EVENT_SCHEMA
             )
@@ -86,7 +92,7 @@ class LakeWriter(DataSourceStreamArrowWriter):
                 }
             )
         if bad.num_rows:
-            key = layout.reject_file_key(batch_id, partition)
+            key = layout.reject_file_key(query_id, batch_id, partition)
             _write(
                 s3, self.bucket, key, bad.select(layout.REJECT_SCHEMA.names), layout.REJECT_SCHEMA
             )
@@ -100,7 +106,8 @@ class LakeWriter(DataSourceStreamArrowWriter):
         manifest = build_manifest(self.bucket, batchId, tasks)
         body = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
         s3 = s3_filesystem(self.options)
-        with s3.open_output_stream(f"{self.bucket}/{layout.manifest_key(batchId)}") as out:
+        key = layout.manifest_key(manifest["query_id"], batchId)
+        with s3.open_output_stream(f"{self.bucket}/{key}") as out:
             out.write(body)
 
     def abort(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
@@ -110,6 +117,7 @@ class LakeWriter(DataSourceStreamArrowWriter):
 
 
 def build_manifest(bucket: str, batch_id: int, tasks: list[TaskFiles]) -> dict[str, Any]:
+    [query_id] = {t.query_id for t in tasks}  # one query's tasks
     files = sorted((f for t in tasks for f in t.files), key=lambda f: f["path"])
     rejects = sorted((f for t in tasks for f in t.rejects), key=lambda f: f["path"])
     offsets: dict[str, dict[str, dict[str, int]]] = {}
@@ -128,6 +136,7 @@ def build_manifest(bucket: str, batch_id: int, tasks: list[TaskFiles]) -> dict[s
                 )
     return {
         "manifest_version": layout.MANIFEST_VERSION,
+        "query_id": query_id,
         "batch_id": batch_id,
         "bucket": bucket,
         "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),

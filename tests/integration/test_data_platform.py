@@ -193,7 +193,7 @@ def test_a_clear_text_email_fails_the_blocking_check_and_dbt_does_not_run(
         mp.setattr(lake_fixtures, "BUCKET", BUCKET)
         lake_fixtures._put(
             lake_fixtures.lake_filesystem(platform.settings),
-            layout.event_file_key(LEAKY.event_type, LEAKY.event_date, 7, 0),
+            layout.event_file_key(LEAKY.event_type, LEAKY.event_date, lake_fixtures.QUERY, 7, 0),
             [row],
         )
 

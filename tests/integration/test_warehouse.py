@@ -56,6 +56,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DBT_DIR = REPO / "dbt"
 BUCKET = "paywall-lake-warehouse-test"
+QUERY = "3f1c2a9e-0000-4000-8000-00000000b001"  # a streaming query id, as the lake job names files
 AS_OF = "2025-03-31 23:00:00"
 UTC = dt.UTC
 JAN, FEB, MAR = dt.date(2025, 1, 1), dt.date(2025, 2, 1), dt.date(2025, 3, 1)
@@ -389,16 +390,25 @@ def write_lake(settings: Settings, history: History) -> dict[LakePartition, int]
     counts: dict[LakePartition, int] = {}
     files = []
     for part, rows in sorted(rows_by_part.items()):
-        key = layout.event_file_key(part.event_type, part.event_date, 1, 0)
+        key = layout.event_file_key(part.event_type, part.event_date, QUERY, 1, 0)
         _put(s3, key, rows)
         counts[part] = len(rows)
         files.append({"path": key, "rows": len(rows)})
     replayed = next(p for p in sorted(rows_by_part) if p.event_type == "subscription.created")
     replay_row = {**rows_by_part[replayed][0], "ingested_at": at(3, 31)}
-    _put(s3, layout.event_file_key(replayed.event_type, replayed.event_date, 2, 0), [replay_row])
+    _put(
+        s3,
+        layout.event_file_key(replayed.event_type, replayed.event_date, QUERY, 2, 0),
+        [replay_row],
+    )
     counts[replayed] += 1
-    manifest = {"manifest_version": layout.MANIFEST_VERSION, "batch_id": 1, "files": files}
-    with s3.open_output_stream(f"{settings.lake_bucket}/{layout.manifest_key(1)}") as out:
+    manifest = {
+        "manifest_version": layout.MANIFEST_VERSION,
+        "query_id": QUERY,
+        "batch_id": 1,
+        "files": files,
+    }
+    with s3.open_output_stream(f"{settings.lake_bucket}/{layout.manifest_key(QUERY, 1)}") as out:
         out.write(json.dumps(manifest).encode())
     return counts
 
@@ -481,19 +491,19 @@ def test_a_partition_that_changes_in_the_lake_is_offered_again(
     loaded: DuckDBWarehouse, lake_settings: Settings, lake: dict[LakePartition, int]
 ) -> None:
     part = LakePartition("registration.failed", dt.date(2025, 3, 3))
-    key = layout.event_file_key(part.event_type, part.event_date, 1, 0)
+    key = layout.event_file_key(part.event_type, part.event_date, QUERY, 1, 0)
     s3 = lake_filesystem(lake_settings)
     with s3.open_input_stream(f"{BUCKET}/{key}") as src:
         body = src.read()
     # A replayed batch rewrites the same object (same rows, new ingested_at).
-    with s3.open_output_stream(f"{BUCKET}/{layout.event_file_key(*part, 3, 0)}") as out:
+    with s3.open_output_stream(f"{BUCKET}/{layout.event_file_key(*part, QUERY, 3, 0)}") as out:
         out.write(body)
     try:
         assert partitions_to_load(loaded) == [part]
         assert load_partition(loaded, *part).rows == lake[part] + 1
         assert partitions_to_load(loaded) == []
     finally:
-        s3.delete_file(f"{BUCKET}/{layout.event_file_key(*part, 3, 0)}")
+        s3.delete_file(f"{BUCKET}/{layout.event_file_key(*part, QUERY, 3, 0)}")
         assert partitions_to_load(loaded) == [part]
         assert load_partition(loaded, part.event_type, part.event_date.isoformat()).rows == 1
 
