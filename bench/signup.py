@@ -30,8 +30,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from paywall import clients, db  # noqa: E402
-from paywall.settings import STATE_DIR_ENV, reset_settings  # noqa: E402
+from paywall import db  # noqa: E402
+from paywall.demo import GOOD_CARD, new_card, partner_token  # noqa: E402
+from paywall.settings import STATE_DIR_ENV, get_settings, reset_settings  # noqa: E402
 from paywall.stack.local import LocalStack  # noqa: E402
 from paywall.stack.process import free_port, stop_pid, wait_until  # noqa: E402
 
@@ -119,24 +120,8 @@ def main() -> None:
             os.environ["API_PORT"] = str(api_port)
             reset_settings()
             api = f"http://127.0.0.1:{api_port}"
-            token = _client_token(api, settings)
-            stripe = clients.stripe_client(settings)
-            cards = [
-                str(
-                    stripe.v1.payment_methods.create(
-                        params={
-                            "type": "card",
-                            "card": {
-                                "number": "4242424242424242",
-                                "exp_month": 12,
-                                "exp_year": 2030,
-                                "cvc": "123",
-                            },
-                        }
-                    ).id
-                )
-                for _ in range(args.signups + 10)
-            ]
+            token = partner_token(api, get_settings())
+            cards = [new_card(settings, GOOD_CARD) for _ in range(args.signups + 10)]
             http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
             baseline_http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
 
@@ -189,31 +174,6 @@ def main() -> None:
         f"p99 ratio (signup/baseline):        {pct(lat, 99) / pct(base_lat, 99):.2f}x  "
         "(target <= 2x)"
     )
-
-
-def _client_token(api: str, settings: object) -> str:
-    from paywall.db import engine
-    from paywall.settings import get_settings
-    from transactional.auth.clients import create_client
-
-    secret = uuid.uuid4().hex
-    with engine(get_settings()).begin() as conn:
-        create_client(
-            conn,
-            "bench",
-            secret=secret,
-            grant_types=("client_credentials",),
-            scopes=("registrations:write",),
-            tenant_id="bench",
-            replace=True,
-        )
-    resp = httpx.post(
-        f"{api}/oauth/token",
-        auth=("bench", secret),
-        data={"grant_type": "client_credentials", "scope": "registrations:write"},
-    )
-    resp.raise_for_status()
-    return str(resp.json()["access_token"])
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def api_server(settings: Settings) -> Iterator[str]:
         yield base
 
 
-def _client_token(base: str, settings: Settings) -> str:
+def partner_token(base: str, settings: Settings) -> str:
     from transactional.auth.clients import create_client
 
     secret = uuid.uuid4().hex
@@ -79,7 +79,7 @@ def _client_token(base: str, settings: Settings) -> str:
     return str(resp.json()["access_token"])
 
 
-def _card(settings: Settings, number: str) -> str:
+def new_card(settings: Settings, number: str) -> str:
     pm = clients.stripe_client(settings).v1.payment_methods.create(
         params={
             "type": "card",
@@ -91,7 +91,7 @@ def _card(settings: Settings, number: str) -> str:
 
 def run_signups(base: str, settings: Settings, count: int, console: Console) -> Outcome:
     outcome = Outcome()
-    headers = {"Authorization": f"Bearer {_client_token(base, settings)}"}
+    headers = {"Authorization": f"Bearer {partner_token(base, settings)}"}
     plans = ["basic-monthly", "pro-monthly", "pro-yearly", "team-monthly"]
     made: list[dict[str, str]] = []
     with Progress(console=console, transient=True) as bar, httpx.Client(timeout=60) as http:
@@ -106,7 +106,7 @@ def run_signups(base: str, settings: Settings, count: int, console: Console) -> 
                 "plan_id": plans[i % len(plans)],
                 "trial": trial,
                 "marketing_opt_in": i % 2 == 0,
-                "payment_method_id": _card(settings, DECLINED_CARD if declined else GOOD_CARD),
+                "payment_method_id": new_card(settings, DECLINED_CARD if declined else GOOD_CARD),
             }
             resp = http.post(
                 f"{base}/v1/registrations",
