@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -102,31 +102,50 @@ def raw_consume(settings: Settings, topic: str, count: int) -> float:
     return elapsed
 
 
+class Manifests:
+    """Lake manifests written since the last look: how the latency runs see a batch land."""
+
+    def __init__(self, cfg: LakeConfig) -> None:
+        from pyarrow.fs import FileSelector
+
+        from streaming.lake.layout import MANIFESTS_PREFIX
+        from streaming.lake.sink import s3_filesystem, sink_options
+
+        self.s3 = s3_filesystem(sink_options(cfg.bucket, cfg.s3))
+        self.selector = FileSelector(
+            f"{cfg.bucket}/{MANIFESTS_PREFIX}", allow_not_found=True, recursive=True
+        )
+        self.seen: set[str] = set()
+
+    def new(self) -> list[dict[str, Any]]:
+        from pyarrow.fs import FileType
+
+        found = []
+        for info in self.s3.get_file_info(self.selector):
+            if info.type == FileType.File and info.path not in self.seen:
+                self.seen.add(info.path)
+                found.append(json.loads(self.s3.open_input_stream(info.path).read()))
+        return found
+
+
 def latency(
     spark: SparkSession, cfg: LakeConfig, settings: Settings, topic: str, samples: int
 ) -> list[float]:
     """Seconds from produce to the event's manifest appearing, stream running (1 s trigger)."""
-    from pyarrow.fs import FileSelector
-
     from streaming.lake.job import start_lake_queries
-    from streaming.lake.layout import MANIFESTS_PREFIX
-    from streaming.lake.sink import lake_filesystem
 
-    s3 = lake_filesystem(settings)
-    selector = FileSelector(
-        f"{settings.lake_bucket}/{MANIFESTS_PREFIX}", allow_not_found=True, recursive=True
-    )
+    manifests = Manifests(cfg)
     query = start_lake_queries(spark, cfg, available_now=False)[0]
     producer = Producer(kafka_config(settings))
     out = []
     try:
         time.sleep(3)  # let the first (empty) trigger pass
+        manifests.new()
         for i in range(samples):
-            before = len(s3.get_file_info(selector))
             start = time.perf_counter()
             producer.produce(topic, envelope(10_000_000 + i))
             producer.flush(10)
-            while len(s3.get_file_info(selector)) == before:
+            while not manifests.new():
                 time.sleep(0.02)
             out.append(time.perf_counter() - start)
     finally:
@@ -138,40 +157,22 @@ def signup_latency(spark: SparkSession, cfg: LakeConfig, samples: int) -> list[f
     """Seconds from a signup's request to its registration.completed row in a lake manifest."""
     import threading
 
-    from pyarrow.fs import FileSelector, FileType
-
     from paywall import db
     from paywall.demo import GOOD_CARD, api_server, new_card, partner_token
     from paywall.settings import get_settings
     from streaming import relay
     from streaming.admin import sync_topics
     from streaming.lake.job import start_lake_queries
-    from streaming.lake.layout import MANIFESTS_PREFIX
-    from streaming.lake.sink import s3_filesystem, sink_options
+
+    def completed() -> bool:
+        return any(
+            f["event_type"] == "registration.completed" for m in manifests.new() for f in m["files"]
+        )
 
     settings = get_settings()
     db.upgrade(settings)
     sync_topics(settings)
-    s3 = s3_filesystem(sink_options(cfg.bucket, cfg.s3))
-    selector = FileSelector(
-        f"{cfg.bucket}/{MANIFESTS_PREFIX}", allow_not_found=True, recursive=True
-    )
-    read: set[str] = set()
-
-    def completed() -> int:
-        """registration.completed rows in manifests not read before."""
-        rows = 0
-        for info in s3.get_file_info(selector):
-            if info.type == FileType.File and info.path not in read:
-                read.add(info.path)
-                manifest = json.loads(s3.open_input_stream(info.path).read())
-                rows += sum(
-                    f["rows"]
-                    for f in manifest["files"]
-                    if f["event_type"] == "registration.completed"
-                )
-        return rows
-
+    manifests = Manifests(cfg)
     out = []
     with api_server(settings) as base:
         settings = get_settings()
@@ -184,7 +185,7 @@ def signup_latency(spark: SparkSession, cfg: LakeConfig, samples: int) -> list[f
         query = start_lake_queries(spark, cfg, available_now=False)[0]
         try:
             time.sleep(3)  # let the first (empty) trigger pass
-            completed()
+            manifests.new()
             for i in range(samples):
                 body = {
                     "email": f"lake-bench-{uuid.uuid4().hex[:8]}@example.com",

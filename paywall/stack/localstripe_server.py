@@ -5,9 +5,9 @@ interface; two stacks on one machine would share (and clobber) that state.
 
 It also pickles the whole store on every object it stores and after every write request:
 a signup's five Stripe calls rewrote the growing store eleven times, and localstripe's CPU
-per request grew with its age. Here a change only
-marks the store dirty; it is written at most every FLUSH_SECONDS and when the server
-stops (SIGTERM), so a crash loses at most that last fraction of a second.
+per request grew with its age. Here a change only marks the store dirty; it is written at
+most every FLUSH_SECONDS and when the server stops (SIGTERM), so a crash loses at most
+that last fraction of a second.
 """
 
 from __future__ import annotations

@@ -58,21 +58,20 @@ def latest_version(event_type: str) -> int:
     return found[-1].version
 
 
-@cache
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json), format_checker=FormatChecker())
+def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+    return Draft202012Validator(schema, format_checker=FormatChecker())
 
 
-# Built once each: every outbox write validates its event, and re-reading envelope.json and
-# re-serialising a schema to find its cached validator cost more than validating.
+# Built once each: every outbox write validates its event, and building a validator costs
+# more than validating with it.
 @cache
 def _envelope_validator() -> Draft202012Validator:
-    return _validator(json.dumps(json.loads((HERE / "envelope.json").read_text()), sort_keys=True))
+    return _validator(json.loads((HERE / "envelope.json").read_text()))
 
 
 @cache
 def _contract_validator(key: tuple[str, int]) -> Draft202012Validator:
-    return _validator(json.dumps(contracts()[key].schema, sort_keys=True))
+    return _validator(contracts()[key].schema)
 
 
 def _errors(validator: Draft202012Validator, value: Any) -> list[str]:
