@@ -50,7 +50,7 @@ class LakeConfig:
     pii_salt: str
     max_offsets_per_trigger: int = 50_000
     trigger_seconds: float = 5.0
-    min_partitions: int = 4
+    min_partitions: int = 1
     source: SourceKind = "python"
     sink: SinkKind = "python"
     spark_conf: dict[str, str] = field(default_factory=dict)

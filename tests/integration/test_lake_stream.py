@@ -51,11 +51,11 @@ class Lake:
     def bucket(self) -> str:
         return self.settings.lake_bucket
 
-    def run(self, max_offsets: int = 40) -> None:
+    def run(self, max_offsets: int = 40, min_partitions: int = 1) -> None:
         from streaming.lake.job import run_lake_stream
 
         run_lake_stream(
-            self.settings,
+            self.settings.model_copy(update={"lake_min_partitions": min_partitions}),
             available_now=True,
             checkpoint=self.checkpoint,
             topics=[self.topic],
@@ -265,7 +265,7 @@ def test_a_query_on_a_new_checkpoint_overwrites_nothing_an_earlier_one_wrote(
 def test_a_large_batch_is_read_by_several_tasks_exactly_once(lake: Lake) -> None:
     # 12k per partition: each is split in two (4 tasks wanted); a file per task and day.
     produced = lake.produce(36_000, hours_apart=0)
-    lake.run(max_offsets=50_000)
+    lake.run(max_offsets=50_000, min_partitions=4)
     assert_exact(lake, produced)
     [manifest] = lake.manifests()
     tasks = {f["path"].split("/part-")[1].split("-")[1] for f in manifest["files"]}
