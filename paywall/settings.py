@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     lake_trigger_seconds: float = Field(5.0, alias="LAKE_TRIGGER_SECONDS", gt=0)
     # Tasks per micro-batch at least; above the partition count, large Kafka ranges are split.
     # 1 (a task per partition, as the native source) is faster on the local broker, which
-    # serves concurrent readers of one partition slowly (bench/lake_ingest.py: 4 → 1 took
+    # serves concurrent readers slowly (bench/lake_ingest.py: 4 → 1 took
     # a warm run from 12,400-13,000 to 14,700-16,400 events/s).
     lake_min_partitions: int = Field(1, alias="LAKE_MIN_PARTITIONS", ge=1)
     spark_master: str = Field("local[2]", alias="SPARK_MASTER")
