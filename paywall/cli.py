@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from paywall.errors import ConfigError, PaywallError
+from paywall.errors import ConfigError, PaywallError, unreachable
 from paywall.settings import get_settings, reset_settings, state_dir
 
 app = typer.Typer(
@@ -295,4 +295,10 @@ def main() -> None:
             where = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
             err_console.print(f"[red]error:[/] {where}: {msg}", highlight=False)
+        sys.exit(2)
+    except Exception as exc:
+        problem = unreachable(exc)
+        if problem is None:
+            raise
+        err_console.print(f"[red]error:[/] {problem}", highlight=False)
         sys.exit(2)

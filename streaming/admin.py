@@ -12,7 +12,8 @@ from streaming.topics import ALL_TOPICS
 
 def sync_topics(settings: Settings) -> list[str]:
     """Create the missing topics; the names created (existing ones are left alone)."""
-    admin = AdminClient(kafka_config(settings))
+    # log_level 0: an unreachable broker is one error from us, not a log line per retry.
+    admin = AdminClient(kafka_config(settings, log_level=0))
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [
         NewTopic(t.name, t.partitions, 1, config={"retention.ms": str(t.retention_ms)})

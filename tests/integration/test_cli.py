@@ -95,6 +95,14 @@ def test_unreachable_database_url_is_one_line_naming_the_setting(tmp_path: Path)
     assert line.startswith("error: DATABASE_URL:")
 
 
+def test_a_server_lost_after_start_up_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    # No pre-flight check here: the failure comes from deep inside the command.
+    closed = free_port()
+    env = clean_env(tmp_path, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed}/x")
+    line = one_line_error(run(["audit", "verify"], env))
+    assert line.startswith("error: DATABASE_URL: connection failed"), line
+
+
 def test_malformed_url_is_one_line_naming_the_setting(tmp_path: Path) -> None:
     env = clean_env(tmp_path, DATABASE_URL="mysql://root@localhost/x")
     assert "DATABASE_URL" in one_line_error(run(["db", "upgrade"], env))
