@@ -224,10 +224,13 @@ def stream_lake(
     metrics_port: MetricsPort = None,
 ) -> None:
     """Spark Structured Streaming: every event topic → Parquet in the S3 lake, exactly once."""
+    from paywall.health import check_kafka
     from paywall.logs import configure_logging
     from streaming.lake.job import run_lake_stream
 
     settings = get_settings()
+    # Inside Spark a missing broker surfaces as a page of JVM and Python traces: check first.
+    check_kafka(settings)
     configure_logging(settings)
     _serve_metrics(metrics_port)
     run_lake_stream(

@@ -43,6 +43,7 @@ _UNREACHABLE = (
     ("redis.exceptions", ("ConnectionError", "TimeoutError"), "REDIS_URL"),
     ("confluent_kafka", ("KafkaException",), "KAFKA_BOOTSTRAP_SERVERS"),
     ("botocore.exceptions", ("EndpointConnectionError",), "S3_ENDPOINT_URL"),
+    ("botocore.exceptions", ("NoCredentialsError",), "AWS_ACCESS_KEY_ID"),
     ("stripe", ("APIConnectionError",), "STRIPE_API_BASE"),
 )
 

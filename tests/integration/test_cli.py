@@ -103,6 +103,12 @@ def test_a_server_lost_after_start_up_is_one_line_naming_the_setting(tmp_path: P
     assert line.startswith("error: DATABASE_URL: connection failed"), line
 
 
+def test_the_lake_stream_without_a_broker_is_one_line(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
+    line = one_line_error(run(["stream", "lake", "--available-now"], env))
+    assert line.startswith("error: KAFKA_BOOTSTRAP_SERVERS:"), line
+
+
 def test_malformed_url_is_one_line_naming_the_setting(tmp_path: Path) -> None:
     env = clean_env(tmp_path, DATABASE_URL="mysql://root@localhost/x")
     assert "DATABASE_URL" in one_line_error(run(["db", "upgrade"], env))
