@@ -145,14 +145,19 @@ def topics_sync() -> None:
     console.print(f"created: {', '.join(created) or 'nothing (all topics exist)'}")
 
 
-MetricsPort = Annotated[int | None, typer.Option(help="Serve Prometheus /metrics on this port.")]
+MetricsPort = Annotated[
+    int | None, typer.Option(help="Serve Prometheus /metrics on this port.", min=1, max=65535)
+]
 
 
 def _serve_metrics(port: int | None) -> None:
     if port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(port)
+        try:
+            start_http_server(port)
+        except OSError as exc:
+            raise PaywallError(f"--metrics-port: cannot listen on {port}: {exc.strerror}") from exc
 
 
 @app.command()

@@ -132,6 +132,17 @@ def test_port_taken_is_one_line(tmp_path: Path) -> None:
     assert line.startswith("error: API_PORT:")
 
 
+def test_metrics_port_taken_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        args = ["consume", "audit", "--metrics-port", str(taken.getsockname()[1])]
+        line = one_line_error(run(args, clean_env(tmp_path)))
+    assert line.startswith("error: --metrics-port:"), line
+
+
 def test_config_masks_secrets(tmp_path: Path) -> None:
     env = clean_env(
         tmp_path,
