@@ -9,8 +9,8 @@ events (parse, hash, Parquet to S3, manifests), with the SparkSession already up
 start-up is printed apart), then again over as many new events with its Python workers
 warm; of that warm run, the batches after the first give the steady-state rate.
 Target: at least 0.5x the baseline's rate. Then the floor, in the same run: Spark
-reading the same events through the same source into Spark's `noop` sink (no parse, no
-hashing, no Parquet, no S3), which no lake job built on that source can beat. Also
+reading the events of both runs through the same source into Spark's `noop` sink (no
+parse, no hashing, no Parquet, no S3), which no lake job on that source can beat. Also
 printed, with the stream running on a 1 s trigger: Kafka → lake latency of single events,
 and signup → lake latency (a signup over the HTTP API, its outbox rows relayed to Kafka,
 until its `registration.completed` row is in a committed lake batch).
