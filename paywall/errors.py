@@ -36,8 +36,8 @@ def unreachable(exc: BaseException) -> ConfigError | None:
     return None
 
 
-# (module, exception classes, setting); the driver's own exception comes before wrappers,
-# so the message is the server's words, not the wrapper's.
+# (module, exception classes, setting). Drivers' own classes, not their wrappers' (the walk
+# down the cause chain finds psycopg's error under SQLAlchemy's): the line is the server's.
 _UNREACHABLE = (
     ("psycopg", ("OperationalError",), "DATABASE_URL"),
     ("redis.exceptions", ("ConnectionError", "TimeoutError"), "REDIS_URL"),
