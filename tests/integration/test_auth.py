@@ -457,6 +457,49 @@ def test_introspection(http: httpx.Client, engine: Engine) -> None:
     }
 
 
+def test_a_revoked_access_token_is_refused_by_every_service(
+    http: httpx.Client, engine: Engine, spa_client: str, user: User
+) -> None:
+    # require() is what every service's routes run; /v1/users is auth's own such route,
+    # and verify_token is the offline check other services make (JWKS, then Redis).
+    client_id = _service_client(engine, ["users:write"])
+    token = _client_token(http, client_id)
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    def create() -> httpx.Response:
+        body = {"email": f"{_id('rv')}@example.com", "password": PASSWORD}
+        return http.post("/v1/users", json=body, headers=bearer)
+
+    assert create().status_code == 201
+    http.post("/oauth/revoke", data={"token": token}, auth=(client_id, f"{client_id}-secret"))
+    refused = create()
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+    # Revoking a refresh token revokes the access token issued with it, everywhere too.
+    tokens = _code_flow(http, spa_client, user, "openid")
+    assert security.verify_token(tokens["access_token"]).subject
+    form = {"token": tokens["refresh_token"], "client_id": spa_client}
+    assert http.post("/oauth/revoke", data=form).status_code == 200
+    with pytest.raises(security.InvalidToken, match="revoked"):
+        security.verify_token(tokens["access_token"])
+
+
+def test_revocation_checks_without_redis_accept_rather_than_fail(
+    monkeypatch: pytest.MonkeyPatch, auth_server: AuthServer
+) -> None:
+    from transactional.common import revocations
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    reset_settings()
+    try:
+        revocations.announce([("some-jti", int(time.time()) + 60)], 30)  # logged, not raised
+        assert revocations.is_revoked("some-jti") is False
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
 # --- require(): what every other service relies on -----------------------------------------
 
 

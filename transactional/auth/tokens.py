@@ -25,8 +25,10 @@ from transactional.auth.config import (
 )
 from transactional.auth.errors import OAuthError, invalid_grant, invalid_request
 from transactional.auth.users import User, get_user
+from transactional.common import revocations
 from transactional.common.security import (
     ACCESS_TOKEN_TYPE,
+    LEEWAY_SECONDS,
     InvalidToken,
     TokenVerifier,
     audience,
@@ -327,7 +329,7 @@ def grant_refresh_token(
 
 def revoke_family(conn: Connection, family_id: uuid.UUID) -> None:
     """Revoke every refresh token of a family and the access tokens issued with them."""
-    conn.execute(
+    rows = conn.execute(
         text(
             "WITH revoked AS (UPDATE auth.refresh_tokens SET revoked_at = now() "
             "WHERE family_id = :f AND revoked_at IS NULL "
@@ -335,10 +337,13 @@ def revoke_family(conn: Connection, family_id: uuid.UUID) -> None:
             "INSERT INTO auth.revoked_tokens (jti, expires_at) "
             "SELECT access_jti, access_expires_at FROM revoked "
             "WHERE access_jti IS NOT NULL AND access_expires_at > now() "
-            "ON CONFLICT (jti) DO NOTHING"
+            "ON CONFLICT (jti) DO NOTHING "
+            "RETURNING jti, extract(epoch FROM expires_at)::bigint AS exp"
         ),
         {"f": family_id},
-    )
+    ).all()
+    # Before the commit: if it then fails, services refuse tokens a retry revokes anyway.
+    revocations.announce(((row.jti, int(row.exp)) for row in rows), LEEWAY_SECONDS)
 
 
 def revoke_jti(conn: Connection, jti: str, expires_at: int) -> None:
@@ -349,6 +354,7 @@ def revoke_jti(conn: Connection, jti: str, expires_at: int) -> None:
         ),
         {"jti": jti, "exp": expires_at},
     )
+    revocations.announce([(jti, expires_at)], LEEWAY_SECONDS)
 
 
 def is_revoked(conn: Connection, jti: str) -> bool:

@@ -24,6 +24,7 @@ from joserfc.jwk import KeySet
 
 from paywall.logs import get_logger
 from paywall.settings import get_settings
+from transactional.common import revocations
 from transactional.common.problems import Problem
 
 log = get_logger(__name__)
@@ -136,12 +137,18 @@ class TokenVerifier:
     """Checks signature, alg, typ, iss, aud, exp/nbf/iat and the claims a Principal needs."""
 
     def __init__(
-        self, issuer: str, audience: str, jwks: KeySource, leeway: int = LEEWAY_SECONDS
+        self,
+        issuer: str,
+        audience: str,
+        jwks: KeySource,
+        leeway: int = LEEWAY_SECONDS,
+        revoked: Callable[[str], bool] | None = None,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.jwks = jwks
         self.leeway = leeway
+        self.revoked = revoked
 
     def claims(self, token: str) -> dict[str, Any]:
         """The verified claims of an access token, or InvalidToken."""
@@ -173,7 +180,10 @@ class TokenVerifier:
         return decoded.claims
 
     def verify(self, token: str) -> Principal:
-        return principal_from_claims(self.claims(token))
+        claims = self.claims(token)
+        if self.revoked is not None and self.revoked(str(claims.get("jti", ""))):
+            raise InvalidToken("token revoked")
+        return principal_from_claims(claims)
 
 
 def _why(exc: Exception) -> str:
@@ -210,7 +220,9 @@ def default_verifier() -> TokenVerifier:
     with _verifiers_lock:
         verifier = _verifiers.get(key)
         if verifier is None:
-            verifier = TokenVerifier(issuer, key[1], JWKSCache(issuer + "/jwks.json"))
+            verifier = TokenVerifier(
+                issuer, key[1], JWKSCache(issuer + "/jwks.json"), revoked=revocations.is_revoked
+            )
             _verifiers[key] = verifier
     return verifier
 
