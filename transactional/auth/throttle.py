@@ -7,12 +7,11 @@ then allows the attempt and logs that it could not count it.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 
 import redis
 
 from paywall.logs import get_logger
-from paywall.settings import get_settings
+from transactional.common.redis_client import redis_client
 
 log = get_logger(__name__)
 
@@ -20,18 +19,12 @@ MAX_FAILURES = 5
 WINDOW_SECONDS = 15 * 60
 
 
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    # Short timeouts: a login waits at most half a second for a Redis that is gone.
-    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-
-
 def _redis() -> redis.Redis | None:
-    url = get_settings().redis_url
-    if not url:
+    # A login waits at most half a second for a Redis that is gone.
+    client = redis_client(timeout_seconds=0.5)
+    if client is None:
         log.warning("login_throttle.disabled", reason="REDIS_URL unset")
-        return None
-    return _client(url)
+    return client
 
 
 def _key(email: str, ip: str) -> str:

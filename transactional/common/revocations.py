@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from functools import lru_cache
 
 import redis
 
 from paywall.logs import get_logger
-from paywall.settings import get_settings
+from transactional.common.redis_client import redis_client
 
 log = get_logger(__name__)
 
@@ -54,12 +53,6 @@ def _key(jti: str) -> str:
     return f"auth:revoked-jti:v1:{jti}"
 
 
-@lru_cache(maxsize=1)
-def _client(url: str) -> redis.Redis:
-    # Every authenticated request asks: a Redis that is gone may cost it 0.2 s, no more.
-    return redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
-
-
 def _redis() -> redis.Redis | None:
-    url = get_settings().redis_url
-    return _client(url) if url else None
+    # Every authenticated request asks: a Redis that is gone may cost it 0.2 s, no more.
+    return redis_client(timeout_seconds=0.2)

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import redis
 
 from paywall.logs import get_logger
-from paywall.settings import get_settings
+from transactional.common.redis_client import redis_client
 from transactional.customer.models import Customer
 
 TTL_SECONDS = 300
 log = get_logger(__name__)
 
 
-@lru_cache(maxsize=1)
-def _client(url: str) -> redis.Redis:
-    # Short timeouts: a slow cache must never be slower than the database behind it.
-    return redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
-
-
 def _redis() -> redis.Redis | None:
-    url = get_settings().redis_url
-    return _client(url) if url else None
+    # A short wait: a slow cache must never be slower than the database behind it.
+    return redis_client(timeout_seconds=0.2)
 
 
 def _key(customer_id: str) -> str:
