@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import resource
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,9 +34,9 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import text  # noqa: E402
 
 from assets.billing.invoicing import create_invoices, stage  # noqa: E402
+from bench.fresh_stack import fresh_stack  # noqa: E402
 from paywall import db  # noqa: E402
-from paywall.settings import STATE_DIR_ENV, reset_settings  # noqa: E402
-from paywall.stack.local import LocalStack  # noqa: E402
+from paywall.settings import reset_settings  # noqa: E402
 from paywall.stack.postgres import Postgres  # noqa: E402
 
 PLANS = (("basic-monthly", 900), ("pro-monthly", 2900), ("team-monthly", 9900))
@@ -143,34 +141,28 @@ def main() -> None:
     parser.add_argument("--rows", type=int, action="append", help="subscriptions (repeatable)")
     args = parser.parse_args()
     sizes = args.rows or [100_000]
-    with tempfile.TemporaryDirectory(prefix="paywall-bench-billing-") as tmp:
-        stack = LocalStack(Path(tmp), waves=[[Postgres()]])
-        os.environ[STATE_DIR_ENV] = tmp
-        try:
-            settings = stack.up()
-            reset_settings()
-            db.upgrade(settings)
-            engine = db.engine(settings)
+    with fresh_stack("paywall-bench-billing-", waves=[[Postgres()]]) as (_, settings):
+        reset_settings()
+        db.upgrade(settings)
+        engine = db.engine(settings)
+        print(
+            f"{'rows':>9} {'stage s':>8} {'invoice s':>9} {'inv/s':>9} {'COPY s':>7} "
+            f"{'COPY/s':>9} {'ratio':>6} {'re-run s':>8} {'RSS MB billing':>14} "
+            f"{'RSS MB all':>10}"
+        )
+        for n in sizes:
+            r = bench(engine, n, date(2026, 3, 1))
             print(
-                f"{'rows':>9} {'stage s':>8} {'invoice s':>9} {'inv/s':>9} {'COPY s':>7} "
-                f"{'COPY/s':>9} {'ratio':>6} {'re-run s':>8} {'RSS MB billing':>14} "
-                f"{'RSS MB all':>10}"
+                f"{n:>9} {r['stage_s']:>8.2f} {r['insert_s']:>9.2f} "
+                f"{r['invoices_per_s']:>9.0f} {r['copy_s']:>7.2f} {r['copy_per_s']:>9.0f} "
+                f"{r['ratio']:>6.2f} {r['rerun_s']:>8.2f} {r['stage_rss_mb']:>14.0f} "
+                f"{r['peak_rss_mb']:>10.0f}",
+                flush=True,
             )
-            for n in sizes:
-                r = bench(engine, n, date(2026, 3, 1))
-                print(
-                    f"{n:>9} {r['stage_s']:>8.2f} {r['insert_s']:>9.2f} "
-                    f"{r['invoices_per_s']:>9.0f} {r['copy_s']:>7.2f} {r['copy_per_s']:>9.0f} "
-                    f"{r['ratio']:>6.2f} {r['rerun_s']:>8.2f} {r['stage_rss_mb']:>14.0f} "
-                    f"{r['peak_rss_mb']:>10.0f}",
-                    flush=True,
-                )
-            print(
-                "ratio = invoice creation (INSERT … SELECT … ON CONFLICT DO NOTHING, commit "
-                "included) / COPY of the same rows into a same-shape table; target >= 0.25"
-            )
-        finally:
-            stack.down()
+        print(
+            "ratio = invoice creation (INSERT … SELECT … ON CONFLICT DO NOTHING, commit "
+            "included) / COPY of the same rows into a same-shape table; target >= 0.25"
+        )
 
 
 if __name__ == "__main__":

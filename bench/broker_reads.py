@@ -14,9 +14,7 @@ raw read of the newest events. This is why the lake reads one task per partition
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.fresh_stack import fresh_stack  # noqa: E402
 from bench.lake_ingest import PARTITIONS, end_offsets, produce, raw_rate_of  # noqa: E402
-from paywall.settings import STATE_DIR_ENV  # noqa: E402
-from paywall.stack.local import LocalStack  # noqa: E402
 from streaming.lake.kafka_offsets import read_range  # noqa: E402
 
 
@@ -51,36 +48,27 @@ def main() -> None:
     parser.add_argument("--growth", type=int, default=3, help="times the topic grows")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp:
-        stack = LocalStack(Path(tmp) / "stack")
-        os.environ[STATE_DIR_ENV] = str(stack.root)
-        try:
-            settings = stack.up()
-            bootstrap = settings.kafka_bootstrap_servers
-            assert bootstrap
-            topic = f"bench.broker.{uuid.uuid4().hex[:6]}"
-            produce(settings, topic, args.events)
-            ends = end_offsets(settings, topic)
+    with fresh_stack("broker-bench-") as (_, settings):
+        bootstrap = settings.kafka_bootstrap_servers
+        assert bootstrap
+        topic = f"bench.broker.{uuid.uuid4().hex[:6]}"
+        produce(settings, topic, args.events)
+        ends = end_offsets(settings, topic)
 
-            raw = raw_rate_of(settings, topic, args.events)
-            print(f"baseline, one consumer for all {PARTITIONS} partitions: {raw:,.0f} msgs/s")
-            for label, threads in (("one after another", 1), ("all at once", PARTITIONS)):
-                rate = max(ranges_rate(bootstrap, topic, ends, threads) for _ in range(2))
-                print(
-                    f"a consumer per partition, {label}: {rate:,.0f} msgs/s, "
-                    f"ratio {rate / raw:.3f}x"
-                )
+        raw = raw_rate_of(settings, topic, args.events)
+        print(f"baseline, one consumer for all {PARTITIONS} partitions: {raw:,.0f} msgs/s")
+        for label, threads in (("one after another", 1), ("all at once", PARTITIONS)):
+            rate = max(ranges_rate(bootstrap, topic, ends, threads) for _ in range(2))
+            print(f"a consumer per partition, {label}: {rate:,.0f} msgs/s, ratio {rate / raw:.3f}x")
 
-            print(f"raw read of the newest {args.events} events as the topic grows:")
-            print(f"  {args.events:>9,} in the topic: {raw:,.0f} msgs/s")
-            for step in range(1, args.growth + 1):
-                before = end_offsets(settings, topic)
-                produce(settings, topic, args.events, first=args.events * step)
-                rate = raw_rate_of(settings, topic, args.events, before)
-                held = args.events * (step + 1)
-                print(f"  {held:>9,} in the topic: {rate:,.0f} msgs/s, ratio {rate / raw:.3f}x")
-        finally:
-            stack.down()
+        print(f"raw read of the newest {args.events} events as the topic grows:")
+        print(f"  {args.events:>9,} in the topic: {raw:,.0f} msgs/s")
+        for step in range(1, args.growth + 1):
+            before = end_offsets(settings, topic)
+            produce(settings, topic, args.events, first=args.events * step)
+            rate = raw_rate_of(settings, topic, args.events, before)
+            held = args.events * (step + 1)
+            print(f"  {held:>9,} in the topic: {rate:,.0f} msgs/s, ratio {rate / raw:.3f}x")
 
 
 if __name__ == "__main__":

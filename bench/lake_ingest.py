@@ -25,10 +25,8 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -41,9 +39,9 @@ import httpx  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from bench.fresh_stack import fresh_stack  # noqa: E402
 from paywall.clients import ensure_bucket, kafka_config  # noqa: E402
-from paywall.settings import STATE_DIR_ENV, Settings  # noqa: E402
-from paywall.stack.local import LocalStack  # noqa: E402
+from paywall.settings import Settings  # noqa: E402
 from streaming.lake.config import LakeConfig  # noqa: E402
 
 if TYPE_CHECKING:
@@ -273,105 +271,99 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=5)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
-        stack = LocalStack(Path(tmp) / "stack")
-        os.environ[STATE_DIR_ENV] = str(stack.root)
-        try:
-            settings = stack.up()
-            settings = settings.model_copy(update={"lake_bucket": "bench-lake"})
-            ensure_bucket(settings, settings.lake_bucket)
-            topic = f"bench.lake.{uuid.uuid4().hex[:6]}"
-            t0 = time.perf_counter()
-            produce(settings, topic, args.events)
-            print(f"produced {args.events} events to {topic} in {time.perf_counter() - t0:.1f}s")
+    with fresh_stack("lake-bench-") as (tmp, settings):
+        settings = settings.model_copy(update={"lake_bucket": "bench-lake"})
+        ensure_bucket(settings, settings.lake_bucket)
+        topic = f"bench.lake.{uuid.uuid4().hex[:6]}"
+        t0 = time.perf_counter()
+        produce(settings, topic, args.events)
+        print(f"produced {args.events} events to {topic} in {time.perf_counter() - t0:.1f}s")
 
-            raw_rate = raw_rate_of(settings, topic, args.events)
-            print(f"baseline, raw confluent-kafka consume: {raw_rate:,.0f} msgs/s")
+        raw_rate = raw_rate_of(settings, topic, args.events)
+        print(f"baseline, raw confluent-kafka consume: {raw_rate:,.0f} msgs/s")
 
-            from streaming.lake.config import lake_config
-            from streaming.lake.job import lake_spark_session, start_lake_queries
+        from streaming.lake.config import lake_config
+        from streaming.lake.job import lake_spark_session, start_lake_queries
 
-            cfg = lake_config(
-                settings,
-                Path(tmp) / "checkpoint",
-                topics=[topic],
-                max_offsets_per_trigger=args.batch,
-            )
-            t0 = time.perf_counter()
-            spark = lake_spark_session(cfg)
-            print(f"SparkSession start-up: {time.perf_counter() - t0:.1f}s (not in the rate)")
+        cfg = lake_config(
+            settings,
+            Path(tmp) / "checkpoint",
+            topics=[topic],
+            max_offsets_per_trigger=args.batch,
+        )
+        t0 = time.perf_counter()
+        spark = lake_spark_session(cfg)
+        print(f"SparkSession start-up: {time.perf_counter() - t0:.1f}s (not in the rate)")
 
-            t0 = time.perf_counter()
-            query = start_lake_queries(spark, cfg, available_now=True)[0]
-            query.awaitTermination()
-            lake = time.perf_counter() - t0
-            rows = sum(p["numInputRows"] for p in query.recentProgress)
-            assert rows == args.events, f"lake read {rows} of {args.events}"
-            lake_rate = args.events / lake
+        t0 = time.perf_counter()
+        query = start_lake_queries(spark, cfg, available_now=True)[0]
+        query.awaitTermination()
+        lake = time.perf_counter() - t0
+        rows = sum(p["numInputRows"] for p in query.recentProgress)
+        assert rows == args.events, f"lake read {rows} of {args.events}"
+        lake_rate = args.events / lake
+        print(
+            f"lake job available_now: {lake:.2f}s, {lake_rate:,.0f} events/s "
+            f"({len(query.recentProgress)} batches)"
+        )
+        for p in query.recentProgress:
             print(
-                f"lake job available_now: {lake:.2f}s, {lake_rate:,.0f} events/s "
-                f"({len(query.recentProgress)} batches)"
+                f"  batch {p['batchId']}: {p['numInputRows']} rows, "
+                f"{p['durationMs']['triggerExecution']} ms"
             )
-            for p in query.recentProgress:
-                print(
-                    f"  batch {p['batchId']}: {p['numInputRows']} rows, "
-                    f"{p['durationMs']['triggerExecution']} ms"
-                )
-            print(f"ratio lake / baseline: {lake_rate / raw_rate:.3f}x (target >= 0.5x)")
+        print(f"ratio lake / baseline: {lake_rate / raw_rate:.3f}x (target >= 0.5x)")
 
-            # A second run over new events, Python workers warm: the steady-state rate.
-            produce_more = args.events
-            before = end_offsets(settings, topic)
-            produce(settings, topic, produce_more, first=args.events)
-            raw_rate = raw_rate_of(settings, topic, produce_more, before)
-            print(f"baseline, raw consume of the new events: {raw_rate:,.0f} msgs/s")
-            t0 = time.perf_counter()
-            query = start_lake_queries(spark, cfg, available_now=True)[0]
-            query.awaitTermination()
-            warm = time.perf_counter() - t0
+        # A second run over new events, Python workers warm: the steady-state rate.
+        produce_more = args.events
+        before = end_offsets(settings, topic)
+        produce(settings, topic, produce_more, first=args.events)
+        raw_rate = raw_rate_of(settings, topic, produce_more, before)
+        print(f"baseline, raw consume of the new events: {raw_rate:,.0f} msgs/s")
+        t0 = time.perf_counter()
+        query = start_lake_queries(spark, cfg, available_now=True)[0]
+        query.awaitTermination()
+        warm = time.perf_counter() - t0
+        print(
+            f"lake job available_now, warm workers: {warm:.2f}s, "
+            f"{produce_more / warm:,.0f} events/s, ratio {produce_more / warm / raw_rate:.3f}x"
+        )
+        steady = steady_rate(query.recentProgress)
+        if steady:
             print(
-                f"lake job available_now, warm workers: {warm:.2f}s, "
-                f"{produce_more / warm:,.0f} events/s, ratio {produce_more / warm / raw_rate:.3f}x"
+                f"  steady state (batches after the first): "
+                f"{steady:,.0f} events/s, ratio {steady / raw_rate:.3f}x"
             )
-            steady = steady_rate(query.recentProgress)
-            if steady:
-                print(
-                    f"  steady state (batches after the first): "
-                    f"{steady:,.0f} events/s, ratio {steady / raw_rate:.3f}x"
-                )
 
-            secs, rows, progress = read_only(spark, cfg, Path(tmp) / "checkpoint-noop")
-            raw_rate = raw_rate_of(settings, topic, rows)
-            print(f"baseline, raw consume of all {rows} events: {raw_rate:,.0f} msgs/s")
+        secs, rows, progress = read_only(spark, cfg, Path(tmp) / "checkpoint-noop")
+        raw_rate = raw_rate_of(settings, topic, rows)
+        print(f"baseline, raw consume of all {rows} events: {raw_rate:,.0f} msgs/s")
+        print(
+            f"floor, the source alone into Spark's noop sink: {rows} events in {secs:.2f}s, "
+            f"{rows / secs:,.0f} events/s, ratio {rows / secs / raw_rate:.3f}x"
+        )
+        steady = steady_rate(progress)
+        if steady:
             print(
-                f"floor, the source alone into Spark's noop sink: {rows} events in {secs:.2f}s, "
-                f"{rows / secs:,.0f} events/s, ratio {rows / secs / raw_rate:.3f}x"
+                f"  steady state (batches after the first): "
+                f"{steady:,.0f} events/s, ratio {steady / raw_rate:.3f}x"
             )
-            steady = steady_rate(progress)
-            if steady:
-                print(
-                    f"  steady state (batches after the first): "
-                    f"{steady:,.0f} events/s, ratio {steady / raw_rate:.3f}x"
-                )
 
-            if args.latency_samples > 0:
-                live = dataclasses.replace(cfg, trigger_seconds=1.0)
-                waits = latency(spark, live, settings, topic, args.latency_samples)
-                print(
-                    f"Kafka -> lake latency (1 s trigger), {len(waits)} events: "
-                    f"median {statistics.median(waits):.2f}s, max {max(waits):.2f}s"
-                )
-                every_topic = dataclasses.replace(
-                    lake_config(settings, Path(tmp) / "checkpoint-all"), trigger_seconds=1.0
-                )
-                waits = signup_latency(spark, every_topic, args.latency_samples)
-                print(
-                    f"signup -> lake latency (1 s trigger, relay polling 0.2 s), {len(waits)} "
-                    f"signups: median {statistics.median(waits):.2f}s, max {max(waits):.2f}s"
-                )
-            spark.stop()
-        finally:
-            stack.down()
+        if args.latency_samples > 0:
+            live = dataclasses.replace(cfg, trigger_seconds=1.0)
+            waits = latency(spark, live, settings, topic, args.latency_samples)
+            print(
+                f"Kafka -> lake latency (1 s trigger), {len(waits)} events: "
+                f"median {statistics.median(waits):.2f}s, max {max(waits):.2f}s"
+            )
+            every_topic = dataclasses.replace(
+                lake_config(settings, Path(tmp) / "checkpoint-all"), trigger_seconds=1.0
+            )
+            waits = signup_latency(spark, every_topic, args.latency_samples)
+            print(
+                f"signup -> lake latency (1 s trigger, relay polling 0.2 s), {len(waits)} "
+                f"signups: median {statistics.median(waits):.2f}s, max {max(waits):.2f}s"
+            )
+        spark.stop()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -37,10 +36,10 @@ import stripe
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.fresh_stack import fresh_stack  # noqa: E402
 from paywall import clients, db  # noqa: E402
 from paywall.demo import GOOD_CARD, new_card, partner_token  # noqa: E402
-from paywall.settings import STATE_DIR_ENV, get_settings, reset_settings  # noqa: E402
-from paywall.stack.local import LocalStack  # noqa: E402
+from paywall.settings import get_settings, reset_settings  # noqa: E402
 from paywall.stack.process import free_port, stop_pid, wait_until  # noqa: E402
 from transactional.auth.passwords import hash_secret  # noqa: E402
 
@@ -120,13 +119,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="paywall-bench-") as tmp:
-        root = Path(tmp)
-        stack = LocalStack(root / "stack")
-        os.environ[STATE_DIR_ENV] = str(stack.root)
+    with fresh_stack("paywall-bench-") as (root, settings):
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            settings = stack.up()
             db.upgrade(settings)
             api_port, base_port = free_port(), free_port()
             env = {**os.environ, "API_PORT": str(api_port), "LOG_LEVEL": "WARNING"}
@@ -207,7 +202,6 @@ def main() -> None:
         finally:
             for proc in procs:
                 stop_pid(proc.pid)
-            stack.down()
 
     print(f"signups: {args.signups} at concurrency {args.concurrency}")
     print(

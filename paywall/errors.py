@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class PaywallError(Exception):
     """An expected error with a message a person can act on."""
@@ -21,8 +23,6 @@ def unreachable(exc: BaseException) -> ConfigError | None:
     Anything else is None: an unexpected error keeps its traceback, which is how a bug
     gets reported. Only libraries already imported are looked at.
     """
-    import sys
-
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -49,8 +49,6 @@ _UNREACHABLE = (
 
 
 def _is_unreachable(exc: BaseException) -> bool:
-    import sys
-
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(exc, psycopg.Error):
         # The server's own errors (deadlock, statement timeout) carry a SQLSTATE; a
