@@ -1,0 +1,112 @@
+"""Fault tests: the API as a real process, which a test may slow down, starve or kill.
+
+The session's local stack (tests/conftest.py) provides the servers; `served_api` starts
+`paywall serve` against it as a subprocess with extra environment (a proxy in front of
+Stripe, a short service timeout), so a fault can hit one process without touching the
+test runner. Every process started here is stopped by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from paywall.settings import STATE_DIR_ENV, Settings
+from paywall.stack.local import LocalStack
+from paywall.stack.process import free_port, wait_until
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class ServedApi:
+    """`paywall serve` in its own process, on a free loopback port."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    env: dict[str, str] = field(repr=False)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no flushing; what a crashed pod looks like."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_api(local_stack: LocalStack, log: Path, **env: str) -> ServedApi:
+    """Start `paywall serve` on the session stack with `env` on top; wait until it answers."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        STATE_DIR_ENV: str(local_stack.root),
+        "PAYWALL_ENV": "test",
+        "API_PORT": str(port),
+        **env,
+    }
+    handle = log.open("ab")
+    process = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "paywall"), "serve"],
+        env=full_env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    handle.close()
+    served = ServedApi(f"http://127.0.0.1:{port}", process, log, full_env)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{served.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(
+            ready, "paywall serve", timeout=60, alive=lambda: process.poll() is None, log=log
+        )
+    except BaseException:
+        served.stop()
+        raise
+    return served
+
+
+@pytest.fixture
+def served_api(
+    local_stack: LocalStack, settings: Settings, tmp_path: Path
+) -> Iterator[Callable[..., ServedApi]]:
+    """A factory: `served_api(SERVICE_TIMEOUT_SECONDS="1")` starts one; all stop at the end."""
+    started: list[ServedApi] = []
+
+    def start(**env: str) -> ServedApi:
+        served = start_api(local_stack, tmp_path / f"api-{len(started)}.log", **env)
+        started.append(served)
+        return served
+
+    try:
+        yield start
+    finally:
+        for served in started:
+            served.stop()
+        if any(s.process.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL) for s in started):
+            sys.stderr.write("".join(s.log_text()[-3000:] for s in started))
