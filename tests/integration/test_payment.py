@@ -424,7 +424,7 @@ def test_stripe_outage_is_503_and_the_retry_charges_once(
     assert outage.status_code == 503, outage.text
     assert outage.json()["type"] == "https://paywall.dev/problems/processor-unavailable"
     with db.connect() as conn:
-        pending = repo.get_payment_by_key(conn, key)
+        pending = repo.get_payment_by_key(conn, service.scoped_key(INTERNAL, key))
     assert pending is not None
     assert pending["status"] == "pending"
 

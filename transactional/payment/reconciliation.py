@@ -19,7 +19,7 @@ from pydantic import BaseModel, computed_field
 from sqlalchemy import Engine, RowMapping
 
 from transactional.payment import repository as repo
-from transactional.payment.stripe_gateway import Gateway, StripeIntent
+from transactional.payment.stripe_gateway import Gateway, Rejected, StripeIntent
 
 TAKEN = ("succeeded", "partially_refunded", "refunded")
 Discrepancy = Literal[
@@ -66,7 +66,10 @@ def reconcile(engine: Engine, gateway: Gateway, day: date) -> Reconciliation:
     for row in rows:  # made today, its intent made on another day (midnight, retries)
         pi = row["stripe_payment_intent_id"]
         if pi and pi not in intents:
-            intents[pi] = gateway.intent(pi)
+            try:
+                intents[pi] = gateway.intent(pi)
+            except Rejected:
+                continue  # Stripe has no such intent: the row is reported below
 
     by_intent = {r["stripe_payment_intent_id"]: r for r in rows if r["stripe_payment_intent_id"]}
     by_id = {str(r["id"]): r for r in rows}
