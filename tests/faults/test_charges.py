@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from paywall import clients
 from paywall.db import engine
@@ -370,3 +371,70 @@ def test_reconciliation_finds_money_stripe_took_that_we_did_not_record(
     assert all(m["payment_id"] != clean for m in report.json()["mismatches"])
     eur = next(t for t in report.json()["totals"] if t["currency"] == "eur")
     assert eur["stripe_amount"] - eur["recorded_amount"] >= 777
+
+
+def test_the_operators_see_recovery_and_reconciliation_in_dagster(
+    api: Any, issue_token: Callable[..., str], settings: Settings
+) -> None:
+    from dagster import materialize
+    from pydantic import SecretStr
+
+    from assets.payments.assets import payment_recovery, stripe_reconciliation
+    from pipelines.resources import build_resources
+    from transactional.auth.clients import BILLING_SCOPES, create_client
+
+    client_id, secret = f"svc-ops-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    with engine(settings).begin() as conn:
+        create_client(
+            conn,
+            client_id,
+            secret=secret,
+            grant_types=("client_credentials",),
+            scopes=BILLING_SCOPES,
+        )
+    resources = build_resources(
+        api.settings.model_copy(
+            update={"billing_client_id": client_id, "billing_client_secret": SecretStr(secret)}
+        )
+    )
+    # Yesterday (the newest complete day) gets a payment recorded as taken that Stripe
+    # never saw: the check must fail and list it.
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    customer, intent = str(uuid.uuid4()), f"pi_never_{uuid.uuid4().hex[:10]}"
+    with engine(settings).begin() as conn:
+        conn.execute(
+            text("INSERT INTO payment.accounts (customer_id, stripe_customer_id) VALUES (:c, :s)"),
+            {"c": customer, "s": f"cus_{uuid.uuid4().hex[:10]}"},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO payment.payments (id, customer_id, idempotency_key, "
+                "request_fingerprint, amount, currency, status, stripe_payment_intent_id, "
+                "created_at, updated_at) VALUES (:id, :c, :k, 'f', 4200, 'usd', 'succeeded', "
+                ":pi, :at, :at)"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "c": customer,
+                "k": uuid.uuid4().hex,
+                "pi": intent,
+                "at": yesterday,
+            },
+        )
+    day = yesterday.date().isoformat()
+
+    swept = materialize([payment_recovery], resources=resources)
+    checked = materialize(
+        [stripe_reconciliation], partition_key=day, resources=resources, raise_on_error=False
+    )
+
+    assert swept.success
+    recovery = swept.asset_materializations_for_node("payment_recovery")[0].metadata
+    assert {"signups_examined", "signups_completed", "payments_settled"} <= set(recovery)
+    [reconciled] = checked.asset_materializations_for_node("stripe_reconciliation")
+    assert reconciled.metadata["day"].value == day
+    assert "| usd |" in reconciled.metadata["totals"].value
+    assert f"| recorded_not_charged | {intent} |" in reconciled.metadata["mismatched"].value
+    [evaluation] = checked.get_asset_check_evaluations()
+    assert evaluation.check_name == "stripe_matches_payments"
+    assert evaluation.passed is False
