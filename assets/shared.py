@@ -17,3 +17,11 @@ RETRIES = RetryPolicy(
 
 def day_of(partition_key: str) -> date:
     return date.fromisoformat(partition_key)
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table for asset metadata (Dagster's UI renders it); None shows as -."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join("-" if v is None else str(v) for v in row) + " |")
+    return "\n".join(lines)

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     subscription_service_url: str | None = Field(None, alias="SUBSCRIPTION_SERVICE_URL")
     payment_service_url: str | None = Field(None, alias="PAYMENT_SERVICE_URL")
     auth_service_url: str | None = Field(None, alias="AUTH_SERVICE_URL")
+    registration_service_url: str | None = Field(None, alias="REGISTRATION_SERVICE_URL")
 
     # The registration service's own OAuth client (client credentials) for calling the others.
     registration_client_id: str = Field("svc-registration", alias="REGISTRATION_CLIENT_ID")

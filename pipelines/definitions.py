@@ -8,6 +8,7 @@ from dagster import Definitions
 from assets.audit_archive.assets import audit_archive, audit_archive_verified
 from assets.billing.assets import billing_run
 from assets.notifications.assets import notification_batch
+from assets.payments.assets import payment_recovery, stripe_reconciliation
 from assets.quality.checks import QUALITY_CHECKS
 from assets.warehouse.assets import paywall_dbt, raw_events
 from paywall.settings import Settings, get_settings
@@ -15,7 +16,15 @@ from pipelines.jobs import JOBS, SCHEDULES
 from pipelines.resources import build_resources
 from pipelines.sensors import SENSORS
 
-ASSETS = [billing_run, audit_archive, notification_batch, raw_events, paywall_dbt]
+ASSETS = [
+    billing_run,
+    audit_archive,
+    notification_batch,
+    payment_recovery,
+    stripe_reconciliation,
+    raw_events,
+    paywall_dbt,
+]
 CHECKS = [audit_archive_verified, *QUALITY_CHECKS]
 
 

@@ -3,7 +3,12 @@ warehouse job runs per lake partition, requested by `lake_partitions_sensor`."""
 
 from __future__ import annotations
 
-from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
+from dagster import (
+    AssetSelection,
+    ScheduleDefinition,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+)
 
 from assets.shared import RETRIES
 from assets.warehouse.assets import paywall_dbt, raw_events
@@ -27,6 +32,18 @@ notification_job = define_asset_job(
     description="Trial-ending reminders, dunning notices and receipts.",
 )
 
+recovery_job = define_asset_job(
+    "recovery_job",
+    selection=AssetSelection.assets("payment_recovery"),
+    description="Finish signups and settle payments that a crash or a lost client left.",
+)
+reconciliation_job = define_asset_job(
+    "reconciliation_job",
+    selection=AssetSelection.assets("stripe_reconciliation"),
+    op_retry_policy=RETRIES,
+    description="A day of Stripe charges against the payments table, per currency.",
+)
+
 warehouse_job = define_asset_job(
     "warehouse_job",
     # The checks of these assets come along: raw_events' blocking contract check stops
@@ -36,9 +53,18 @@ warehouse_job = define_asset_job(
     description="One lake partition into raw.events, its data-quality checks, then dbt build.",
 )
 
-JOBS = [billing_job, audit_archive_job, notification_job, warehouse_job]
+JOBS = [
+    billing_job,
+    audit_archive_job,
+    notification_job,
+    recovery_job,
+    reconciliation_job,
+    warehouse_job,
+]
 SCHEDULES = [
     build_schedule_from_partitioned_job(billing_job, hour_of_day=2, minute_of_hour=0),
     build_schedule_from_partitioned_job(audit_archive_job, hour_of_day=3, minute_of_hour=0),
     build_schedule_from_partitioned_job(notification_job, hour_of_day=9, minute_of_hour=0),
+    build_schedule_from_partitioned_job(reconciliation_job, hour_of_day=4, minute_of_hour=0),
+    ScheduleDefinition(job=recovery_job, cron_schedule="*/10 * * * *", execution_timezone="UTC"),
 ]

@@ -56,7 +56,7 @@ class Lake:
 
 
 class Services:
-    """Typed HTTP clients for the subscription and payment services, as billing's client."""
+    """Typed HTTP clients for the services, as the code location's own client (billing's)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -78,6 +78,10 @@ class Services:
     @cached_property
     def payment(self) -> ServiceClient:
         return ServiceClient("payment", self.settings, self.tokens)
+
+    @cached_property
+    def registration(self) -> ServiceClient:
+        return ServiceClient("registration", self.settings, self.tokens)
 
 
 @dataclass(frozen=True)

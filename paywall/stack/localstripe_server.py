@@ -8,6 +8,13 @@ a signup's five Stripe calls rewrote the growing store eleven times, and localst
 per request grew with its age. Here a change only marks the store dirty; it is written at
 most every FLUSH_SECONDS and when the server stops (SIGTERM), so a crash loses at most
 that last fraction of a second.
+
+localstripe ignores Stripe's Idempotency-Key; real Stripe answers a repeated POST with the
+same key (per API key, for 24 hours) with the first answer, refuses it with other
+parameters, and refuses it while the first is still running. The payment service relies
+on that, and so does the stripe library, which retries a POST whose answer was lost with
+the same key: without it a lost answer would be a second charge here and not at Stripe.
+`idempotency` gives the stand-in the same contract (kept in memory: a restart forgets it).
 """
 
 from __future__ import annotations
@@ -15,13 +22,72 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import pickle
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
 FLUSH_SECONDS = 0.5
+IDEMPOTENCY_SECONDS = 24 * 3600
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def idempotency(clock: Callable[[], float] = time.monotonic) -> Callable[..., object]:
+    """aiohttp middleware: Stripe's Idempotency-Key semantics for POST requests."""
+    saved: dict[tuple[str, str], tuple[float, str, int, bytes, str]] = {}
+    running: set[tuple[str, str]] = set()
+
+    def error(status: int, message: str) -> web.Response:
+        body = {"error": {"type": "idempotency_error", "message": message}}
+        return web.json_response(body, status=status)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or not key:
+            return await handler(request)
+        # A key belongs to an account (the API key), as at Stripe.
+        account = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
+        slot = (account, key)
+        asked = hashlib.sha256(request.path.encode() + b"\0" + await request.read()).hexdigest()
+        now = clock()
+        for old in [k for k, v in saved.items() if now - v[0] > IDEMPOTENCY_SECONDS]:
+            del saved[old]
+        if slot in saved:
+            _, fingerprint, status, body, content_type = saved[slot]
+            if fingerprint != asked:
+                return error(
+                    400,
+                    "Keys for idempotent requests can only be used with the same "
+                    "parameters they were first used with.",
+                )
+            return web.Response(
+                status=status,
+                body=body,
+                content_type=content_type,
+                headers={"Idempotent-Replayed": "true", "Idempotency-Key": key},
+            )
+        if slot in running:
+            return error(409, "There is currently another in-progress request using this key.")
+        running.add(slot)
+        try:
+            response = await handler(request)
+        finally:
+            running.discard(slot)
+        # Stripe keeps every answer that ran, declines included, but not its own failures.
+        if (
+            isinstance(response, web.Response)
+            and response.status < 500
+            and response.status not in (401, 429)
+            and isinstance(response.body, bytes)
+        ):
+            saved[slot] = (now, asked, response.status, response.body, response.content_type)
+        return response
+
+    return middleware
 
 
 def serve(host: str, port: int, state: Path, flush_seconds: float = FLUSH_SECONDS) -> None:
@@ -66,6 +132,8 @@ def serve(host: str, port: int, state: Path, flush_seconds: float = FLUSH_SECOND
     resources.Store.dump_to_disk = mark_dirty  # type: ignore[method-assign]
     resources.store.try_load_from_disk()
     server.app.cleanup_ctx.append(flushing)
+    # Outermost, so what it saves is the answer the client got (errors already rendered).
+    server.app.middlewares.insert(0, idempotency())
     web.run_app(server.app, host=host, port=port, access_log=None, print=None)
 
 

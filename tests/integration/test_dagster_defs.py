@@ -28,7 +28,9 @@ from pipelines.resources import Senders
 from pipelines.sensors import ops_alert_on_run_failure
 from tests.conftest import REPO, Api
 
-ASSETS = {"billing_run", "audit_archive", "notification_batch"}  # daily partitioned
+# daily partitioned
+ASSETS = {"billing_run", "audit_archive", "notification_batch", "stripe_reconciliation"}
+UNPARTITIONED = {"payment_recovery"}
 WAREHOUSE_ASSETS = {"raw_events"}  # one dynamic partition per lake (event_type, day) folder
 DBT_ASSETS = {
     "reference/plan_catalog",
@@ -55,11 +57,14 @@ CHECKS = {
     "raw_events_unique_event_ids",
     "mrr_monthly_quality",
     "fct_subscriptions_quality",
+    "stripe_matches_payments",
 }
 JOBS = {  # scheduled
     "billing_job": "0 2 * * *",
     "audit_archive_job": "0 3 * * *",
     "notification_job": "0 9 * * *",
+    "reconciliation_job": "0 4 * * *",
+    "recovery_job": "*/10 * * * *",
 }
 SENSOR_JOBS = {"warehouse_job"}  # requested by lake_partitions_sensor
 
@@ -70,7 +75,7 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
     graph = defs.resolve_asset_graph()
 
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == ASSETS | WAREHOUSE_ASSETS | DBT_ASSETS
+    assert keys == ASSETS | UNPARTITIONED | WAREHOUSE_ASSETS | DBT_ASSETS
     checks = {c.name for c in graph.asset_check_keys}
     assert checks >= CHECKS
     dbt_tests = checks - CHECKS  # dbt's data tests, as asset checks of their models
@@ -108,7 +113,8 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
         "dbt",
     }
     for job in [*JOBS, *SENSOR_JOBS]:
-        assert defs.resolve_job_def(job).partitions_def is not None
+        partitioned = defs.resolve_job_def(job).partitions_def is not None
+        assert partitioned == (job != "recovery_job"), job
     warehouse_job = defs.resolve_job_def("warehouse_job")
     selected = {k.to_user_string() for k in warehouse_job.asset_layer.selected_asset_keys}
     assert selected == WAREHOUSE_ASSETS | DBT_ASSETS

@@ -46,11 +46,14 @@ DECLINED_ON_CHARGE = "4000000000000341"  # attaches fine, every charge is declin
 # -- fixtures ----------------------------------------------------------------------------
 
 
+INTERNAL = Principal("registration", "registration", frozenset({"internal"}), None, None)
+
+
 def _principal(request: Request) -> Principal:
     customer = request.headers.get("x-test-customer")
     tenant = request.headers.get("x-test-tenant")
     if customer is None and tenant is None:
-        return Principal("registration", "registration", frozenset({"internal"}), None, None)
+        return INTERNAL
     scopes = frozenset({"payments:read", "payments:write"})
     return Principal(customer or "user", "web", scopes, customer, tenant)
 
@@ -348,7 +351,7 @@ def test_retry_after_a_crash_finds_the_payment_intent(
         row, _ = repo.claim_payment(
             conn,
             customer_id=customer_id,
-            idempotency_key=key,
+            idempotency_key=service.scoped_key(INTERNAL, key),
             fingerprint=service._fingerprint(request.fingerprint_fields()),
             amount=700,
             currency="usd",
@@ -385,7 +388,7 @@ def test_a_key_in_flight_answers_409(http: httpx.Client, stripe: Any, db: Engine
         row, _ = repo.claim_payment(
             conn,
             customer_id=customer_id,
-            idempotency_key=key,
+            idempotency_key=service.scoped_key(INTERNAL, key),
             fingerprint=service._fingerprint(request.fingerprint_fields()),
             amount=300,
             currency="usd",
@@ -421,7 +424,7 @@ def test_stripe_outage_is_503_and_the_retry_charges_once(
     assert outage.status_code == 503, outage.text
     assert outage.json()["type"] == "https://paywall.dev/problems/processor-unavailable"
     with db.connect() as conn:
-        pending = repo.get_payment_by_key(conn, key)
+        pending = repo.get_payment_by_key(conn, service.scoped_key(INTERNAL, key))
     assert pending is not None
     assert pending["status"] == "pending"
 

@@ -27,11 +27,14 @@ REGISTRATION_SCOPES = (
     "users:write",
     "internal",
 )
+# The Dagster code location's client: billing runs, and the operations schedules (the
+# recovery sweeps, reconciliation) that the `operations` scope opens.
 BILLING_SCOPES = (
     "subscriptions:read",
     "subscriptions:write",
     "payments:read",
     "payments:write",
+    "operations",
     "internal",
 )
 USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read")

@@ -1,7 +1,10 @@
 """Typed HTTP calls between services: timeouts, retries, the caller's request id, a token.
 
 Every call a saga makes is idempotent on the server side (idempotency keys, unique keys),
-so retrying a timed-out call is safe; a 4xx answer is never retried.
+so retrying a timed-out call is safe. A 4xx answer is final, except "a request with this
+Idempotency-Key is still running" (409 in progress): that one is the answer to our own
+earlier, timed-out attempt, so the call waits and asks again until the first one settles;
+if it never does, the call fails as unavailable (a passing fault), never as a refusal.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from paywall.logs import request_id
 from paywall.settings import Settings
 
 RETRY_STATUSES = {502, 503, 504}
+IN_PROGRESS_TYPE = "https://paywall.dev/problems/idempotency-in-progress"
+# How long a call waits, in all, for an earlier attempt with its key to finish.
+IN_PROGRESS_WAIT_SECONDS = 30.0
 
 
 class ServiceError(Exception):
@@ -72,6 +78,7 @@ class ServiceClient:
             timeout=settings.service_timeout_seconds,
             transport=httpx.HTTPTransport(retries=2),  # connection failures only
         )
+        self.in_progress_wait = max(IN_PROGRESS_WAIT_SECONDS, 3 * settings.service_timeout_seconds)
 
     def call(
         self,
@@ -86,23 +93,40 @@ class ServiceClient:
             headers["X-Request-ID"] = rid
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        for attempt in range(attempts):
+        attempt = 0
+        waited_until = time.monotonic() + self.in_progress_wait
+        while True:
             try:
                 resp = self.http.request(method, path, json=json, headers=headers)
             except httpx.TransportError as exc:
-                if attempt == attempts - 1:
+                attempt += 1
+                if attempt >= attempts:
                     raise ServiceError(self.service, 503, {"detail": str(exc)}) from exc
-            else:
-                if resp.status_code not in RETRY_STATUSES or attempt == attempts - 1:
-                    return resp.status_code, _body(resp)
-            time.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
+                time.sleep(0.1 * 2 ** (attempt - 1))
+                continue
+            body = _body(resp)
+            if resp.status_code == 409 and body.get("type") == IN_PROGRESS_TYPE:
+                if time.monotonic() >= waited_until:
+                    raise ServiceError(self.service, 503, body)
+                time.sleep(_retry_after(resp, cap=1.0))
+                continue
+            attempt += 1
+            if resp.status_code not in RETRY_STATUSES or attempt >= attempts:
+                return resp.status_code, body
+            time.sleep(0.1 * 2 ** (attempt - 1))
 
     def expect(self, ok: set[int], method: str, path: str, **kw: Any) -> dict[str, Any]:
         status, body = self.call(method, path, **kw)
         if status not in ok:
             raise ServiceError(self.service, status, body)
         return body
+
+
+def _retry_after(resp: httpx.Response, cap: float) -> float:
+    try:
+        return min(max(float(resp.headers.get("retry-after", "0.2")), 0.05), cap)
+    except ValueError:
+        return 0.2
 
 
 def _body(resp: httpx.Response) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from transactional.common.security import Principal, require
 # Module-level so tests can swap them with app.dependency_overrides.
 WRITE = require("payments:write")
 READ = require("payments:read")
+OPERATOR = require("operations", "internal")
 
 
 def authorize(principal: Principal, customer_id: str, account_tenant: str | None) -> None:

@@ -183,3 +183,11 @@ class Refund(BaseModel):
 class WebhookAck(BaseModel):
     received: bool = True
     duplicate: bool = Field(description="True when this event id was seen before (ignored).")
+
+
+class PendingSweep(BaseModel):
+    examined: int = 0
+    settled: int = Field(default=0, description="Recorded as Stripe had it, or charged now")
+    still_pending: int = Field(default=0, description="Stripe is still processing")
+    busy: int = Field(default=0, description="A request holds it right now")
+    unavailable: int = Field(default=0, description="Stripe or the database failed: next sweep")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, text
@@ -420,4 +421,39 @@ def mark_webhook_processed(conn: Connection, source: str, event_id: str) -> None
             "WHERE source = :s AND event_id = :e"
         ),
         {"s": source, "e": event_id},
+    )
+
+
+# -- recovery and reconciliation ---------------------------------------------------------
+
+
+def stale_pending(conn: Connection, older_than: timedelta, limit: int) -> list[RowMapping]:
+    """Payments still pending after `older_than`: their request died or was never retried."""
+    return list(
+        conn.execute(
+            text(
+                f"SELECT * FROM {SCHEMA}.payments WHERE status = 'pending' "
+                "AND updated_at < now() - :age ORDER BY updated_at LIMIT :n"
+            ),
+            {"age": older_than, "n": limit},
+        ).mappings()
+    )
+
+
+def payments_to_reconcile(
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    intent_ids: list[str],
+    payment_ids: list[uuid.UUID],
+) -> list[RowMapping]:
+    """Payments made in [start, end), and those Stripe's intents of the day point at."""
+    return list(
+        conn.execute(
+            text(
+                f"SELECT * FROM {SCHEMA}.payments WHERE (created_at >= :s AND created_at < :e) "
+                "OR stripe_payment_intent_id = ANY(:intents) OR id = ANY(:ids)"
+            ),
+            {"s": start, "e": end, "intents": intent_ids, "ids": payment_ids},
+        ).mappings()
     )

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from transactional.common.problems import PROBLEM_JSON, Problem, ProblemModel
 from transactional.common.security import Principal
 from transactional.payment import service
-from transactional.payment.access import READ, WRITE
+from transactional.payment.access import OPERATOR, READ, WRITE
 from transactional.payment.deps import database, gateway
 from transactional.payment.models import (
     Account,
@@ -20,10 +21,12 @@ from transactional.payment.models import (
     Payment,
     PaymentCreate,
     PaymentMethodAttach,
+    PendingSweep,
     Refund,
     RefundCreate,
 )
-from transactional.payment.stripe_gateway import Gateway
+from transactional.payment.reconciliation import Reconciliation, reconcile
+from transactional.payment.stripe_gateway import Gateway, Unavailable
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -122,6 +125,44 @@ def create_payment(
 ) -> JSONResponse:
     key = _required_key(idempotency_key)
     return _answer(*service.create_payment(db, stripe, principal, key, body))
+
+
+@router.post(
+    "/payments/recovery",
+    response_model=PendingSweep,
+    summary="Settle payments left pending (internal; the recovery schedule)",
+)
+def recover_pending(
+    _: Annotated[Principal, Depends(OPERATOR)],
+    db: Engine = Depends(database),
+    stripe: Gateway = Depends(gateway),
+    older_than_seconds: Annotated[int, Query(ge=0, le=30 * 24 * 3600)] = 300,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> PendingSweep:
+    return service.recover_pending(db, stripe, timedelta(seconds=older_than_seconds), limit)
+
+
+@router.get(
+    "/payments/reconciliation",
+    response_model=Reconciliation,
+    summary="Stripe's charges against the payments table, for one UTC day (internal)",
+)
+def reconciliation(
+    _: Annotated[Principal, Depends(OPERATOR)],
+    date_: Annotated[date, Query(alias="date", description="UTC day, YYYY-MM-DD")],
+    db: Engine = Depends(database),
+    stripe: Gateway = Depends(gateway),
+) -> Reconciliation:
+    try:
+        return reconcile(db, stripe, date_)
+    except Unavailable as exc:
+        raise Problem(
+            503,
+            "Payment processor unavailable",
+            str(exc),
+            type_="https://paywall.dev/problems/processor-unavailable",
+            headers={"Retry-After": "30"},
+        ) from None
 
 
 @router.get(

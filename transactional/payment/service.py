@@ -7,8 +7,12 @@ Money moves in two steps so that crashes and retries can never charge twice:
    record the outcome, the outbox event and the answer in one transaction.
 
 A retry that finds the row still `pending` (its first attempt died somewhere in step 2)
-first asks Stripe for an object carrying our id before creating one. A retry while the
-first attempt is still running gets 409 and tries again later.
+first asks Stripe what became of it (the PaymentIntent it stored, or one carrying our id)
+before creating one, and creates it with the same Stripe Idempotency-Key. A retry while
+the first attempt is still running gets 409 and tries again later.
+
+Keys belong to the caller, as at Stripe: the same key from two tenants (or two tenant-less
+clients) is two keys. They never expire: a payment's key is its identity.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping
@@ -31,6 +36,7 @@ from transactional.payment.models import (
     AccountCreate,
     Payment,
     PaymentCreate,
+    PendingSweep,
     Refund,
     RefundCreate,
 )
@@ -95,6 +101,7 @@ def create_payment(
     engine: Engine, gateway: Gateway, principal: Principal, key: str, body: PaymentCreate
 ) -> Answer:
     fingerprint = _fingerprint(body.fingerprint_fields())
+    key = scoped_key(principal, key)
     with engine.begin() as conn:
         account = _account(conn, principal, body.customer_id)
         # Checked before the row exists: an unanswerable payment must not be stored.
@@ -142,12 +149,11 @@ def _settle_payment(
             with _stripe_errors(reject_status=None):
                 try:
                     if not first_attempt:
-                        charge = gateway.find_charge(
-                            str(payment_id), account["stripe_customer_id"], row["created_at"]
-                        )
+                        charge = _earlier_charge(gateway, row, account)
                     if charge is None:
                         charge = gateway.charge(
                             str(payment_id),
+                            stripe_key("charge", row["idempotency_key"]),
                             account["stripe_customer_id"],
                             account["default_payment_method"],
                             row["amount"],
@@ -174,6 +180,43 @@ def _settle_payment(
             repo.store_payment_response(conn, payment_id, status, body)
     log.info("payment.settled", payment_id=str(payment_id), status=row["status"])
     return status, body
+
+
+def _earlier_charge(gateway: Gateway, row: RowMapping, account: RowMapping) -> Charge | None:
+    """What an earlier attempt at this payment got from Stripe, if it got that far."""
+    if row["stripe_payment_intent_id"]:
+        return gateway.get_charge(row["stripe_payment_intent_id"])
+    return gateway.find_charge(str(row["id"]), account["stripe_customer_id"], row["created_at"])
+
+
+def recover_pending(
+    engine: Engine, gateway: Gateway, older_than: timedelta, limit: int = 100
+) -> PendingSweep:
+    """Settle payments whose request died or was never retried, as their retry would.
+
+    Each is settled under its own lock: what Stripe made of it is recorded; if Stripe never
+    saw it, it is charged now, as asked (the client was told to retry with the same key,
+    so either outcome was open to it), with the same Stripe Idempotency-Key.
+    """
+    report = PendingSweep()
+    with engine.connect() as conn:
+        stale = repo.stale_pending(conn, older_than, limit)
+        accounts = {r["customer_id"]: repo.get_account(conn, r["customer_id"]) for r in stale}
+    for row in stale:
+        report.examined += 1
+        account = accounts[row["customer_id"]]
+        assert account is not None, "a payment is only made on an existing account"
+        try:
+            status, _ = _settle_payment(engine, gateway, row["id"], account, first_attempt=False)
+        except Problem as exc:
+            report.busy += exc.status_code == 409
+            report.unavailable += exc.status_code != 409
+            continue
+        report.settled += status != 202
+        report.still_pending += status == 202
+    if report.examined:
+        log.info("payment.recovery", **report.model_dump())
+    return report
 
 
 def _payment_answer(row: RowMapping) -> Answer:
@@ -214,6 +257,7 @@ def create_refund(
     body: RefundCreate,
 ) -> Answer:
     fingerprint = _fingerprint({"payment_id": str(payment_id), "amount": body.amount})
+    key = scoped_key(principal, key)
     try:
         with engine.begin() as conn:
             # The payment row lock serialises refunds of one payment: two concurrent
@@ -277,7 +321,12 @@ def _settle_refund(
                 try:
                     result = None if first_attempt else gateway.find_refund(str(refund_id), intent)
                     if result is None:
-                        result = gateway.refund(str(refund_id), intent, refund["amount"])
+                        result = gateway.refund(
+                            str(refund_id),
+                            stripe_key("refund", refund["idempotency_key"]),
+                            intent,
+                            refund["amount"],
+                        )
                 except Rejected as exc:
                     rejected, result = exc, None
             refund, payment = repo.finish_refund(
@@ -326,6 +375,19 @@ def _account(conn: Connection, principal: Principal, customer_id: str) -> RowMap
     if account is None:
         raise _not_found("payment account", customer_id)
     return account
+
+
+def scoped_key(principal: Principal, key: str) -> str:
+    """The client's Idempotency-Key in its owner's namespace (its tenant, else itself)."""
+    owner = (
+        f"tenant:{principal.tenant_id}" if principal.tenant_id else f"client:{principal.client_id}"
+    )
+    return f"{owner}|{key}"
+
+
+def stripe_key(kind: str, scoped: str) -> str:
+    """Stripe's Idempotency-Key for what a scoped key asked for (Stripe allows 255 chars)."""
+    return f"paywall-{kind}-{hashlib.sha256(scoped.encode()).hexdigest()}"
 
 
 def _fingerprint(fields: dict[str, Any]) -> str:

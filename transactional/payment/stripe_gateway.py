@@ -5,10 +5,11 @@ retrying the same thing will not help) and `Unavailable` (we do not know what ha
 retrying with the same idempotency key is safe). Declines are not errors here: they are
 an outcome, `Charge(status="failed")`.
 
-localstripe ignores Idempotency-Key, so every create carries our own id in its metadata
-and the callers look for that id before creating again after a crash. Against real
-Stripe we also send an Idempotency-Key derived from our id, which covers the same retry
-within Stripe's 24 hours.
+Every create is sent with Stripe's Idempotency-Key, derived from what was asked for (the
+client's own key for a charge): a retry within Stripe's 24 hours gets the first answer.
+It also carries our id in its metadata, and the callers look for that id (or retrieve the
+object they stored) before creating again after a crash, which covers retries beyond the
+24 hours, and Stripe stand-ins that keep no keys.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ class Charge:
     failure_code: str | None = None
     decline_code: str | None = None
     failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class StripeIntent:
+    """A PaymentIntent as reconciliation compares it."""
+
+    id: str
+    payment_id: str | None  # ours, from its metadata
+    amount: int
+    currency: str
+    succeeded: bool
+    status: str
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,7 @@ class Gateway:
     def charge(
         self,
         payment_id: str,
+        idempotency_key: str,
         stripe_customer_id: str,
         payment_method: str,
         amount: int,
@@ -130,11 +144,16 @@ class Gateway:
             with _translated(declines=True):
                 intent = self.client.v1.payment_intents.create(
                     params=params,  # type: ignore[arg-type]
-                    options={"idempotency_key": f"paywall-payment-{payment_id}"},
+                    options={"idempotency_key": idempotency_key},
                 )
         except _Declined as declined:
             return declined.charge
         return _charge_of(_plain(intent))
+
+    def get_charge(self, payment_intent_id: str) -> Charge:
+        """What became of a PaymentIntent we know the id of."""
+        with _translated():
+            return _charge_of(_plain(self.client.v1.payment_intents.retrieve(payment_intent_id)))
 
     def find_charge(
         self, payment_id: str, stripe_customer_id: str, since: datetime
@@ -154,6 +173,23 @@ class Gateway:
             # A minute of clock skew between us and Stripe must not hide the intent.
             params["customer"] = stripe_customer_id
             params["created"] = {"gte": int(since.timestamp()) - 60}
+        yield from self._list_intents(params)
+
+    def intents_created(self, start: datetime, end: datetime) -> Iterator[StripeIntent]:
+        """Every PaymentIntent created in [start, end): what reconciliation checks."""
+        lo, hi = int(start.timestamp()), int(end.timestamp())
+        params: dict[str, Any] = {"limit": 100}
+        if not self.local:  # localstripe cannot filter by creation time; filtered below
+            params["created"] = {"gte": lo, "lt": hi}
+        for intent in self._list_intents(params):
+            if lo <= int(intent.get("created") or 0) < hi:
+                yield _intent_of(intent)
+
+    def intent(self, payment_intent_id: str) -> StripeIntent:
+        with _translated():
+            return _intent_of(_plain(self.client.v1.payment_intents.retrieve(payment_intent_id)))
+
+    def _list_intents(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         with _translated():
             page = self.client.v1.payment_intents.list(params=params)  # type: ignore[arg-type]
             for intent in page.auto_paging_iter():
@@ -161,7 +197,9 @@ class Gateway:
 
     # -- refunds -----------------------------------------------------------------------
 
-    def refund(self, refund_id: str, payment_intent_id: str, amount: int) -> RefundResult:
+    def refund(
+        self, refund_id: str, idempotency_key: str, payment_intent_id: str, amount: int
+    ) -> RefundResult:
         with _translated():
             refund = self.client.v1.refunds.create(
                 params={
@@ -169,7 +207,7 @@ class Gateway:
                     "amount": amount,
                     "metadata": {"refund_id": refund_id},
                 },
-                options={"idempotency_key": f"paywall-refund-{refund_id}"},
+                options={"idempotency_key": idempotency_key},
             )
         return RefundResult(str(refund.id), str(_plain(refund).get("status") or "succeeded"))
 
@@ -217,6 +255,9 @@ class _translated:
             raise Rejected(charge.failure_message or "", charge.failure_code, 402) from exc
         if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
             raise Unavailable(type(exc).__name__) from exc
+        if isinstance(exc, stripe.IdempotencyError) and exc.http_status == 409:
+            # The same key still running at Stripe: its outcome is not known yet.
+            raise Unavailable("IdempotencyError: key in use") from exc
         if isinstance(exc, stripe.StripeError):
             status = exc.http_status
             if status is None or status >= 500:
@@ -258,6 +299,18 @@ def _charge_of(intent: dict[str, Any]) -> Charge:
         failure_code=code,
         decline_code=error.get("decline_code") or code,
         failure_message=message,
+    )
+
+
+def _intent_of(intent: dict[str, Any]) -> StripeIntent:
+    status = str(intent.get("status") or "unknown")
+    return StripeIntent(
+        id=str(intent["id"]),
+        payment_id=_meta(intent, "payment_id"),
+        amount=int(intent.get("amount") or 0),
+        currency=str(intent.get("currency") or "").lower(),
+        succeeded=status == "succeeded",
+        status=status,
     )
 
 

@@ -1,34 +1,73 @@
-"""Idempotency keys in Stripe's style: fingerprint, saved response, 24 h lifetime."""
+"""Idempotency keys in Stripe's style, and the one worker that may run a signup at a time.
+
+A key is claimed once per (client, key): the row holds the request's fingerprint, the
+request itself minus the password, how far the saga got, and in the end the answer every
+replay repeats. Keys of finished signups expire after 24 h. A key whose signup has not
+finished never expires and is never released while money may have moved: a retry (or the
+recovery sweep) resumes it from the last step it recorded.
+
+Who runs it is decided by a session-level advisory lock held on one connection for the
+whole saga; the saga records its steps on that same connection. A crashed process, or a
+database that dies under it, drops the connection and so the lock: the key is never stuck
+"in progress" behind a request that no longer exists.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import bindparam
 
 from transactional.common import outbox
-from transactional.registration.models import RegistrationRequest
+from transactional.registration.models import RegistrationRequest, SignupDetails
 
 KEY_LIFETIME = timedelta(hours=24)
 SCHEMA = "registration"
+# Steps after which a signup no longer needs its password: the login exists.
+PAST_LOGIN = ("payment_method", "subscription", "charging", "charged")
+_COLUMNS = (
+    "id, tenant_id, status, step, fingerprint, request, response_status, response_body, "
+    "customer_id, subscription_id, payment_id, updated_at"
+)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Claim:
     id: uuid.UUID
-    fresh: bool  # this request owns the key; otherwise it is a replay or a duplicate
+    fresh: bool  # this request inserted the key; otherwise it found it
+    tenant_id: str | None
     status: str
+    step: str
     fingerprint: str
+    request: dict[str, Any] | None
     response_status: int | None
     response_body: dict[str, Any] | None
     customer_id: uuid.UUID | None
+    subscription_id: uuid.UUID | None
+    payment_id: str | None
+    updated_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "in_progress"
+
+    @property
+    def past_login(self) -> bool:
+        return self.step in PAST_LOGIN
+
+    def details(self) -> SignupDetails:
+        assert self.request is not None, "claims made since 0011 keep their request"
+        return SignupDetails.model_validate(self.request)
 
 
 def fingerprint(body: RegistrationRequest) -> str:
@@ -37,13 +76,15 @@ def fingerprint(body: RegistrationRequest) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def claim(conn: Connection, client_id: str, key: str, body: RegistrationRequest) -> Claim:
-    fp = fingerprint(body)
+def claim(
+    conn: Connection, client_id: str, tenant_id: str | None, key: str, body: RegistrationRequest
+) -> Claim:
     now = datetime.now(UTC)
+    # Only a finished signup's key expires: an unfinished one may hold a charge to settle.
     conn.execute(
         text(
             "DELETE FROM registration.registrations WHERE client_id = :c "
-            "AND idempotency_key = :k AND expires_at < :now"
+            "AND idempotency_key = :k AND expires_at < :now AND status <> 'in_progress'"
         ),
         {"c": client_id, "k": key, "now": now},
     )
@@ -51,20 +92,23 @@ def claim(conn: Connection, client_id: str, key: str, body: RegistrationRequest)
     row = conn.execute(
         text(
             "INSERT INTO registration.registrations "
-            "(id, client_id, idempotency_key, fingerprint, email, expires_at) "
-            "VALUES (:id, :c, :k, :fp, :email, :exp) ON CONFLICT DO NOTHING RETURNING id"
-        ),
+            "(id, client_id, tenant_id, idempotency_key, fingerprint, email, request, "
+            "expires_at) VALUES (:id, :c, :t, :k, :fp, :email, :request, :exp) "
+            f"ON CONFLICT DO NOTHING RETURNING {_COLUMNS}"
+        ).bindparams(bindparam("request", type_=JSONB)),
         {
             "id": new_id,
             "c": client_id,
+            "t": tenant_id,
             "k": key,
-            "fp": fp,
+            "fp": fingerprint(body),
             "email": body.email,
+            "request": body.details().model_dump(mode="json"),
             "exp": now + KEY_LIFETIME,
         },
     ).first()
     if row is not None:
-        return Claim(new_id, True, "in_progress", fp, None, None, None)
+        return _claim(row, fresh=True)
     existing = load(conn, client_id, key)
     assert existing is not None, "the conflicting row vanished inside our transaction"
     return existing
@@ -73,55 +117,121 @@ def claim(conn: Connection, client_id: str, key: str, body: RegistrationRequest)
 def load(conn: Connection, client_id: str, key: str) -> Claim | None:
     row = conn.execute(
         text(
-            "SELECT id, status, fingerprint, response_status, response_body, customer_id "
-            "FROM registration.registrations WHERE client_id = :c AND idempotency_key = :k"
+            f"SELECT {_COLUMNS} FROM registration.registrations "
+            "WHERE client_id = :c AND idempotency_key = :k"
         ),
         {"c": client_id, "k": key},
     ).first()
-    if row is None:
-        return None
-    return Claim(
-        row.id,
-        False,
-        row.status,
-        row.fingerprint,
-        row.response_status,
-        row.response_body,
-        row.customer_id,
-    )
+    return _claim(row) if row is not None else None
 
 
-def record_step(conn: Connection, reg_id: uuid.UUID, step: str, **ids: Any) -> None:
-    sets = "".join(f", {k} = :{k}" for k in ids)
-    conn.execute(
+def stale(conn: Connection, older_than: timedelta, limit: int) -> list[uuid.UUID]:
+    """Unfinished signups nobody has touched for `older_than`: the recovery sweep's work."""
+    rows = conn.execute(
         text(
-            f"UPDATE registration.registrations SET step = :step, updated_at = now(){sets} "
-            "WHERE id = :id"
+            "SELECT id FROM registration.registrations WHERE status = 'in_progress' "
+            "AND updated_at < now() - :age ORDER BY updated_at LIMIT :n"
         ),
-        {"step": step, "id": reg_id, **{k: v for k, v in ids.items()}},
+        {"age": older_than, "n": limit},
+    ).all()
+    return [r.id for r in rows]
+
+
+def _claim(row: Any, fresh: bool = False) -> Claim:
+    return Claim(
+        id=row.id,
+        fresh=fresh,
+        tenant_id=row.tenant_id,
+        status=row.status,
+        step=row.step,
+        fingerprint=row.fingerprint,
+        request=row.request,
+        response_status=row.response_status,
+        response_body=row.response_body,
+        customer_id=row.customer_id,
+        subscription_id=row.subscription_id,
+        payment_id=row.payment_id,
+        updated_at=row.updated_at,
     )
 
 
-def finish(
-    conn: Connection,
-    reg_id: uuid.UUID,
-    status: str,
-    response_status: int,
-    response_body: dict[str, Any],
-    event_type: str,
-    event_data: dict[str, Any],
-) -> None:
-    """Save the response for replays and the event for the bus, in one transaction."""
-    conn.execute(
-        text(
-            "UPDATE registration.registrations SET status = :status, step = 'done', "
-            "response_status = :rs, response_body = :rb, updated_at = now() WHERE id = :id"
-        ).bindparams(bindparam("rb", type_=JSONB)),
-        {"status": status, "rs": response_status, "rb": response_body, "id": reg_id},
-    )
-    outbox.emit(conn, SCHEMA, "registration", str(reg_id), event_type, event_data)
+class Run:
+    """The one holder of a signup's lock: reads its state and records its steps."""
+
+    def __init__(self, conn: Connection, reg_id: uuid.UUID) -> None:
+        self.conn = conn
+        self.id = reg_id
+
+    def state(self) -> Claim | None:
+        row = self.conn.execute(
+            text(f"SELECT {_COLUMNS} FROM registration.registrations WHERE id = :id"),
+            {"id": self.id},
+        ).first()
+        self.conn.commit()
+        return _claim(row) if row is not None else None
+
+    def step(self, step: str, **ids: Any) -> None:
+        """Record how far the saga got, committed at once: a crash resumes from here."""
+        sets = "".join(f", {k} = :{k}" for k in ids)
+        self.conn.execute(
+            text(
+                f"UPDATE registration.registrations SET step = :step, updated_at = now(){sets} "
+                "WHERE id = :id"
+            ),
+            {"step": step, "id": self.id, **ids},
+        )
+        self.conn.commit()
+
+    def finish(
+        self,
+        status: str,
+        response_status: int,
+        response_body: dict[str, Any],
+        event_type: str,
+        event_data: dict[str, Any],
+    ) -> None:
+        """Save the answer for replays and the event for the bus, in one transaction."""
+        self.conn.execute(
+            text(
+                "UPDATE registration.registrations SET status = :status, step = 'done', "
+                "response_status = :rs, response_body = :rb, updated_at = now() WHERE id = :id"
+            ).bindparams(bindparam("rb", type_=JSONB)),
+            {"status": status, "rs": response_status, "rb": response_body, "id": self.id},
+        )
+        outbox.emit(self.conn, SCHEMA, "registration", str(self.id), event_type, event_data)
+        self.conn.commit()
+
+    def release(self) -> None:
+        """Forget a signup that moved no money, so the client's retry starts afresh."""
+        self.conn.execute(
+            text(
+                "DELETE FROM registration.registrations WHERE id = :id AND status = 'in_progress'"
+            ),
+            {"id": self.id},
+        )
+        self.conn.commit()
 
 
-def release(conn: Connection, reg_id: uuid.UUID) -> None:
-    """Forget a key whose request failed for a passing reason, so a retry may run again."""
-    conn.execute(text("DELETE FROM registration.registrations WHERE id = :id"), {"id": reg_id})
+@contextmanager
+def running(engine: Engine, reg_id: uuid.UUID) -> Iterator[Run | None]:
+    """Hold the signup's lock for the block (None when another holder has it)."""
+    lock_key = {"k": f"registration:{reg_id}"}
+    with engine.connect() as conn:
+        got: bool = conn.execute(
+            text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"), lock_key
+        ).scalar_one()
+        conn.commit()
+        if not got:
+            yield None
+            return
+        try:
+            yield Run(conn, reg_id)
+        finally:
+            try:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"), lock_key)
+                conn.commit()
+            except DBAPIError:
+                # The lock lives and dies with its session: a connection we cannot use
+                # any more is thrown away, never returned to the pool still holding it.
+                conn.invalidate()

@@ -10,7 +10,23 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringCo
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
 
 
-class RegistrationRequest(BaseModel):
+class SignupDetails(BaseModel):
+    """What a signup asks for, but the password: what is kept to finish it after a crash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    phone: Phone | None = None
+    plan_id: str = Field(min_length=1, max_length=100)
+    trial: bool = False
+    payment_method_id: str = Field(
+        min_length=3, max_length=255, description="A Stripe PaymentMethod id from Stripe.js"
+    )
+    marketing_opt_in: bool = False
+
+
+class RegistrationRequest(SignupDetails):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -29,16 +45,10 @@ class RegistrationRequest(BaseModel):
         },
     )
 
-    email: EmailStr
     password: SecretStr = Field(min_length=10, max_length=200)
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    phone: Phone | None = None
-    plan_id: str = Field(min_length=1, max_length=100)
-    trial: bool = False
-    payment_method_id: str = Field(
-        min_length=3, max_length=255, description="A Stripe PaymentMethod id from Stripe.js"
-    )
-    marketing_opt_in: bool = False
+
+    def details(self) -> SignupDetails:
+        return SignupDetails.model_validate(self.model_dump(exclude={"password"}))
 
 
 class PaymentSummary(BaseModel):

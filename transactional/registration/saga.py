@@ -1,8 +1,12 @@
 """The signup saga: customer → (login ‖ Stripe customer + card) → subscription → first charge.
 
-Each step is idempotent on the service that performs it, so a retried signup resumes
-where the last attempt stopped. A declined card is compensated: the incomplete
-subscription is canceled, nothing stays active, and the customer may try again.
+Every step is idempotent on the service that performs it and recorded once done, so a
+retry (or the recovery sweep) resumes where the last attempt stopped. The first charge is
+keyed by what was asked for, the subscription's first period, never by the attempt: however
+often a signup is resumed, the payment service sees one payment, and before charging again
+it asks Stripe what became of a payment left pending. A declined card is compensated: the
+incomplete subscription is canceled, nothing stays active, and the customer may try again
+with a new key. A subscription canceled while its first charge was running is refunded.
 """
 
 from __future__ import annotations
@@ -13,23 +17,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from paywall.db import engine
+from pydantic import SecretStr
+
 from paywall.logs import get_logger
 from paywall.settings import Settings
-from transactional.common.security import Principal
 from transactional.common.service_client import ServiceClient, ServiceError, TokenSource
-from transactional.registration import keys
-from transactional.registration.models import (
-    PaymentSummary,
-    Registration,
-    RegistrationRequest,
-)
+from transactional.registration.keys import Claim, Run
+from transactional.registration.models import PaymentSummary, Registration, SignupDetails
 
 log = get_logger(__name__)
 SCOPES = (
     "customers:write customers:read users:write payments:write subscriptions:write "
     "subscriptions:read internal"
 )
+LIVE = ("trialing", "active", "past_due", "paused")
+# Once a step here is recorded, a charge may exist: it is settled, never skipped.
+CHARGE_ASKED = ("charging", "charged")
+CANCELED_UNPAID = "the subscription was canceled before its first charge"
 
 
 class Declined(Exception):
@@ -55,6 +59,11 @@ CLIENT_ERRORS = {400, 404, 409, 422}
 # Calls a saga makes beside its own thread; each waits only on another service, never on
 # this pool, so a full pool delays a signup but cannot deadlock it.
 _SIDE_CALLS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="saga-side")
+
+
+def first_charge_key(subscription_id: uuid.UUID | str) -> str:
+    """The first period's charge: one per subscription, whoever asks and however often."""
+    return f"subscription:{subscription_id}:first-period"
 
 
 def _check(service: str, status: int, body: dict[str, Any], ok: set[int]) -> dict[str, Any]:
@@ -89,86 +98,110 @@ class Services:
 
 def run(
     services: Services,
-    settings: Settings,
-    reg_id: uuid.UUID,
-    body: RegistrationRequest,
-    principal: Principal,
+    run_: Run,
+    state: Claim,
+    signup: SignupDetails,
+    password: SecretStr | None,
+    tenant: str | None,
 ) -> Registration:
-    tenant = principal.tenant_id
+    """Take the signup from its recorded `state` to the end; `password` only before login."""
     plans = services.subscription.expect({200}, "GET", "/v1/plans")["data"]
-    price = next((p for p in plans if p["id"] == body.plan_id), None)
+    price = next((p for p in plans if p["id"] == signup.plan_id), None)
     if price is None:
-        raise Rejected(422, {"title": "Unknown Plan", "detail": f"no plan {body.plan_id!r}"})
-    customer_id = _customer(services, body, tenant)
-    _step(settings, reg_id, "customer", customer_id=customer_id)
+        raise Rejected(422, {"title": "Unknown Plan", "detail": f"no plan {signup.plan_id!r}"})
+    customer_id = state.customer_id
+    if customer_id is None:
+        customer_id = _customer(services, signup, tenant)
+        run_.step("customer", customer_id=customer_id)
 
-    # The login and the payment account do not depend on each other: the login's password
-    # hash (CPU, off the GIL) overlaps the Stripe round trips. Both finish before the
-    # subscription exists, as when they ran one after the other.
-    login = _SIDE_CALLS.submit(
-        contextvars.copy_context().run, _login, services, body, customer_id, tenant
-    )
-    try:
-        _payment_method(services, body, customer_id, tenant)
-    except BaseException:
-        login.result()  # a failed login is reported first, as when it ran first
-        raise
-    login.result()
-    _step(settings, reg_id, "payment_method")
+    if not state.past_login:
+        if password is None:
+            raise AssertionError("a signup before its login step needs the password")
+        # The login and the payment account do not depend on each other: the login's
+        # password hash (CPU, off the GIL) overlaps the Stripe round trips.
+        login = _SIDE_CALLS.submit(
+            contextvars.copy_context().run, _login, services, signup, password, customer_id, tenant
+        )
+        try:
+            _payment_method(services, signup, customer_id, tenant)
+        except BaseException:
+            login.result()  # a failed login is reported first, as when it ran first
+            raise
+        login.result()
+        run_.step("payment_method")
 
-    sub = _subscription(services, reg_id, customer_id, body, tenant)
-    _step(settings, reg_id, "subscription", subscription_id=sub["id"])
+    sub = _subscription(services, run_.id, state.subscription_id, customer_id, signup, tenant)
+    if state.subscription_id is None:
+        run_.step("subscription", subscription_id=sub["id"])
     if sub["status"] == "trialing":
-        return _registration(reg_id, sub, None)
+        return _registration(run_.id, sub, None)
+    if state.step not in CHARGE_ASKED:
+        if sub["status"] == "canceled":
+            # Canceled (by its customer) before its first charge was ever asked for.
+            raise Rejected(409, {"title": "Subscription Canceled", "detail": CANCELED_UNPAID})
+        run_.step("charging")
 
+    # Asked again on every resume: the payment service answers a settled payment from what
+    # it stored, and settles a pending one by asking Stripe before it would charge anew.
     status, payment = services.payment.call(
         "POST",
         "/v1/payments",
-        idempotency_key=f"registration:{reg_id}:first-charge",
+        idempotency_key=first_charge_key(sub["id"]),
         json={
             "customer_id": str(customer_id),
             "amount": price["amount"],
             "currency": price["currency"],
             "description": f"First charge, {price['name']}",
-            "metadata": {"subscription_id": sub["id"], "registration_id": str(reg_id)},
+            "metadata": {"subscription_id": sub["id"], "registration_id": str(run_.id)},
         },
     )
     if status == 402:
         # Compensation: nothing may stay active after a declined first charge.
-        services.subscription.expect(
-            {200}, "POST", f"/v1/subscriptions/{sub['id']}/cancel", json={"at_period_end": False}
-        )
+        _cancel(services, sub["id"])
         raise Declined(payment)
-    _check("payment", status, payment, {200, 201})
-    _step(settings, reg_id, "charged", payment_id=str(payment["id"]))
-    sub = services.subscription.expect(
-        {200},
+    _check("payment", status, payment, {201})
+    run_.step("charged", payment_id=str(payment["id"]))
+    status, activated = services.subscription.call(
         "POST",
         f"/v1/subscriptions/{sub['id']}/activate",
         json={"payment_id": str(payment["id"])},
     )
-    return _registration(reg_id, sub, payment)
+    if status == 409:
+        # Canceled while its first charge ran: the money goes back.
+        _refund(services, sub["id"], payment)
+        raise Rejected(409, activated)
+    return _registration(run_.id, _check("subscription", status, activated, {200}), payment)
 
 
 def _login(
-    services: Services, body: RegistrationRequest, customer_id: uuid.UUID, tenant: str | None
+    services: Services,
+    signup: SignupDetails,
+    password: SecretStr,
+    customer_id: uuid.UUID,
+    tenant: str | None,
 ) -> None:
     status, problem = services.auth.call(
         "POST",
         "/v1/users",
         json={
-            "email": body.email,
-            "password": body.password.get_secret_value(),
+            "email": signup.email,
+            "password": password.get_secret_value(),
             "customer_id": str(customer_id),
             "tenant_id": tenant,
         },
     )
-    if status not in (200, 201, 409):  # 409: the login exists from an earlier attempt
-        raise ServiceError("auth", status, problem)
+    if status in (200, 201):
+        return
+    if status == 409 and problem.get("user_id"):
+        return  # this customer's login, made by an earlier attempt
+    if status == 409:
+        # The email logs in as another customer of this tenant: not this signup's to take.
+        raise AlreadyRegistered(str(customer_id))
+    _check("auth", status, problem, set())
 
 
 def _payment_method(
-    services: Services, body: RegistrationRequest, customer_id: uuid.UUID, tenant: str | None
+    services: Services, signup: SignupDetails, customer_id: uuid.UUID, tenant: str | None
 ) -> None:
     services.payment.expect(
         {200, 201},
@@ -176,28 +209,28 @@ def _payment_method(
         "/v1/accounts",
         json={
             "customer_id": str(customer_id),
-            "email": body.email,
-            "name": body.name,
+            "email": signup.email,
+            "name": signup.name,
             "tenant_id": tenant,
         },
     )
     status, problem = services.payment.call(
         "POST",
         f"/v1/accounts/{customer_id}/payment-methods",
-        json={"payment_method_id": body.payment_method_id},
+        json={"payment_method_id": signup.payment_method_id},
     )
     _check("payment", status, problem, {200, 201})
 
 
-def _customer(services: Services, body: RegistrationRequest, tenant: str | None) -> uuid.UUID:
+def _customer(services: Services, signup: SignupDetails, tenant: str | None) -> uuid.UUID:
     status, data = services.customer.call(
         "POST",
         "/v1/customers",
         json={
-            "email": body.email,
-            "name": body.name,
-            "phone": body.phone,
-            "marketing_opt_in": body.marketing_opt_in,
+            "email": signup.email,
+            "name": signup.name,
+            "phone": signup.phone,
+            "marketing_opt_in": signup.marketing_opt_in,
             "tenant_id": tenant,
         },
     )
@@ -207,7 +240,7 @@ def _customer(services: Services, body: RegistrationRequest, tenant: str | None)
         # The email is known: fine after a declined attempt, not when already subscribed.
         existing = uuid.UUID(data["customer_id"])
         subs = services.subscription.expect({200}, "GET", f"/v1/customers/{existing}/subscriptions")
-        if any(s["status"] in ("trialing", "active", "past_due", "paused") for s in subs["data"]):
+        if any(s["status"] in LIVE for s in subs["data"]):
             raise AlreadyRegistered(str(existing))
         return existing
     _check("customer", status, data, set())
@@ -217,25 +250,28 @@ def _customer(services: Services, body: RegistrationRequest, tenant: str | None)
 def _subscription(
     services: Services,
     reg_id: uuid.UUID,
+    known: uuid.UUID | None,
     customer_id: uuid.UUID,
-    body: RegistrationRequest,
+    signup: SignupDetails,
     tenant: str | None,
 ) -> dict[str, Any]:
+    if known is not None:
+        return services.subscription.expect({200}, "GET", f"/v1/subscriptions/{known}")
     status, data = services.subscription.call(
         "POST",
         "/v1/subscriptions",
         idempotency_key=f"registration:{reg_id}",
         json={
             "customer_id": str(customer_id),
-            "plan_id": body.plan_id,
-            "trial": body.trial,
+            "plan_id": signup.plan_id,
+            "trial": signup.trial,
             "tenant_id": tenant,
         },
     )
     if status in (200, 201):
         return data
     if status == 409 and data.get("subscription_id"):
-        # An incomplete subscription left by an interrupted attempt is ours to finish.
+        # An incomplete subscription left by an earlier, declined signup is ours to finish.
         existing = services.subscription.expect(
             {200}, "GET", f"/v1/subscriptions/{data['subscription_id']}"
         )
@@ -243,6 +279,26 @@ def _subscription(
             return existing
         raise AlreadyRegistered(str(customer_id))
     return _check("subscription", status, data, set())
+
+
+def _cancel(services: Services, sub_id: str) -> None:
+    status, body = services.subscription.call(
+        "POST", f"/v1/subscriptions/{sub_id}/cancel", json={"at_period_end": False}
+    )
+    if status == 409 and body.get("status_now") == "canceled":
+        return  # canceled by an earlier attempt
+    _check("subscription", status, body, {200})
+
+
+def _refund(services: Services, sub_id: str, payment: dict[str, Any]) -> None:
+    status, body = services.payment.call(
+        "POST",
+        f"/v1/payments/{payment['id']}/refunds",
+        idempotency_key=f"{first_charge_key(sub_id)}:refund",
+        json={},
+    )
+    _check("payment", status, body, {201})
+    log.warning("registration.refunded", subscription_id=sub_id, payment_id=str(payment["id"]))
 
 
 def _registration(
@@ -264,8 +320,3 @@ def _registration(
         if payment
         else None,
     )
-
-
-def _step(settings: Settings, reg_id: uuid.UUID, step: str, **ids: Any) -> None:
-    with engine(settings).begin() as conn:
-        keys.record_step(conn, reg_id, step, **ids)
