@@ -554,6 +554,14 @@ def test_redis_is_rebuilt_from_the_record(http: httpx.Client, engine: Engine) ->
     token = _client_token(http, client_id)
     jti = http.post("/oauth/introspect", data={"token": token}, auth=auth).json()["jti"]
     http.post("/oauth/revoke", data={"token": token}, auth=auth)
+    with engine.begin() as conn:  # long ago: only a whole copy brings it back
+        conn.execute(
+            text(
+                "UPDATE auth.revoked_tokens SET created_at = now() - interval '10 minutes' "
+                "WHERE jti = :jti"
+            ),
+            {"jti": jti},
+        )
     store = redis.Redis.from_url(str(get_settings().redis_url))
     assert store.delete(revocations.WATERMARK_KEY, revocations._key(jti)) == 2
     wait_until(lambda: store.exists(revocations.WATERMARK_KEY) == 1, "the watermark", timeout=15)
@@ -1145,3 +1153,47 @@ def test_purge_expired(engine: Engine, spa_client: str, user: User) -> None:
             )
         ).scalar_one()
     assert left == 0
+
+
+# --- the OpenAPI document tells the truth ---------------------------------------------------
+
+
+def test_oauth_endpoints_answer_what_they_document(
+    http: httpx.Client, auth_server: AuthServer
+) -> None:
+    import subprocess
+
+    from tests.conftest import REPO
+
+    paths = http.get("/openapi.json").json()["paths"]
+    for path in ("/oauth/token", "/oauth/revoke", "/oauth/introspect"):
+        responses = paths[path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "401", "429"}, path
+        assert "application/problem+json" not in json.dumps(responses), path
+        assert "Retry-After" in responses["429"]["headers"], path
+    # What each answers, checked against what each documents, with generated requests.
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "st"),
+            "run",
+            f"{auth_server.url}/openapi.json",
+            "--include-path-regex",
+            "^/oauth/(token|revoke|introspect)$",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,"
+            "response_headers_conformance,response_schema_conformance",
+            "--max-examples",
+            "25",
+            "--workers",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--seed",
+            "20261130",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
