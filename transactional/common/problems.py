@@ -91,6 +91,7 @@ def _without_default_errors(schema: dict[str, Any]) -> None:
 
 
 def install(app: Any) -> None:
+    """Answer every error as a problem, and document the defaults where routes use them."""
     build_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
