@@ -79,17 +79,18 @@ class _Counters:
             try:
                 return action(limiter)
             except StorageError as exc:
-                log.warning("auth.throttle.redis_unavailable", error=str(exc)[:200])
+                error = str(exc.storage_error)[:200]
+                log.warning("auth.throttle.redis_unavailable", error=error)
                 with self._lock:
                     self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
         return action(self._local())
 
     def _shared(self) -> FixedWindowRateLimiter | None:
-        url = get_settings().redis_url
         # An attempt waits at most half a second for a Redis that is gone.
         client = redis_client(timeout_seconds=0.5)
+        url = str(get_settings().redis_url)
         with self._lock:
-            if url is None or client is None or time.monotonic() < self._redis_retry_at:
+            if client is None or time.monotonic() < self._redis_retry_at:
                 return None
             if url not in self._redis:
                 storage = RedisStorage(
