@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from types import ModuleType
 
 from fastapi import APIRouter, FastAPI
@@ -30,22 +30,29 @@ def combined_app() -> FastAPI:
     """All services in one process; their paths do not overlap, so routers simply stack.
 
     Each service module exports ROUTERS and READY_CHECKS, and may export STARTUP: blocking
-    callables its own app runs at start (auth's default clients and signing key).
+    callables its own app runs at start (auth's default clients and signing key), and
+    BACKGROUND: context managers its own app keeps entered while it serves (auth's
+    revocation sync).
     """
     routers: list[APIRouter] = []
     checks: dict[str, ReadyCheck] = {}
     startup: list[Callable[[], None]] = []
+    background: list[Callable[[], AbstractContextManager[object]]] = []
     for name in SERVICES:
         module = service_module(name)
         routers.extend(module.ROUTERS)
         checks.update({f"{name}:{check}": fn for check, fn in module.READY_CHECKS.items()})
         startup.extend(getattr(module, "STARTUP", []))
+        background.extend(getattr(module, "BACKGROUND", []))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for step in startup:
             await run_in_threadpool(step)
-        yield
+        with ExitStack() as stack:
+            for task in background:
+                stack.enter_context(task())
+            yield
 
     return create_app(
         "paywall",

@@ -12,6 +12,7 @@ import hmac
 import html
 import json
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,17 +22,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import redis
 from argon2 import PasswordHasher, extract_parameters
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from limits import parse
 from sqlalchemy import Engine, text
 
 from paywall import db
 from paywall.settings import Settings, get_settings, reset_settings
-from paywall.stack.process import free_port
+from paywall.stack.process import free_port, wait_until
 from transactional.auth import keys, throttle, tokens
 from transactional.auth.clients import (
     REGISTRATION_CLIENT_ID,
@@ -41,7 +44,7 @@ from transactional.auth.clients import (
 )
 from transactional.auth.passwords import needs_rehash
 from transactional.auth.users import User, authenticate_user, create_user
-from transactional.common import security
+from transactional.common import revocations, security
 from transactional.common.serving import serving
 
 pytestmark = pytest.mark.integration
@@ -102,10 +105,8 @@ def user(engine: Engine) -> User:
 
 @pytest.fixture
 def spa_client(engine: Engine) -> str:
-    client_id = _id("spa")
-    with engine.begin() as conn:
-        create_client(conn, client_id, redirect_uris=[REDIRECT_URI])
-    return client_id
+    """A public client of the `user` fixture's tenant, whose users it logs in."""
+    return _tenant_client(engine, "t1")
 
 
 def _service_client(engine: Engine, scopes: list[str], tenant_id: str | None = "t1") -> str:
@@ -485,19 +486,86 @@ def test_a_revoked_access_token_is_refused_by_every_service(
         security.verify_token(tokens["access_token"])
 
 
-def test_revocation_checks_without_redis_accept_rather_than_fail(
-    monkeypatch: pytest.MonkeyPatch, auth_server: AuthServer
+def test_without_redis_auth_is_asked_and_revocations_hold(
+    http: httpx.Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from transactional.common import revocations
-
+    client_id = _service_client(engine, ["a"])
+    auth = (client_id, f"{client_id}-secret")
+    live, revoked = _client_token(http, client_id), _client_token(http, client_id)
+    monkeypatch.setattr(revocations, "_auth", revocations._Auth())  # no back-off from before
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_settings()
     try:
-        revocations.announce([("some-jti", int(time.time()) + 60)], 30)  # logged, not raised
-        assert revocations.is_revoked("some-jti") is False
+        # Revoked while Redis is unreachable: only auth's table has it, and auth is asked.
+        assert http.post("/oauth/revoke", data={"token": revoked}, auth=auth).status_code == 200
+        with pytest.raises(security.InvalidToken, match="revoked"):
+            security.verify_token(revoked)
+        assert security.verify_token(live).client_id == client_id
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_when_neither_redis_nor_auth_can_say_tokens_are_accepted(
+    http: httpx.Client, engine: Engine, auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The decision in revocations._ask_auth: failing closed would make every service fail
+    # whenever auth is down. A verifier for the real issuer, with auth's address gone.
+    client_id = _service_client(engine, ["a"])
+    token = _client_token(http, client_id)
+    http.post("/oauth/revoke", data={"token": token}, auth=(client_id, f"{client_id}-secret"))
+    monkeypatch.setattr(revocations, "_auth", revocations._Auth())
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("AUTH_ISSUER", f"http://127.0.0.1:{free_port()}")
+    reset_settings()
+    try:
+        with engine.connect() as conn:
+            verifier = security.TokenVerifier(
+                auth_server.url,
+                security.audience(),
+                keys.DatabaseKeys(conn),
+                revoked=revocations.is_revoked,
+            )
+            assert verifier.verify(token).client_id == client_id
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+def test_a_bearer_token_may_introspect_only_itself(http: httpx.Client, engine: Engine) -> None:
+    client_id = _service_client(engine, ["a"])
+    token, other = _client_token(http, client_id), _client_token(http, client_id)
+    bearer = {"Authorization": f"Bearer {token}"}
+    own = http.post("/oauth/introspect", data={"token": token}, headers=bearer)
+    assert own.status_code == 200 and own.json()["active"] is True
+    scan = http.post("/oauth/introspect", data={"token": other}, headers=bearer)
+    assert scan.status_code == 401 and scan.json()["error"] == "invalid_token"
+    assert "active" not in scan.text
+    http.post("/oauth/revoke", data={"token": token}, auth=(client_id, f"{client_id}-secret"))
+    gone = http.post("/oauth/introspect", data={"token": token}, headers=bearer)
+    assert gone.json() == {"active": False}
+
+
+def test_redis_is_rebuilt_from_the_record(http: httpx.Client, engine: Engine) -> None:
+    # Redis losing the watermark and a revocation (as a restart loses everything): auth's
+    # sync puts the watermark back only together with every unexpired revocation.
+    client_id = _service_client(engine, ["a"])
+    auth = (client_id, f"{client_id}-secret")
+    token = _client_token(http, client_id)
+    jti = http.post("/oauth/introspect", data={"token": token}, auth=auth).json()["jti"]
+    http.post("/oauth/revoke", data={"token": token}, auth=auth)
+    with engine.begin() as conn:  # long ago: only a whole copy brings it back
+        conn.execute(
+            text(
+                "UPDATE auth.revoked_tokens SET created_at = now() - interval '10 minutes' "
+                "WHERE jti = :jti"
+            ),
+            {"jti": jti},
+        )
+    store = redis.Redis.from_url(str(get_settings().redis_url))
+    assert store.delete(revocations.WATERMARK_KEY, revocations._key(jti)) == 2
+    wait_until(lambda: store.exists(revocations.WATERMARK_KEY) == 1, "the watermark", timeout=15)
+    assert store.exists(revocations._key(jti)) == 1
 
 
 # --- require(): what every other service relies on -----------------------------------------
@@ -593,7 +661,8 @@ def test_create_user_for_registration(http: httpx.Client, engine: Engine) -> Non
     bearer = {"Authorization": f"Bearer {got.json()['access_token']}"}
     customer_id = _id("cus")
     email = f"{_id('Grace')}@Example.COM"
-    body = {"email": email, "password": PASSWORD, "customer_id": customer_id, "tenant_id": "t2"}
+    # Tenant-less, so the tenant-less default SPA client can log it in below.
+    body = {"email": email, "password": PASSWORD, "customer_id": customer_id}
 
     created = http.post("/v1/users", json=body, headers=bearer)
     assert created.status_code == 201, created.text
@@ -635,6 +704,62 @@ def test_create_user_for_registration(http: httpx.Client, engine: Engine) -> Non
     assert redirect.headers["location"].startswith(WEB_REDIRECT_URI + "?code=")
 
 
+def _tenant_client(engine: Engine, tenant_id: str | None) -> str:
+    client_id = _id("spa")
+    with engine.begin() as conn:
+        create_client(conn, client_id, redirect_uris=[REDIRECT_URI], tenant_id=tenant_id)
+    return client_id
+
+
+def test_one_email_under_two_tenants_is_two_users(http: httpx.Client, engine: Engine) -> None:
+    secret = get_settings().registration_client_secret.get_secret_value()
+    got = http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "users:write"},
+        auth=(REGISTRATION_CLIENT_ID, secret),
+    )
+    bearer = {"Authorization": f"Bearer {got.json()['access_token']}"}
+    email, other_password = f"{_id('same')}@example.com", "another tenant's password"
+    tenant_a, tenant_b = _id("tenant-a"), _id("tenant-b")
+
+    def create(tenant: str | None, customer: str, password: str = PASSWORD) -> httpx.Response:
+        body = {"email": email, "password": password, "customer_id": customer, "tenant_id": tenant}
+        return http.post("/v1/users", json=body, headers=bearer)
+
+    a, b = create(tenant_a, "cus-a"), create(tenant_b, "cus-b", other_password)
+    assert a.status_code == 201 and b.status_code == 201, (a.text, b.text)
+    assert a.json()["id"] != b.json()["id"]
+    again = create(tenant_a, "cus-a")  # the saga retrying: same tenant, same customer
+    assert again.status_code == 409 and again.json()["user_id"] == a.json()["id"]
+    taken = create(tenant_a, "cus-other")
+    assert taken.status_code == 409 and "user_id" not in taken.json()
+    assert create(None, "cus-c").status_code == 201  # tenant-less users are unique...
+    assert create(None, "cus-d").status_code == 409  # ...among themselves
+    with engine.connect() as conn:
+        count = conn.execute(
+            text("SELECT count(*) FROM auth.users WHERE email = :e"), {"e": email}
+        ).scalar_one()
+    assert count == 3
+
+    # Each tenant's login page finds its own user only, whatever password is tried.
+    def login(tenant: str | None, password: str) -> httpx.Response:
+        return _login(http, _authorize_url(_tenant_client(engine, tenant)), email, password)
+
+    assert login(tenant_a, other_password).status_code == 401
+    assert login(tenant_b, PASSWORD).status_code == 401
+    for tenant, password, user in ((tenant_a, PASSWORD, a), (tenant_b, other_password, b)):
+        redirect = login(tenant, password)
+        assert redirect.status_code == 302, redirect.text
+        code = parse_qs(urlsplit(redirect.headers["location"]).query)["code"][0]
+        with engine.connect() as conn:
+            owner = conn.execute(
+                text("SELECT user_id FROM auth.authorization_codes WHERE code_hash = :h"),
+                {"h": tokens.token_hash(code)},
+            ).scalar_one()
+        assert str(owner) == user.json()["id"]
+    assert login(_id("tenant-c"), PASSWORD).status_code == 401
+
+
 # --- login throttling ----------------------------------------------------------------------
 
 
@@ -650,8 +775,8 @@ def test_login_rehashes_a_password_stored_under_other_parameters(
             {"h": old, "id": user.id},
         )
     with engine.begin() as conn:
-        assert authenticate_user(conn, user.email, "wrong password here") is None
-        assert authenticate_user(conn, user.email, PASSWORD) == user
+        assert authenticate_user(conn, user.email, "wrong password here", "t1") is None
+        assert authenticate_user(conn, user.email, PASSWORD, "t1") == user
     with engine.connect() as conn:
         stored = conn.execute(
             text("SELECT password_hash FROM auth.users WHERE id = :id"), {"id": user.id}
@@ -659,52 +784,140 @@ def test_login_rehashes_a_password_stored_under_other_parameters(
     assert stored != old and not needs_rehash(stored)
     assert extract_parameters(stored).memory_cost == get_settings().argon2_memory_kib
     with engine.begin() as conn:
-        assert authenticate_user(conn, user.email, PASSWORD) == user
+        assert authenticate_user(conn, user.email, PASSWORD, "t1") == user
+
+
+def _authorize_url(client_id: str) -> str:
+    verifier = generate_token(64)
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT_URI,
+        "code_challenge": _b64(hashlib.sha256(verifier.encode()).digest()),
+        "code_challenge_method": "S256",
+    }
+    return str(httpx.URL("/oauth/authorize", params=query))
+
+
+def _address() -> str:
+    """A loopback address of its own: per-IP counts of one test touch no other test."""
+    return "127." + ".".join(str(secrets.randbelow(254) + 1) for _ in range(3))
+
+
+def _client_from(auth_server: AuthServer, address: str) -> httpx.Client:
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=auth_server.url, timeout=30, transport=transport)
 
 
 def test_login_throttling(http: httpx.Client, spa_client: str, user: User) -> None:
-    verifier = generate_token(64)
-    challenge = _b64(hashlib.sha256(verifier.encode()).digest())
-    url = str(
-        httpx.URL(
-            "/oauth/authorize",
-            params={
-                "response_type": "code",
-                "client_id": spa_client,
-                "redirect_uri": REDIRECT_URI,
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            },
-        )
-    )
-    for _ in range(throttle.MAX_FAILURES):
+    url = _authorize_url(spa_client)
+    for _ in range(throttle.LOGIN_PER_ACCOUNT.limit.amount):
         assert _login(http, url, user.email, "wrong password").status_code == 401
     locked = _login(http, url, user.email, PASSWORD)  # even the right password waits
     assert locked.status_code == 429
-    assert 0 < int(locked.headers["retry-after"]) <= throttle.WINDOW_SECONDS
+    window = throttle.LOGIN_PER_ACCOUNT.limit.get_expiry()
+    assert 0 < int(locked.headers["retry-after"]) <= window
     assert "code=" not in locked.headers.get("location", "")
 
 
-def test_login_works_when_redis_is_down(
-    http: httpx.Client, spa_client: str, user: User, monkeypatch: pytest.MonkeyPatch
+def test_concurrent_guesses_get_no_more_checks_than_the_limit(
+    auth_server: AuthServer, spa_client: str, user: User
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    address, url = _address(), _authorize_url(spa_client)
+    with _client_from(auth_server, address) as http:
+        page = http.get(url)
+    form = {**_hidden_fields(page.text), "email": user.email, "password": "wrong password"}
+
+    def guess(_: int) -> int:
+        with _client_from(auth_server, address) as http:
+            return http.post("/oauth/authorize", data=form).status_code
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(guess, range(30)))
+    # A 401 is a password checked and found wrong; a 429 was refused before any check.
+    limit = throttle.LOGIN_PER_ACCOUNT.limit.amount
+    assert statuses.count(401) == limit and statuses.count(429) == 30 - limit
+    with _client_from(auth_server, address) as http:
+        right = _login(http, url, user.email, PASSWORD)
+    assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+
+
+def test_a_lockout_ends_with_its_window(
+    auth_server: AuthServer, spa_client: str, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = throttle.Rule("login-account-test", parse("2 per 3 seconds"), clear_on_success=True)
+    monkeypatch.setattr(throttle, "LOGIN_PER_ACCOUNT", short)
+    url = _authorize_url(spa_client)
+    with _client_from(auth_server, _address()) as http:
+        for _ in range(2):
+            assert _login(http, url, user.email, "wrong password").status_code == 401
+        locked = _login(http, url, user.email, PASSWORD)
+        assert locked.status_code == 429
+        # Redis keeps whole seconds: the window may end up to a second after Retry-After.
+        time.sleep(int(locked.headers["retry-after"]) + 1.1)
+        assert _login(http, url, user.email, PASSWORD).status_code == 302
+
+
+def test_password_spraying_from_one_address_is_stopped(
+    auth_server: AuthServer, spa_client: str, user: User
+) -> None:
+    url = _authorize_url(spa_client)
+    with _client_from(auth_server, _address()) as http:
+        for i in range(throttle.LOGIN_PER_IP.limit.amount):
+            sprayed = _login(http, url, f"nobody-{i}-{_id('x')}@example.com", PASSWORD)
+            assert sprayed.status_code == 401
+        stopped = _login(http, url, f"{_id('next')}@example.com", PASSWORD)
+        assert stopped.status_code == 429 and int(stopped.headers["retry-after"]) > 0
+        assert _login(http, url, user.email, PASSWORD).status_code == 429
+    with _client_from(auth_server, _address()) as elsewhere:  # other addresses are not affected
+        assert _login(elsewhere, url, user.email, PASSWORD).status_code == 302
+
+
+def test_client_secret_guesses_are_limited(auth_server: AuthServer, engine: Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client_id, address = _service_client(engine, ["a"]), _address()
+    form = {"grant_type": "client_credentials"}
+
+    def guess(secret: str, client: str = client_id, source: str = address) -> httpx.Response:
+        with _client_from(auth_server, source) as http:
+            return http.post("/oauth/token", data=form, auth=(client, secret))
+
+    per_client = throttle.SECRET_PER_CLIENT.limit.amount
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        wrong = list(pool.map(lambda i: guess(f"wrong-{i}"), range(per_client + 10)))
+    assert [r.status_code for r in wrong].count(401) == per_client  # secrets checked
+    refused = [r for r in wrong if r.status_code == 429]
+    assert len(refused) == 10
+    assert refused[0].json()["error"] == "temporarily_unavailable"
+    assert refused[0].headers["content-type"] == "application/json"
+    assert int(refused[0].headers["retry-after"]) > 0
+    # The client's own secret waits too, from anywhere: the count is the client's.
+    assert guess(f"{client_id}-secret", source=_address()).status_code == 429
+
+    # Per address: guesses spread over many client ids are stopped as well.
+    spread, source = throttle.SECRET_PER_IP.limit.amount, _address()
+    for i in range(spread):
+        assert guess("x", client=f"nobody-{i}-{_id('c')}", source=source).status_code == 401
+    assert guess("x", client=_id("nobody"), source=source).status_code == 429
+
+
+def test_without_redis_logins_work_and_are_still_limited(
+    auth_server: AuthServer, spa_client: str, user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_settings()
     try:
-        tokens = _code_flow(http, spa_client, user, "openid")
-        assert tokens["access_token"]
-        page = http.get(
-            "/oauth/authorize",
-            params={
-                "response_type": "code",
-                "client_id": spa_client,
-                "redirect_uri": REDIRECT_URI,
-                "code_challenge": "x" * 43,
-                "code_challenge_method": "S256",
-            },
-        )
-        fields = {**_hidden_fields(page.text), "email": user.email, "password": "wrong"}
-        assert http.post("/oauth/authorize", data=fields).status_code == 401
+        with _client_from(auth_server, _address()) as http:
+            tokens = _code_flow(http, spa_client, user, "openid")
+            assert tokens["access_token"]
+            url = _authorize_url(spa_client)
+            # Counted in this process's memory meanwhile, not waved through.
+            for _ in range(throttle.LOGIN_PER_ACCOUNT.limit.amount):
+                assert _login(http, url, user.email, "wrong").status_code == 401
+            assert _login(http, url, user.email, PASSWORD).status_code == 429
     finally:
         monkeypatch.undo()
         reset_settings()
@@ -934,3 +1147,47 @@ def test_purge_expired(engine: Engine, spa_client: str, user: User) -> None:
             )
         ).scalar_one()
     assert left == 0
+
+
+# --- the OpenAPI document tells the truth ---------------------------------------------------
+
+
+def test_oauth_endpoints_answer_what_they_document(
+    http: httpx.Client, auth_server: AuthServer
+) -> None:
+    import subprocess
+
+    from tests.conftest import REPO
+
+    paths = http.get("/openapi.json").json()["paths"]
+    for path in ("/oauth/token", "/oauth/revoke", "/oauth/introspect"):
+        responses = paths[path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "401", "429"}, path
+        assert "application/problem+json" not in json.dumps(responses), path
+        assert "Retry-After" in responses["429"]["headers"], path
+    # What each answers, checked against what each documents, with generated requests.
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "st"),
+            "run",
+            f"{auth_server.url}/openapi.json",
+            "--include-path-regex",
+            "^/oauth/(token|revoke|introspect)$",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,"
+            "response_headers_conformance,response_schema_conformance",
+            "--max-examples",
+            "25",
+            "--workers",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--seed",
+            "20261130",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -212,17 +212,29 @@ def test_no_token_is_401_problem(api: Api) -> None:
     assert resp.headers["content-type"].startswith("application/problem+json")
 
 
-def end_user_token(api: Api, email: str, password: str) -> str:
-    """What the web app does after signup: authorization code + PKCE with authlib."""
+def end_user_token(api: Api, tenant: str, email: str, password: str) -> str:
+    """What the tenant's web app does after signup: authorization code + PKCE with authlib."""
     import re
     from html import unescape
 
     from authlib.integrations.httpx_client import OAuth2Client
 
-    from transactional.auth.clients import WEB_CLIENT_ID, WEB_REDIRECT_URI
+    from paywall.db import engine
+    from transactional.auth.clients import USER_SCOPES, WEB_REDIRECT_URI, create_client
 
+    # Users log in through their tenant's clients only (emails are unique per tenant).
+    client_id = f"web-{tenant}"
+    with engine(api.settings).begin() as conn:
+        create_client(
+            conn,
+            client_id,
+            redirect_uris=[WEB_REDIRECT_URI],
+            scopes=USER_SCOPES,
+            tenant_id=tenant,
+            replace=True,
+        )
     oauth = OAuth2Client(
-        client_id=WEB_CLIENT_ID,
+        client_id=client_id,
         redirect_uri=WEB_REDIRECT_URI,
         scope="openid customers:read subscriptions:read",
         code_challenge_method="S256",
@@ -246,11 +258,13 @@ def end_user_token(api: Api, email: str, password: str) -> str:
     return str(token["access_token"])
 
 
-def test_a_customers_token_is_refused_on_another_customer(api: Api, client_token: str) -> None:
+def test_a_customers_token_is_refused_on_another_customer(
+    api: Api, client_token: str, tenant: str
+) -> None:
     a_body, b_body = signup_body(api), signup_body(api)
     a = register(api, client_token, a_body, str(uuid.uuid4())).json()
     b = register(api, client_token, b_body, str(uuid.uuid4())).json()
-    token = end_user_token(api, a_body["email"], a_body["password"])
+    token = end_user_token(api, tenant, a_body["email"], a_body["password"])
     auth = {"Authorization": f"Bearer {token}"}
 
     own = httpx.get(f"{api.url}/v1/customers/{a['customer_id']}", headers=auth)

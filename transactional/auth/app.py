@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from paywall.health import check_postgres
 from paywall.logs import get_logger
 from paywall.settings import get_settings
-from transactional.auth import keys
+from transactional.auth import keys, revocation_sync
 from transactional.auth.clients import ensure_default_clients
 from transactional.auth.db import engine
 from transactional.auth.routes import router
@@ -36,7 +36,8 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Not fatal: readiness reports the database, and every path creates what it
         # needs on first use except the default clients, which the next start adds.
         log.warning("auth.bootstrap_failed", error=str(exc).splitlines()[0][:200])
-    yield
+    with revocation_sync.running():
+        yield
 
 
 def _postgres() -> None:
@@ -56,3 +57,4 @@ app = create_app(
 ROUTERS = [router]
 READY_CHECKS = ready_checks
 STARTUP = [bootstrap]
+BACKGROUND = [revocation_sync.running]

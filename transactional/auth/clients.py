@@ -11,8 +11,14 @@ from urllib.parse import unquote_plus, urlsplit
 from sqlalchemy import Connection, RowMapping, text
 
 from paywall.settings import Settings
+from transactional.auth import throttle
 from transactional.auth.config import SUPPORTED_GRANTS
-from transactional.auth.errors import OAuthError, invalid_client, invalid_request
+from transactional.auth.errors import (
+    OAuthError,
+    invalid_client,
+    invalid_request,
+    too_many_attempts,
+)
 from transactional.auth.passwords import hash_secret, verify_secret
 
 WEB_CLIENT_ID = "web"
@@ -204,9 +210,13 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
 
 
 def authenticate_client(
-    conn: Connection, authorization: str | None, form: Mapping[str, str]
+    conn: Connection, authorization: str | None, form: Mapping[str, str], ip: str
 ) -> Client:
-    """The client making a token-endpoint request: client_secret_basic, _post, or none."""
+    """The client making a token-endpoint request: client_secret_basic, _post, or none.
+
+    Every secret checked is a guess counted per client id and per IP (`ip`, the caller's
+    address) before the check runs; over a limit, 429 with Retry-After.
+    """
     basic = _basic_credentials(authorization)
     client_id: str
     secret: str | None
@@ -221,16 +231,20 @@ def authenticate_client(
     if not client_id:
         raise invalid_client("client authentication required")
     client = get_client(conn, client_id)
-    if client is None:
-        if secret is not None:
-            verify_secret(None, secret)  # the same time as a wrong secret
-        raise invalid_client("unknown client or bad credentials")
-    if client.public:
+    if client is not None and client.public:
         if secret is not None:
             raise invalid_client("public clients have no secret")
         return client
-    if secret is None or not verify_secret(client.secret_hash, secret):
+    if secret is None:
         raise invalid_client("unknown client or bad credentials")
+    try:
+        guess = throttle.secret_guess(client_id, ip)
+    except throttle.TooManyAttempts as exc:
+        raise too_many_attempts(exc.retry_after) from None
+    # An unknown client costs the same time as a wrong secret.
+    if not verify_secret(client.secret_hash if client else None, secret) or client is None:
+        raise invalid_client("unknown client or bad credentials")
+    guess.succeeded()
     return client
 
 

@@ -54,3 +54,15 @@ def invalid_request(description: str) -> OAuthError:
 
 def invalid_grant(description: str, *, commit: bool = False) -> OAuthError:
     return OAuthError("invalid_grant", description, commit=commit)
+
+
+def too_many_attempts(retry_after: int) -> OAuthError:
+    # RFC 6749 has no code for this; 429 with Retry-After is what HTTP clients act on, and
+    # temporarily_unavailable (registered by RFC 6749 11.4) says "retry later", where
+    # invalid_client would tell a legitimate client its credentials are wrong.
+    return OAuthError(
+        "temporarily_unavailable",
+        f"too many failed client authentications; retry after {retry_after} s",
+        status=429,
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -27,6 +27,8 @@ def parse_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
         if name in seen:
             raise FormError(f"parameter {name!r} given more than once")
         seen.add(name)
+        if "\x00" in name or "\x00" in value:  # no parameter has one, and PostgreSQL refuses it
+            raise FormError("parameters must not contain NUL characters")
         if value:  # RFC 6749 3.1: a parameter without a value is as if omitted
             params[name] = value
     return params

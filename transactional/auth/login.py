@@ -69,8 +69,7 @@ async def authorize_login(request: Request) -> Response:
         form = await read_form(request)
     except FormError as exc:
         raise _bad_request(str(exc)) from None
-    ip = request.client.host if request.client else "unknown"
-    return await run_in_threadpool(_login, form, ip)
+    return await run_in_threadpool(_login, form, throttle.peer_ip(request))
 
 
 def _login(form: dict[str, str], ip: str) -> Response:
@@ -84,21 +83,20 @@ def _login(form: dict[str, str], ip: str) -> Response:
         except AuthorizeRedirect as exc:
             return RedirectResponse(exc.location, status_code=302)
         client = auth_request.client
-        # The IP is the socket peer; behind a proxy, uvicorn's --proxy-headers (with
-        # --forwarded-allow-ips set to the gateway) makes it the real client's.
-        wait = throttle.locked_for(email, ip)
-        if wait is not None:
+        try:
+            attempt = throttle.login_attempt(client.tenant_id, email, ip)
+        except throttle.TooManyAttempts as exc:
             log.info("login.locked", client_id=client.client_id)
             page = login_page(params, client, "Too many failed attempts. Try again later.")
-            headers = {**LOGIN_HEADERS, "Retry-After": str(wait)}
+            headers = {**LOGIN_HEADERS, "Retry-After": str(exc.retry_after)}
             return HTMLResponse(page, status_code=429, headers=headers)
-        user = authenticate_user(conn, email, password)
+        # Only the client's tenant's users: another tenant's login page never finds them.
+        user = authenticate_user(conn, email, password, client.tenant_id)
         if user is None:
-            throttle.record_failure(email, ip)
             log.info("login.failed", client_id=client.client_id)
             page = login_page(params, client, "Wrong email or password.")
             return HTMLResponse(page, status_code=401, headers=LOGIN_HEADERS)
-        throttle.clear(email, ip)
+        attempt.succeeded()
         code = create_authorization_code(
             conn,
             client,

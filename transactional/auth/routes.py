@@ -7,6 +7,7 @@ router is mounting the whole auth service.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from paywall.settings import get_settings
-from transactional.auth import keys, login, tokens, users_api
+from transactional.auth import keys, login, openapi, throttle, tokens, users_api
 from transactional.auth.clients import Client, authenticate_client
 from transactional.auth.config import OIDC_SCOPES, SUPPORTED_GRANTS
 from transactional.auth.db import engine, oauth_transaction
@@ -30,23 +31,17 @@ from transactional.common.security import InvalidToken
 router = APIRouter()
 oauth = APIRouter(tags=["oauth"])
 
-# The JWKS is read by verifiers that may be waiting in this very process's threadpool
-# (a service mounted next to auth fetching keys on its first request). Its own small
-# pool means it can always answer, however busy the shared threadpool is.
-_jwks_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth-jwks")
+# The JWKS and introspection are what verifiers call, and those may be waiting in this
+# very process's threadpool (a service mounted next to auth fetching keys on its first
+# request, or asking about a token while Redis is down). Their own small pool means they
+# can always answer, however busy the shared threadpool is.
+_verifier_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="auth-verifiers")
 
 Grant = Callable[[Connection, str, Client, Mapping[str, str]], dict[str, Any]]
 GRANTS: dict[str, Grant] = {
     "authorization_code": tokens.grant_authorization_code,
     "client_credentials": tokens.grant_client_credentials,
     "refresh_token": tokens.grant_refresh_token,
-}
-
-_FORM_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
 }
 
 
@@ -91,7 +86,7 @@ def _published_keys() -> list[dict[str, Any]]:
 
 @oauth.get("/jwks.json", summary="The public keys that verify access and ID tokens")
 async def jwks() -> JSONResponse:
-    published = await asyncio.get_running_loop().run_in_executor(_jwks_pool, _published_keys)
+    published = await asyncio.get_running_loop().run_in_executor(_verifier_pool, _published_keys)
     # Short: verifiers refetch on an unknown kid anyway; a long shared cache would hide it.
     return JSONResponse({"keys": published}, headers={"Cache-Control": "public, max-age=60"})
 
@@ -103,17 +98,19 @@ async def _form(request: Request) -> dict[str, str]:
         raise invalid_request(str(exc)) from None
 
 
-@oauth.post("/oauth/token", summary="Token endpoint (RFC 6749)", openapi_extra=_FORM_BODY)
+@oauth.post("/oauth/token", summary="Token endpoint (RFC 6749)", **openapi.TOKEN)
 async def token(request: Request) -> Response:
     try:
         form = await _form(request)
-        body = await run_in_threadpool(_token, form, request.headers.get("authorization"))
+        body = await run_in_threadpool(
+            _token, form, request.headers.get("authorization"), throttle.peer_ip(request)
+        )
     except OAuthError as exc:
         return exc.response()
     return JSONResponse(body, headers=NO_STORE)
 
 
-def _token(form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+def _token(form: dict[str, str], authorization: str | None, ip: str) -> dict[str, Any]:
     grant_type = form.get("grant_type")
     if grant_type is None:
         raise invalid_request("grant_type is required")
@@ -123,27 +120,34 @@ def _token(form: dict[str, str], authorization: str | None) -> dict[str, Any]:
     issuer = get_settings().issuer
 
     def work(conn: Connection) -> dict[str, Any]:
-        client = authenticate_client(conn, authorization, form)
+        client = authenticate_client(conn, authorization, form, ip)
         return grant(conn, issuer, client, form)
 
     return oauth_transaction(work)
 
 
-@oauth.post("/oauth/revoke", summary="Token revocation (RFC 7009)", openapi_extra=_FORM_BODY)
+@oauth.post(
+    "/oauth/revoke",
+    summary="Token revocation (RFC 7009)",
+    response_class=Response,
+    **openapi.REVOKE,
+)
 async def revoke(request: Request) -> Response:
     try:
         form = await _form(request)
-        await run_in_threadpool(_revoke, form, request.headers.get("authorization"))
+        await run_in_threadpool(
+            _revoke, form, request.headers.get("authorization"), throttle.peer_ip(request)
+        )
     except OAuthError as exc:
         return exc.response()
     return Response(status_code=200, headers=NO_STORE)
 
 
-def _revoke(form: dict[str, str], authorization: str | None) -> None:
+def _revoke(form: dict[str, str], authorization: str | None, ip: str) -> None:
     issuer = get_settings().issuer
 
     def work(conn: Connection) -> None:
-        client = authenticate_client(conn, authorization, form)
+        client = authenticate_client(conn, authorization, form, ip)
         presented = form.get("token")
         if presented is None:
             raise invalid_request("token is required")
@@ -156,25 +160,50 @@ def _revoke(form: dict[str, str], authorization: str | None) -> None:
 @oauth.post(
     "/oauth/introspect",
     summary="Token introspection (RFC 7662) for resource servers needing revocation now",
-    openapi_extra=_FORM_BODY,
+    **openapi.INTROSPECT,
 )
 async def introspect(request: Request) -> Response:
     try:
         form = await _form(request)
-        body = await run_in_threadpool(_introspect, form, request.headers.get("authorization"))
+        body = await asyncio.get_running_loop().run_in_executor(
+            _verifier_pool,
+            _introspect,
+            form,
+            request.headers.get("authorization"),
+            throttle.peer_ip(request),
+        )
     except OAuthError as exc:
         return exc.response()
     return JSONResponse(body, headers=NO_STORE)
 
 
-def _introspect(form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+def _introspect(form: dict[str, str], authorization: str | None, ip: str) -> dict[str, Any]:
+    """RFC 7662, authorized by a confidential client or by the token asked about.
+
+    RFC 7662 2.1 lets an access token authorize the call. Here a bearer token may ask only
+    about itself, which is what a resource server needs when Redis cannot say whether a
+    token it was shown is revoked: it forwards that token and needs no credentials of its
+    own, and nobody can scan for other tokens this way.
+    """
     issuer = get_settings().issuer
+    presented = form.get("token")
+    scheme, _, bearer = (authorization or "").partition(" ")
+    self_asked = scheme.lower() == "bearer"
+    if self_asked and (
+        presented is None or not hmac.compare_digest(bearer.strip().encode(), presented.encode())
+    ):
+        raise OAuthError(
+            "invalid_token",
+            "a bearer token may introspect only itself",
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
     def work(conn: Connection) -> dict[str, Any]:
-        client = authenticate_client(conn, authorization, form)
-        if client.public:  # only resource servers (confidential) may look into tokens
-            raise OAuthError("unauthorized_client", "public clients cannot introspect")
-        presented = form.get("token")
+        if not self_asked:
+            client = authenticate_client(conn, authorization, form, ip)
+            if client.public:  # only resource servers (confidential) may look into tokens
+                raise OAuthError("unauthorized_client", "public clients cannot introspect")
         if presented is None:
             raise invalid_request("token is required")
         try:

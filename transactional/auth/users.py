@@ -1,4 +1,8 @@
-"""Users: the people who log in. The email is stored lower-cased and is unique."""
+"""Users: the people who log in. The email is stored lower-cased, unique within a tenant.
+
+A user belongs to the tenant it signed up under (or to none); it logs in through that
+tenant's clients only, so the same address under two tenants is two users who never meet.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ def create_user(
             text(
                 "INSERT INTO auth.users (id, email, password_hash, customer_id, tenant_id) "
                 "VALUES (:id, :email, :hash, :customer_id, :tenant_id) "
-                "ON CONFLICT (email) DO NOTHING RETURNING *"
+                "ON CONFLICT (tenant_id, email) DO NOTHING RETURNING *"
             ),
             {
                 "id": uuid.uuid4(),
@@ -74,7 +78,7 @@ def create_user(
         .one_or_none()
     )
     if row is None:
-        existing = find_user(conn, address)
+        existing = find_user(conn, address, tenant_id)
         assert existing is not None  # the conflict was on this email; users are not deleted
         raise UserExists(existing)
     user = _user(row)
@@ -96,9 +100,16 @@ def create_user(
     return user
 
 
-def find_user(conn: Connection, email: str) -> User | None:
+def find_user(conn: Connection, email: str, tenant_id: str | None) -> User | None:
+    """The tenant's user with this (normalized) email; `tenant_id=None`: a tenant-less one."""
     row = (
-        conn.execute(text("SELECT * FROM auth.users WHERE email = :e"), {"e": email})
+        conn.execute(
+            text(
+                "SELECT * FROM auth.users WHERE email = :e "
+                "AND tenant_id IS NOT DISTINCT FROM CAST(:t AS text)"
+            ),
+            {"e": email, "t": tenant_id},
+        )
         .mappings()
         .one_or_none()
     )
@@ -118,8 +129,10 @@ def get_user(conn: Connection, user_id: uuid.UUID | str) -> User | None:
     return _user(row) if row is not None else None
 
 
-def authenticate_user(conn: Connection, email: str, password: str) -> User | None:
-    """The user when the password matches; None otherwise, in the same time either way."""
+def authenticate_user(
+    conn: Connection, email: str, password: str, tenant_id: str | None
+) -> User | None:
+    """The tenant's user when the password matches; None otherwise, in the same time."""
     try:
         address = normalize_email(email)
     except ValueError:
@@ -127,7 +140,13 @@ def authenticate_user(conn: Connection, email: str, password: str) -> User | Non
     row = None
     if address and len(password) <= MAX_PASSWORD:
         row = (
-            conn.execute(text("SELECT * FROM auth.users WHERE email = :e"), {"e": address})
+            conn.execute(
+                text(
+                    "SELECT * FROM auth.users WHERE email = :e "
+                    "AND tenant_id IS NOT DISTINCT FROM CAST(:t AS text)"
+                ),
+                {"e": address, "t": tenant_id},
+            )
             .mappings()
             .one_or_none()
         )

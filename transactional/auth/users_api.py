@@ -49,7 +49,7 @@ class UserOut(BaseModel):
     "/v1/users",
     status_code=201,
     summary="Create a user (internal: needs scope users:write)",
-    responses={409: {"description": "A user with this email exists"}},
+    responses={409: {"description": "A user with this email exists in this tenant"}},
 )
 def create_user_endpoint(
     body: NewUser, principal: Principal = Depends(require("users:write"))
@@ -72,7 +72,7 @@ def create_user_endpoint(
         raise Problem(
             409,
             "User exists",
-            "a user with this email already exists",
+            "a user with this email already exists in this tenant",
             type_="https://paywall.dev/problems/user-exists",
             **extra,
         ) from None

@@ -74,7 +74,35 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# A route that answers its errors in another shape (OAuth's RFC 6749 JSON) sets this in its
+# `openapi_extra` and documents its errors itself: the defaults above are left out of its docs.
+OWN_ERRORS = "x-own-errors"
+
+
+def _without_default_errors(schema: dict[str, Any]) -> None:
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and operation.pop(OWN_ERRORS, False):
+                responses = operation.get("responses", {})
+                for code in [
+                    c for c, r in responses.items() if PROBLEM_JSON in r.get("content", {})
+                ]:
+                    del responses[code]
+
+
 def install(app: Any) -> None:
+    """Answer every error as a problem, and document the defaults where routes use them."""
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema: dict[str, Any] = build_openapi()
+        if fresh:
+            _without_default_errors(schema)
+        return schema
+
+    app.openapi = openapi
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request)

@@ -142,7 +142,7 @@ class TokenVerifier:
         audience: str,
         jwks: KeySource,
         leeway: int = LEEWAY_SECONDS,
-        revoked: Callable[[str], bool] | None = None,
+        revoked: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
@@ -181,7 +181,8 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         claims = self.claims(token)
-        if self.revoked is not None and self.revoked(str(claims.get("jti", ""))):
+        # (jti, token): the token itself is what auth is asked about when Redis cannot say.
+        if self.revoked is not None and self.revoked(str(claims.get("jti", "")), token):
             raise InvalidToken("token revoked")
         return principal_from_claims(claims)
 
