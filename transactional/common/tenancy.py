@@ -21,6 +21,7 @@ from transactional.common.problems import Problem
 from transactional.common.security import Principal, require
 
 TENANT_REQUIRED = "https://paywall.dev/problems/tenant-required"
+FORBIDDEN_TENANT = "https://paywall.dev/problems/forbidden-tenant"
 NOT_FOUND = "https://paywall.dev/problems/not-found"
 
 
@@ -57,9 +58,20 @@ def owns(principal: Principal, customer_id: uuid.UUID | str, tenant_id: str | No
     return bool(principal.tenant_id) and principal.tenant_id == tenant_id
 
 
-def tenant_of(principal: Principal) -> str | None:
-    """The tenant a bound caller's new objects and lists belong to."""
-    return principal.tenant_id or None
+def tenant_for(principal: Principal, claimed: str | None = None) -> str | None:
+    """The tenant a request acts in: the one an internal caller names (None: no tenant),
+    else the caller's own. Naming another tenant is for internal services only (403)."""
+    if principal.internal:
+        return claimed
+    own = principal.tenant_id or None
+    if claimed is not None and claimed != own:
+        raise Problem(
+            403,
+            "Forbidden Tenant",
+            "tenant_id names another tenant; only internal services may",
+            type_=FORBIDDEN_TENANT,
+        )
+    return own
 
 
 def not_found(kind: str, ident: object) -> Problem:

@@ -60,9 +60,7 @@ def _load_visible(
     responses={409: {"description": "A live customer of this tenant has that email"}},
 )
 def create_customer(body: CustomerCreate, principal: Writer, response: Response) -> Customer:
-    if body.tenant_id is not None and not principal.internal:
-        raise Problem(403, "Forbidden", "tenant_id may only be set by internal services")
-    tenant = body.tenant_id if principal.internal else tenancy.tenant_of(principal)
+    tenant = tenancy.tenant_for(principal, body.tenant_id)
     try:
         with engine(get_settings()).begin() as conn:
             customer = repository.create(conn, body, tenant)
@@ -140,7 +138,7 @@ def list_customers(
             return CustomerPage(data=[], next_cursor=None)
         own = _visible(principal, own_id, deleted=False)
         return CustomerPage(data=[own] if own else [], next_cursor=None)
-    tenant = tenancy.tenant_of(principal)
+    tenant = tenancy.tenant_for(principal)
     if email is not None:
         with engine(get_settings()).connect() as conn:
             found = repository.find_by_email(conn, email, tenant)

@@ -89,8 +89,7 @@ def create_subscription(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Subscription:
-    if body.tenant_id is not None and not principal.internal:
-        raise Problem(403, "Forbidden", "tenant_id may only be set by internal services")
+    tenancy.tenant_for(principal, body.tenant_id)
     # The customer service says whose customer this is; the subscription is that tenant's.
     customer = _customers().owned(principal, str(body.customer_id), body.tenant_id)
     key = f"{principal.client_id}:{idempotency_key}" if idempotency_key else None
