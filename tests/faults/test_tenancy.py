@@ -77,30 +77,33 @@ class World:
     """Tenant A's objects, by the names the API gives their ids."""
 
     tenant: str
-    customer_id: str
+    customer_id: str  # with an account, a card, a payment, a refund and a subscription
     email: str
+    new_customer_id: str  # with nothing yet: what creating an account or a subscription needs
+    new_email: str
     sub_id: str
     payment_id: str
     refund_id: str
     stripe_ids: tuple[str, ...]
 
-    def refs(self) -> dict[str, str]:
+    def refs(self, customer_id: str) -> dict[str, str]:
         """What the walker puts in a path parameter or body field of that name."""
         return {
-            "customer_id": self.customer_id,
+            "customer_id": customer_id,
             "sub_id": self.sub_id,
             "payment_id": self.payment_id,
             "tenant_id": self.tenant,
         }
 
-    def query_refs(self) -> dict[str, str]:
+    def query_refs(self, customer_id: str) -> dict[str, str]:
         """What it puts in a query parameter: the ids, and the email a search looks for."""
-        return {**self.refs(), "email": self.email}
+        email = self.email if customer_id == self.customer_id else self.new_email
+        return {**self.refs(customer_id), "email": email}
 
     def secrets(self) -> set[str]:
-        """What no refusal may reveal unless the request named it."""
-        own = {self.customer_id, self.sub_id, self.payment_id, self.refund_id, self.email}
-        return own | set(self.stripe_ids)
+        """Everything of A's: no refusal may name what the request did not name itself."""
+        ids = {self.customer_id, self.new_customer_id, self.sub_id, self.payment_id}
+        return ids | {self.refund_id, self.email, self.new_email, *self.stripe_ids}
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
         )
     )
     sub = created(subscribe(api, token_a, cid))
+    fresh = new_customer(api, token_a)
     assert (account["tenant_id"], sub["tenant_id"], sub["status"]) == (
         tenant_a,
         tenant_a,
@@ -221,6 +225,8 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
         tenant=tenant_a,
         customer_id=cid,
         email=customer["email"],
+        new_customer_id=fresh["id"],
+        new_email=fresh["email"],
         sub_id=sub["id"],
         payment_id=payment["id"],
         refund_id=refund["id"],
@@ -260,11 +266,14 @@ def _schema(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def probes(doc: dict[str, Any], method: str, template: str, world: World) -> list[Probe]:
+def probes(
+    doc: dict[str, Any], method: str, template: str, world: World, customer_id: str
+) -> list[Probe]:
     """Requests aimed at A's objects: every reference the operation can carry, then each
     optional one left out (a write is kept only while it still names something of A's)."""
     op = doc["paths"][template][method.lower()]
-    values, refs, query_refs = fill(), world.refs(), world.query_refs()
+    values = fill()
+    refs, query_refs = world.refs(customer_id), world.query_refs(customer_id)
     path, query = template, {}
     optional: list[tuple[str, str]] = []
     for param in op.get("parameters", []):
@@ -315,7 +324,7 @@ def probes(doc: dict[str, Any], method: str, template: str, world: World) -> lis
 def names_a(probe: Probe, world: World) -> bool:
     body = [v for v in (probe.body or {}).values() if isinstance(v, str)]
     sent = {*probe.path.split("/"), *probe.query.values(), *body}
-    return bool(sent & set(world.query_refs().values()))
+    return bool(sent & (world.secrets() | {world.tenant}))
 
 
 def operations(doc: dict[str, Any]) -> set[Operation]:
@@ -331,8 +340,13 @@ def walk(
     assert set(NOT_TENANT_DATA) <= every, "NOT_TENANT_DATA names operations that are gone"
     walked: set[Operation] = set()
     with httpx.Client(base_url=api.url, timeout=30) as client:
-        for method, template in sorted(every - set(NOT_TENANT_DATA)):
-            for probe in probes(doc, method, template, world):
+        targets = [
+            (method, template, customer)
+            for method, template in sorted(every - set(NOT_TENANT_DATA))
+            for customer in (world.customer_id, world.new_customer_id)
+        ]
+        for method, template, customer in targets:
+            for probe in probes(doc, method, template, world, customer):
                 response = client.request(
                     probe.method,
                     probe.path,
@@ -387,20 +401,23 @@ def _counts(db: Engine) -> dict[str, int]:
 
 
 def _rows(db: Engine, world: World) -> dict[str, list[dict[str, Any]]]:
+    """Every row of A's customers, subscriptions, accounts, payments and refunds."""
     queries = {
-        "customer": ("SELECT * FROM customer.customers WHERE id = :c", world.customer_id),
-        "subscriptions": (
-            "SELECT * FROM subscription.subscriptions WHERE customer_id = :c",
-            world.customer_id,
-        ),
-        "account": ("SELECT * FROM payment.accounts WHERE customer_id = :c", world.customer_id),
-        "payments": ("SELECT * FROM payment.payments WHERE customer_id = :c", world.customer_id),
-        "refunds": ("SELECT * FROM payment.refunds WHERE payment_id = :c", world.payment_id),
+        "customers": "SELECT * FROM customer.customers WHERE id = ANY(:c) ORDER BY id",
+        "subscriptions": "SELECT * FROM subscription.subscriptions WHERE customer_id = ANY(:c) "
+        "ORDER BY id",
+        "accounts": "SELECT * FROM payment.accounts WHERE customer_id = ANY(:s) "
+        "ORDER BY customer_id",
+        "payments": "SELECT * FROM payment.payments WHERE customer_id = ANY(:s) ORDER BY id",
+        "refunds": "SELECT r.* FROM payment.refunds r JOIN payment.payments p "
+        "ON p.id = r.payment_id WHERE p.customer_id = ANY(:s) ORDER BY r.id",
     }
+    ids = [uuid.UUID(world.customer_id), uuid.UUID(world.new_customer_id)]
+    params = {"c": ids, "s": [str(i) for i in ids]}
     with db.connect() as conn:
         return {
-            name: [dict(r) for r in conn.execute(text(sql), {"c": value}).mappings()]
-            for name, (sql, value) in queries.items()
+            name: [dict(r) for r in conn.execute(text(sql), params).mappings()]
+            for name, sql in queries.items()
         }
 
 
@@ -457,10 +474,22 @@ def test_a_user_is_refused_on_every_other_customer_of_its_tenant(
 def test_a_client_without_a_tenant_gets_no_tenant_data(
     api: Api, world: World, internal: str, issue_token: Callable[..., str]
 ) -> None:
-    # A customer of no tenant, as an unbound client could make one before this rule.
+    # A customer of no tenant, as another unbound client could make one before this rule.
     orphan = new_customer(api, internal)
     assert orphan["tenant_id"] is None
     unbound = issue_token(PARTNER_SCOPES)
+    for path in ("/v1/customers", f"/v1/customers/{orphan['id']}"):
+        answer = httpx.get(f"{api.url}{path}", headers=bearer(unbound))
+        assert orphan["id"] not in answer.text.replace(path, ""), answer.text
+        assert (answer.status_code, answer.json()["type"]) == (403, TENANT_REQUIRED)
+    # Nor may it make customers of its own: they would be shared with every unbound client.
+    own = httpx.post(
+        f"{api.url}/v1/customers",
+        json={"email": f"{uuid.uuid4().hex[:12]}@example.com", "name": "X"},
+        headers=bearer(unbound),
+    )
+    assert (own.status_code, own.json()["type"]) == (403, TENANT_REQUIRED)
+
     kinds: list[str] = []
 
     def check(probe: Probe, response: httpx.Response) -> None:
@@ -470,18 +499,6 @@ def test_a_client_without_a_tenant_gets_no_tenant_data(
     with nothing_changes(api, world):
         walk(api, unbound, world, check)
     assert TENANT_REQUIRED in kinds
-    for path in ("/v1/customers", f"/v1/customers/{orphan['id']}"):
-        answer = httpx.get(f"{api.url}{path}", headers=bearer(unbound))
-        assert answer.status_code == 403, answer.text
-        assert answer.json()["type"] == TENANT_REQUIRED
-        assert orphan["id"] not in answer.text.replace(path, "")
-    # Nor may it make customers of its own: they would be shared with every unbound client.
-    own = httpx.post(
-        f"{api.url}/v1/customers",
-        json={"email": "x@example.com", "name": "X"},
-        headers=bearer(unbound),
-    )
-    assert (own.status_code, own.json()["type"]) == (403, TENANT_REQUIRED)
 
 
 def _subscriptions_of(api: Api, customer_id: str) -> list[dict[str, Any]]:
