@@ -58,7 +58,11 @@ class CustomerLookup:
     def owned(
         self, principal: Principal, customer_id: str, tenant_id: str | None = None
     ) -> CustomerRef:
-        """The live customer `principal` may act for, in `tenant_id` when given; else 404."""
+        """The live customer `principal` may act for, in `tenant_id` when given; else 404.
+
+        Naming another tenant than one's own is for internal callers only (403 first).
+        """
+        tenancy.tenant_for(principal, tenant_id)
         customer = self.live(customer_id)
         if (
             customer is None

@@ -58,7 +58,6 @@ def create_account(
     The customer service says who the customer is and whose: the account takes the
     customer's tenant, and `tenant_id` in the body is only a claim that must match it.
     """
-    tenancy.tenant_for(principal, body.tenant_id)
     customer = customers.owned(principal, body.customer_id, body.tenant_id)
     with engine.begin() as conn:
         # Concurrent first calls queue here, so only one of them talks to Stripe. The lock

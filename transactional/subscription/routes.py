@@ -89,7 +89,6 @@ def create_subscription(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Subscription:
-    tenancy.tenant_for(principal, body.tenant_id)
     # The customer service says whose customer this is; the subscription is that tenant's.
     customer = _customers().owned(principal, str(body.customer_id), body.tenant_id)
     key = f"{principal.client_id}:{idempotency_key}" if idempotency_key else None
@@ -105,8 +104,8 @@ def create_subscription(
             if key and repository.by_request_key(conn, key) is not None:
                 response.status_code = status.HTTP_200_OK
                 return exc.existing
-            # Named only when it is the caller's: one made for this customer by another
-            # tenant before creation checked the customer's tenant stays hidden.
+            # Named only if the caller owns it: a subscription another tenant made for this
+            # customer before creation checked the customer's tenant stays hidden.
             raise Problem(
                 409,
                 "Already Subscribed",
