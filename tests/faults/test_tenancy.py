@@ -27,8 +27,11 @@ from sqlalchemy import Engine, text
 
 from paywall.clients import stripe_client
 from paywall.db import engine
+from paywall.stack.process import free_port
 from tests.conftest import Api
+from tests.faults.conftest import ServedApi
 from tests.integration.test_signup import end_user_token
+from transactional.auth.clients import create_client
 
 pytestmark = pytest.mark.integration
 
@@ -596,3 +599,41 @@ def test_not_yours_reads_exactly_like_absent(api: Api, world: World, token_b: st
             for a, i in zip(answers, (theirs, absent), strict=True)
         ]
         assert bodies[0] == bodies[1], template
+
+
+def test_without_the_customer_service_nothing_is_subscribed_or_opened(
+    api: Api, token_a: str, tenant_a: str, served_api: Callable[..., ServedApi]
+) -> None:
+    """Unable to ask whose customer it is, subscription and payment refuse (503, retry
+    later) and write nothing: the check fails closed."""
+    customer = new_customer(api, token_a)
+    served = served_api(CUSTOMER_SERVICE_URL=f"http://127.0.0.1:{free_port()}")
+    client_id, secret = f"walk-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    with engine(api.settings).begin() as conn:
+        create_client(
+            conn,
+            client_id,
+            secret=secret,
+            grant_types=("client_credentials",),
+            scopes=PARTNER_SCOPES.split(),
+            tenant_id=tenant_a,
+        )
+    issued = httpx.post(
+        f"{served.url}/oauth/token",
+        auth=(client_id, secret),
+        data={"grant_type": "client_credentials", "scope": PARTNER_SCOPES},
+    )
+    auth = bearer(created(issued)["access_token"])
+    db = engine(api.settings)
+    before = _counts(db)
+
+    for path, body in (
+        ("/v1/subscriptions", {"customer_id": customer["id"], "plan_id": "basic-monthly"}),
+        ("/v1/accounts", {"customer_id": customer["id"], "email": customer["email"]}),
+    ):
+        answer = httpx.post(f"{served.url}{path}", json=body, headers=auth, timeout=30)
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert answer.headers["retry-after"]
+    assert _counts(db) == before
+    assert _subscriptions_of(api, customer["id"]) == []
