@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     billing_client_secret: SecretStr = Field(
         SecretStr("paywall-local-billing-secret"), alias="BILLING_CLIENT_SECRET"
     )
+    # The subscription and payment services' own clients: each looks up the customer a
+    # request names (customers:read internal) to check its tenant.
+    subscription_client_id: str = Field("svc-subscription", alias="SUBSCRIPTION_CLIENT_ID")
+    subscription_client_secret: SecretStr = Field(
+        SecretStr("paywall-local-subscription-secret"), alias="SUBSCRIPTION_CLIENT_SECRET"
+    )
+    payment_client_id: str = Field("svc-payment", alias="PAYMENT_CLIENT_ID")
+    payment_client_secret: SecretStr = Field(
+        SecretStr("paywall-local-payment-secret"), alias="PAYMENT_CLIENT_SECRET"
+    )
     # At most 16: each charge in flight holds a database connection while it records.
     billing_payment_concurrency: int = Field(8, alias="BILLING_PAYMENT_CONCURRENCY", ge=1, le=16)
     ops_alert_email: str = Field("ops@paywall.dev", alias="OPS_ALERT_EMAIL")
@@ -153,6 +163,11 @@ class Settings(BaseSettings):
                 "paywall-local-registration-secret",
             ),
             "BILLING_CLIENT_SECRET": (self.billing_client_secret, "paywall-local-billing-secret"),
+            "SUBSCRIPTION_CLIENT_SECRET": (
+                self.subscription_client_secret,
+                "paywall-local-subscription-secret",
+            ),
+            "PAYMENT_CLIENT_SECRET": (self.payment_client_secret, "paywall-local-payment-secret"),
         }
         for name, (value, default) in defaults.items():
             if value.get_secret_value() == default:

@@ -1,5 +1,6 @@
 """Money that must not be left half-done or unnoticed: the recovery sweep and the daily
 Stripe reconciliation, as assets an operator can see, schedule and re-run."""
+
 from typing import Any
 
 from dagster import (

@@ -38,7 +38,26 @@ def test_customer_crud_with_cache_invalidation(api: Api, b2b: dict[str, str]) ->
     assert patched.status_code == 200
     assert httpx.get(url, headers=b2b).json()["name"] == "Rear Admiral Hopper"
     assert httpx.delete(url, headers=b2b).status_code == 204
-    assert httpx.get(url, headers=b2b).json()["status"] == "deleted"
+    # Deleted reads as absent, in the same words: GET, PATCH and DELETE again are 404.
+    gone = httpx.get(url, headers=b2b)
+    absent = httpx.get(f"{api.url}/v1/customers/{uuid.uuid4()}", headers=b2b)
+    assert gone.status_code == absent.status_code == 404
+    assert gone.json()["type"] == absent.json()["type"]
+    assert gone.json()["title"] == absent.json()["title"]
+    assert httpx.patch(url, json={"name": "X"}, headers=b2b).status_code == 404
+    assert httpx.delete(url, headers=b2b).status_code == 404
+    listed = httpx.get(f"{api.url}/v1/customers", params={"email": c["email"]}, headers=b2b)
+    assert listed.json()["data"] == []
+
+
+def test_gdpr_erase_reaches_a_deleted_customer(api: Api, b2b: dict[str, str]) -> None:
+    c = new_customer(api, b2b, phone="+14155550100")
+    url = f"{api.url}/v1/customers/{c['id']}"
+    assert httpx.delete(url, headers=b2b).status_code == 204
+    erased = httpx.post(f"{url}/erase", headers=b2b)
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["phone"] is None and erased.json()["erased_at"]
+    assert httpx.post(f"{url}/erase", headers=b2b).status_code == 409
 
 
 def test_gdpr_erase_removes_personal_data(api: Api, b2b: dict[str, str]) -> None:

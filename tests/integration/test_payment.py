@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -30,6 +30,7 @@ from paywall.clients import stripe_client
 from paywall.db import engine as db_engine
 from paywall.settings import Settings
 from paywall.stack.process import LOOPBACK, free_port
+from tests.conftest import Api
 from transactional.common.app import create_app
 from transactional.common.security import Principal
 from transactional.payment import access, deps, service
@@ -67,11 +68,15 @@ def _app(settings: Settings) -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def base_url(settings: Settings) -> Iterator[str]:
-    """The app served by uvicorn on a free loopback port, for the module's tests."""
+def base_url(api: Api) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, for the module's tests.
+
+    Its settings are the combined app's, so it asks that app's customer service (with
+    tokens from its auth) about the customers accounts are opened for.
+    """
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(_app(settings), host=LOOPBACK, port=port, log_level="warning")
+        uvicorn.Config(_app(api.settings), host=LOOPBACK, port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -112,17 +117,39 @@ def _card(stripe: Any, number: str = GOOD_CARD) -> str:
     return str(pm.id)
 
 
-def _account(http: httpx.Client, stripe: Any, card: str | None = GOOD_CARD, **extra: Any) -> str:
-    customer_id = str(uuid.uuid4())
-    body = {"customer_id": customer_id, "email": f"{customer_id}@example.com", **extra}
-    assert http.post("/v1/accounts", json=body).status_code == 201
-    if card:
-        r = http.post(
-            f"/v1/accounts/{customer_id}/payment-methods",
-            json={"payment_method_id": _card(stripe, card)},
-        )
-        assert r.status_code == 200, r.text
-    return customer_id
+@pytest.fixture(scope="module")
+def new_customer(api: Api, issue_token: Callable[..., str]) -> Callable[..., str]:
+    """Make a customer (of `tenant_id`) in the customer service; its id."""
+    internal = {"Authorization": f"Bearer {issue_token('customers:write internal')}"}
+
+    def make(tenant_id: str | None = None) -> str:
+        body = {"email": f"{uuid.uuid4().hex}@example.com", "name": "Ada", "tenant_id": tenant_id}
+        made = httpx.post(f"{api.url}/v1/customers", json=body, headers=internal)
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"])
+
+    return make
+
+
+@pytest.fixture
+def accounts(
+    http: httpx.Client, stripe: Any, new_customer: Callable[..., str]
+) -> Callable[..., str]:
+    """Open a payment account (with a card unless `card=None`) for a new customer; its id."""
+
+    def open_account(card: str | None = GOOD_CARD, tenant_id: str | None = None) -> str:
+        customer_id = new_customer(tenant_id)
+        body = {"customer_id": customer_id, "email": f"{customer_id}@example.com"}
+        assert http.post("/v1/accounts", json=body).status_code == 201
+        if card:
+            r = http.post(
+                f"/v1/accounts/{customer_id}/payment-methods",
+                json={"payment_method_id": _card(stripe, card)},
+            )
+            assert r.status_code == 200, r.text
+        return customer_id
+
+    return open_account
 
 
 def _pay(
@@ -163,8 +190,10 @@ def _is_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 # -- accounts ----------------------------------------------------------------------------
 
 
-def test_account_is_created_once(http: httpx.Client, stripe: Any, db: Engine) -> None:
-    customer_id = str(uuid.uuid4())
+def test_account_is_created_once(
+    http: httpx.Client, stripe: Any, db: Engine, new_customer: Callable[..., str]
+) -> None:
+    customer_id = new_customer("acme")
     email = f"{customer_id}@example.com"
     body = {"customer_id": customer_id, "email": email, "name": "Ada", "tenant_id": "acme"}
 
@@ -179,10 +208,31 @@ def test_account_is_created_once(http: httpx.Client, stripe: Any, db: Engine) ->
     assert _events(db, customer_id) == ["payment.account_created"]
 
 
-def test_concurrent_account_creation_makes_one_stripe_customer(
-    http: httpx.Client, base_url: str, stripe: Any, db: Engine
+def test_account_is_only_for_a_live_customer_and_takes_its_tenant(
+    http: httpx.Client, stripe: Any, db: Engine, new_customer: Callable[..., str]
 ) -> None:
-    customer_id = str(uuid.uuid4())
+    """The customer service says who the customer is and whose; the body cannot."""
+    nobody = str(uuid.uuid4())
+    absent = http.post("/v1/accounts", json={"customer_id": nobody, "email": "a@example.com"})
+    assert _is_problem(absent, 404)["type"] == "https://paywall.dev/problems/not-found"
+    malformed = http.post("/v1/accounts", json={"customer_id": "cus_1", "email": "a@example.com"})
+    _is_problem(malformed, 404)
+
+    customer_id = new_customer("acme")
+    email = f"{customer_id}@example.com"
+    claim = {"customer_id": customer_id, "email": email}
+    _is_problem(http.post("/v1/accounts", json={**claim, "tenant_id": "other"}), 404)
+    assert stripe.v1.customers.list(params={"email": email}).data == []
+    assert _events(db, customer_id) == []
+    made = http.post("/v1/accounts", json=claim)
+    assert made.status_code == 201, made.text
+    assert made.json()["tenant_id"] == "acme"  # the customer's, though the body named none
+
+
+def test_concurrent_account_creation_makes_one_stripe_customer(
+    base_url: str, stripe: Any, db: Engine, new_customer: Callable[..., str]
+) -> None:
+    customer_id = new_customer()
     email = f"{customer_id}@example.com"
     results: list[httpx.Response] = []
 
@@ -209,13 +259,15 @@ def test_bad_account_request_is_a_problem(http: httpx.Client) -> None:
     assert body["type"] == "https://paywall.dev/problems/validation"
 
 
-def test_payment_method_attach(http: httpx.Client, stripe: Any) -> None:
+def test_payment_method_attach(
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any
+) -> None:
     unknown = http.post(
         f"/v1/accounts/{uuid.uuid4()}/payment-methods", json={"payment_method_id": "pm_x1"}
     )
     _is_problem(unknown, 404)
 
-    customer_id = _account(http, stripe, card=None)
+    customer_id = accounts(card=None)
     bad = http.post(
         f"/v1/accounts/{customer_id}/payment-methods",
         json={"payment_method_id": "pm_doesnotexist"},
@@ -231,23 +283,24 @@ def test_payment_method_attach(http: httpx.Client, stripe: Any) -> None:
 
 
 def test_customer_may_only_touch_its_own_or_its_tenants_account(
-    http: httpx.Client, stripe: Any
+    accounts: Callable[..., str], http: httpx.Client
 ) -> None:
-    customer_id = _account(http, stripe, tenant_id="acme")
+    customer_id = accounts(tenant_id="acme")
     paid = _pay(http, customer_id)
     assert paid.status_code == 201
     path = f"/v1/payments/{paid.json()['id']}"
 
     assert http.get(path, headers={"x-test-customer": customer_id}).status_code == 200
     assert http.get(path, headers={"x-test-tenant": "acme"}).status_code == 200
-    _is_problem(http.get(path, headers={"x-test-customer": "someone-else"}), 403)
-    _is_problem(http.get(path, headers={"x-test-tenant": "other"}), 403)
+    # Not yours answers as absent does: 404, never a 403 that tells the payment exists.
+    _is_problem(http.get(path, headers={"x-test-customer": "someone-else"}), 404)
+    _is_problem(http.get(path, headers={"x-test-tenant": "other"}), 404)
     other = http.post(
         "/v1/payments",
         json={"customer_id": customer_id, "amount": 100, "currency": "usd"},
         headers={"Idempotency-Key": str(uuid.uuid4()), "x-test-customer": "someone-else"},
     )
-    _is_problem(other, 403)
+    _is_problem(other, 404)
 
 
 def test_no_token_is_401(settings: Settings) -> None:
@@ -262,8 +315,10 @@ def test_no_token_is_401(settings: Settings) -> None:
 # -- payments ----------------------------------------------------------------------------
 
 
-def test_payment_succeeds(http: httpx.Client, stripe: Any, db: Engine) -> None:
-    customer_id = _account(http, stripe)
+def test_payment_succeeds(
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine
+) -> None:
+    customer_id = accounts()
 
     response = _pay(http, customer_id, amount=1999, description="Pro", metadata={"plan": "pro"})
 
@@ -280,8 +335,10 @@ def test_payment_succeeds(http: httpx.Client, stripe: Any, db: Engine) -> None:
     assert fetched.json()["status"] == "succeeded"
 
 
-def test_payment_needs_an_idempotency_key(http: httpx.Client, stripe: Any) -> None:
-    customer_id = _account(http, stripe)
+def test_payment_needs_an_idempotency_key(
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any
+) -> None:
+    customer_id = accounts()
     response = http.post(
         "/v1/payments", json={"customer_id": customer_id, "amount": 100, "currency": "usd"}
     )
@@ -289,20 +346,22 @@ def test_payment_needs_an_idempotency_key(http: httpx.Client, stripe: Any) -> No
     assert body["type"] == "https://paywall.dev/problems/idempotency-key-required"
 
 
-def test_payment_input_errors(http: httpx.Client, stripe: Any) -> None:
-    customer_id = _account(http, stripe)
+def test_payment_input_errors(
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any
+) -> None:
+    customer_id = accounts()
     _is_problem(_pay(http, customer_id, amount=0), 422)
     _is_problem(_pay(http, customer_id, currency="dollars"), 422)
     _is_problem(_pay(http, str(uuid.uuid4())), 404)
-    without_card = _account(http, stripe, card=None)
+    without_card = accounts(card=None)
     body = _is_problem(_pay(http, without_card), 422)
     assert body["type"] == "https://paywall.dev/problems/no-payment-method"
 
 
 def test_replay_returns_the_first_answer_and_charges_once(
-    http: httpx.Client, stripe: Any, db: Engine
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine
 ) -> None:
-    customer_id = _account(http, stripe)
+    customer_id = accounts()
     key = str(uuid.uuid4())
 
     first = _pay(http, customer_id, key=key, amount=500)
@@ -316,8 +375,10 @@ def test_replay_returns_the_first_answer_and_charges_once(
     assert _is_problem(other, 422)["type"] == "https://paywall.dev/problems/idempotency-key-reused"
 
 
-def test_declined_card(http: httpx.Client, stripe: Any, db: Engine) -> None:
-    customer_id = _account(http, stripe, card=DECLINED_ON_CHARGE)
+def test_declined_card(
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine
+) -> None:
+    customer_id = accounts(card=DECLINED_ON_CHARGE)
     key = str(uuid.uuid4())
 
     response = _pay(http, customer_id, key=key)
@@ -339,10 +400,10 @@ def test_declined_card(http: httpx.Client, stripe: Any, db: Engine) -> None:
 
 
 def test_retry_after_a_crash_finds_the_payment_intent(
-    http: httpx.Client, stripe: Any, db: Engine
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine
 ) -> None:
     """A first attempt died after Stripe charged but before we recorded it."""
-    customer_id = _account(http, stripe)
+    customer_id = accounts()
     key = str(uuid.uuid4())
     request = PaymentCreate(customer_id=customer_id, amount=700, currency="usd")
     with db.begin() as conn:
@@ -380,8 +441,10 @@ def test_retry_after_a_crash_finds_the_payment_intent(
     assert _events(db, payment_id) == ["payment.succeeded"]
 
 
-def test_a_key_in_flight_answers_409(http: httpx.Client, stripe: Any, db: Engine) -> None:
-    customer_id = _account(http, stripe)
+def test_a_key_in_flight_answers_409(
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine
+) -> None:
+    customer_id = accounts()
     key = str(uuid.uuid4())
     request = PaymentCreate(customer_id=customer_id, amount=300, currency="usd")
     with db.begin() as conn:
@@ -409,11 +472,11 @@ def test_a_key_in_flight_answers_409(http: httpx.Client, stripe: Any, db: Engine
 
 
 def test_stripe_outage_is_503_and_the_retry_charges_once(
-    http: httpx.Client, settings: Settings, stripe: Any, db: Engine
+    accounts: Callable[..., str], http: httpx.Client, api: Api, stripe: Any, db: Engine
 ) -> None:
-    customer_id = _account(http, stripe)
+    customer_id = accounts()
     key = str(uuid.uuid4())
-    down = settings.model_copy(update={"stripe_api_base": f"http://{LOOPBACK}:{free_port()}"})
+    down = api.settings.model_copy(update={"stripe_api_base": f"http://{LOOPBACK}:{free_port()}"})
     app = _app(down)
     with TestClient(app) as client:
         outage = client.post(
@@ -439,8 +502,8 @@ def test_stripe_outage_is_503_and_the_retry_charges_once(
 # -- refunds -----------------------------------------------------------------------------
 
 
-def test_refunds(http: httpx.Client, stripe: Any, db: Engine) -> None:
-    customer_id = _account(http, stripe)
+def test_refunds(accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine) -> None:
+    customer_id = accounts()
     payment = _pay(http, customer_id, amount=1000).json()
     path = f"/v1/payments/{payment['id']}/refunds"
     key = str(uuid.uuid4())
@@ -474,8 +537,10 @@ def test_refunds(http: httpx.Client, stripe: Any, db: Engine) -> None:
     ]
 
 
-def test_failed_payment_is_not_refundable(http: httpx.Client, stripe: Any) -> None:
-    customer_id = _account(http, stripe, card=DECLINED_ON_CHARGE)
+def test_failed_payment_is_not_refundable(
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any
+) -> None:
+    customer_id = accounts(card=DECLINED_ON_CHARGE)
     payment_id = _pay(http, customer_id).json()["payment_id"]
     response = http.post(
         f"/v1/payments/{payment_id}/refunds", headers={"Idempotency-Key": str(uuid.uuid4())}
@@ -542,9 +607,9 @@ def test_webhook_rejects_bad_signatures(http: httpx.Client, db: Engine, secret: 
 
 
 def test_webhook_is_handled_once_and_never_undoes_success(
-    http: httpx.Client, stripe: Any, db: Engine, secret: str
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine, secret: str
 ) -> None:
-    customer_id = _account(http, stripe)
+    customer_id = accounts()
     payment = _pay(http, customer_id).json()
     intent = {
         "id": payment["stripe_payment_intent_id"],
@@ -565,9 +630,9 @@ def test_webhook_is_handled_once_and_never_undoes_success(
 
 
 def test_webhook_settles_a_payment_whose_request_died(
-    http: httpx.Client, stripe: Any, db: Engine, secret: str
+    accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine, secret: str
 ) -> None:
-    customer_id = _account(http, stripe)
+    customer_id = accounts()
     with db.begin() as conn:
         row, _ = repo.claim_payment(
             conn,
@@ -612,7 +677,13 @@ def test_unknown_webhook_event_is_recorded_and_ignored(
 
 
 def test_localstripe_delivers_signed_webhooks(
-    http: httpx.Client, base_url: str, settings: Settings, stripe: Any, db: Engine, secret: str
+    accounts: Callable[..., str],
+    http: httpx.Client,
+    base_url: str,
+    settings: Settings,
+    stripe: Any,
+    db: Engine,
+    secret: str,
 ) -> None:
     config = f"{settings.stripe_api_base}/_config/webhooks/payment-tests"
     registered = httpx.post(
@@ -625,7 +696,7 @@ def test_localstripe_delivers_signed_webhooks(
     )
     assert registered.status_code == 200, registered.text
     try:
-        customer_id = _account(http, stripe)
+        customer_id = accounts()
         payment = _pay(http, customer_id).json()
         deadline = time.monotonic() + 15
         found = 0
@@ -659,7 +730,9 @@ def _auth_wired() -> bool:
 
 
 @pytest.mark.skipif(not _auth_wired(), reason="auth service not in combined_app yet")
-def test_real_tokens_from_auth(api: Any, issue_token: Any, stripe: Any) -> None:
+def test_real_tokens_from_auth(
+    api: Any, issue_token: Any, stripe: Any, new_customer: Callable[..., str]
+) -> None:
     """The combined app as `paywall serve` runs it, with tokens auth actually issued."""
     internal = issue_token("payments:write payments:read internal")
     tenant = f"t-{uuid.uuid4().hex[:8]}"
@@ -670,7 +743,7 @@ def test_real_tokens_from_auth(api: Any, issue_token: Any, stripe: Any) -> None:
         return {"Authorization": f"Bearer {token}"}
 
     with httpx.Client(base_url=api.url, timeout=30) as client:
-        customer_id = str(uuid.uuid4())
+        customer_id = new_customer(tenant)
         account = {"customer_id": customer_id, "email": "t@example.com", "tenant_id": tenant}
         _is_problem(client.post("/v1/accounts", json=account), 401)
         created = client.post("/v1/accounts", json=account, headers=bearer(internal))
@@ -696,4 +769,4 @@ def test_real_tokens_from_auth(api: Any, issue_token: Any, stripe: Any) -> None:
         assert paid.status_code == 201, paid.text
         path = f"/v1/payments/{paid.json()['id']}"
         assert client.get(path, headers=bearer(own_tenant)).status_code == 200
-        _is_problem(client.get(path, headers=bearer(other_tenant)), 403)
+        _is_problem(client.get(path, headers=bearer(other_tenant)), 404)

@@ -18,6 +18,8 @@ def test_production_logs_are_json_lines_with_the_request_id(
         LAKE_PII_SALT="salt",
         REGISTRATION_CLIENT_SECRET="r-secret",
         BILLING_CLIENT_SECRET="b-secret",
+        SUBSCRIPTION_CLIENT_SECRET="s-secret",
+        PAYMENT_CLIENT_SECRET="p-secret",
     )
     configure_logging(production)
     token = request_id.set("req-123")

@@ -52,10 +52,14 @@ def test_masked_hides_secrets_and_url_passwords() -> None:
 def test_production_refuses_public_local_secrets() -> None:
     with pytest.raises(ValidationError, match="LAKE_PII_SALT"):
         make(PAYWALL_ENV="production")
-    ok = make(
-        PAYWALL_ENV="production",
-        LAKE_PII_SALT="s",
-        REGISTRATION_CLIENT_SECRET="r",
-        BILLING_CLIENT_SECRET="b",
-    )
-    assert ok.is_production
+    own = {
+        "LAKE_PII_SALT": "s",
+        "REGISTRATION_CLIENT_SECRET": "r",
+        "BILLING_CLIENT_SECRET": "b",
+        "SUBSCRIPTION_CLIENT_SECRET": "s",
+        "PAYMENT_CLIENT_SECRET": "p",
+    }
+    for name in own:
+        with pytest.raises(ValidationError, match=name):
+            make(PAYWALL_ENV="production", **{k: v for k, v in own.items() if k != name})
+    assert make(PAYWALL_ENV="production", **own).is_production

@@ -20,6 +20,7 @@ from transactional.auth.errors import (
     too_many_attempts,
 )
 from transactional.auth.passwords import hash_secret, verify_secret
+from transactional.common.customer_lookup import SCOPES as CUSTOMER_LOOKUP_SCOPES
 
 WEB_CLIENT_ID = "web"
 WEB_REDIRECT_URI = "http://localhost:3000/callback"
@@ -156,7 +157,7 @@ def _client(row: RowMapping) -> Client:
 
 
 def ensure_default_clients(conn: Connection, settings: Settings) -> None:
-    """Create (or bring up to date) the SPA client `web` and the internal `svc-registration`."""
+    """Create (or bring up to date) the SPA client `web` and the internal service clients."""
     web = get_client(conn, WEB_CLIENT_ID)
     web_uris = (WEB_REDIRECT_URI,)
     web_grants = frozenset({"authorization_code", "refresh_token"})
@@ -187,6 +188,18 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
             "Billing runs",
             settings.billing_client_secret,
             BILLING_SCOPES,
+        ),
+        (
+            settings.subscription_client_id,
+            "Subscription service",
+            settings.subscription_client_secret,
+            CUSTOMER_LOOKUP_SCOPES,
+        ),
+        (
+            settings.payment_client_id,
+            "Payment service",
+            settings.payment_client_secret,
+            CUSTOMER_LOOKUP_SCOPES,
         ),
     )
     for client_id, name, secret, scopes in services:

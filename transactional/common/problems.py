@@ -68,7 +68,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Malformed request",
         401: "Missing or invalid access token",
-        403: "Token lacks the scope or the resource is not the caller's",
+        403: "Token lacks the scope, its client has no tenant, or it names another tenant",
         422: "Validation failed",
     }.items()
 }

@@ -33,7 +33,9 @@ class CustomerCreate(BaseModel):
     phone: Phone | None = None
     marketing_opt_in: bool = False
     tenant_id: Annotated[str, StringConstraints(max_length=100)] | None = Field(
-        None, description="Only trusted internal services may set it; others get their own."
+        None,
+        description="Internal services name any tenant; others may only name their own "
+        "(or leave it out: they always get their own).",
     )
 
 

@@ -94,11 +94,22 @@ def get(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
     return _row(row) if row else None
 
 
+def _of_tenant(tenant_id: str | None) -> str:
+    """SQL matching exactly one tenant's customers; None means those without a tenant.
+
+    Exact on purpose: `coalesce(tenant_id, '')` would also match a tenant named ''.
+    """
+    return "tenant_id IS NULL" if tenant_id is None else "tenant_id = :tenant"
+
+
 def find_by_email(conn: Connection, email: str, tenant_id: str | None) -> Customer | None:
+    # The coalesce term lets the unique index on (coalesce(tenant_id, ''), lower(email))
+    # find the row; `_of_tenant` keeps the match exact.
     row = conn.execute(
         text(
             f"SELECT {COLUMNS} FROM customer.customers WHERE deleted_at IS NULL "
-            "AND coalesce(tenant_id, '') = coalesce(:tenant, '') AND lower(email) = lower(:email)"
+            "AND coalesce(tenant_id, '') = coalesce(:tenant, '') AND lower(email) = lower(:email) "
+            f"AND {_of_tenant(tenant_id)}"
         ),
         {"tenant": tenant_id, "email": email},
     ).first()
@@ -161,7 +172,7 @@ def page(
     conn: Connection, tenant_id: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> list[Customer]:
     params: dict[str, Any] = {"tenant": tenant_id, "limit": limit}
-    where = "coalesce(tenant_id, '') = coalesce(:tenant, '') AND deleted_at IS NULL"
+    where = f"{_of_tenant(tenant_id)} AND deleted_at IS NULL"
     if after is not None:
         where += " AND (created_at, id) > (:after_ts, :after_id)"
         params.update(after_ts=after[0], after_id=after[1])

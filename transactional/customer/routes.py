@@ -12,42 +12,44 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from paywall.db import engine
 from paywall.settings import get_settings
+from transactional.common import tenancy
 from transactional.common.problems import Problem
-from transactional.common.security import Principal, require
+from transactional.common.security import Principal
 from transactional.customer import cache, repository
 from transactional.customer.models import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
-Reader = Annotated[Principal, Depends(require("customers:read"))]
-Writer = Annotated[Principal, Depends(require("customers:write"))]
+Reader = Annotated[Principal, Depends(tenancy.member("customers:read"))]
+Writer = Annotated[Principal, Depends(tenancy.member("customers:write"))]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such customer visible to the caller"}
 }
 
 
-def _visible(principal: Principal, customer: Customer) -> bool:
-    if principal.internal:
-        return True
-    if principal.customer_id is not None:
-        return principal.customer_id == str(customer.id)
-    return principal.tenant_id is not None and principal.tenant_id == customer.tenant_id
-
-
-def _not_found(customer_id: uuid.UUID) -> Problem:
-    # The same answer for "absent" and "not yours": existence is not leaked.
-    return Problem(404, "Customer Not Found", f"no customer {customer_id}")
-
-
-def _load_visible(principal: Principal, customer_id: uuid.UUID) -> Customer:
+def _visible(principal: Principal, customer_id: uuid.UUID, *, deleted: bool) -> Customer | None:
     customer = cache.get(str(customer_id))
     if customer is None:
         with engine(get_settings()).connect() as conn:
             customer = repository.get(conn, customer_id)
         if customer is not None:
             cache.put(customer)
-    if customer is None or not _visible(principal, customer):
-        raise _not_found(customer_id)
+    if (
+        customer is None
+        or not tenancy.owns(principal, customer.id, customer.tenant_id)
+        or (customer.status == "deleted" and not deleted)
+    ):
+        return None
+    return customer
+
+
+def _load_visible(
+    principal: Principal, customer_id: uuid.UUID, *, deleted: bool = False
+) -> Customer:
+    """The caller's live customer, or 404; a deleted one too when `deleted` (for erasure)."""
+    customer = _visible(principal, customer_id, deleted=deleted)
+    if customer is None:
+        raise tenancy.not_found("customer", customer_id)
     return customer
 
 
@@ -58,9 +60,7 @@ def _load_visible(principal: Principal, customer_id: uuid.UUID) -> Customer:
     responses={409: {"description": "A live customer of this tenant has that email"}},
 )
 def create_customer(body: CustomerCreate, principal: Writer, response: Response) -> Customer:
-    if body.tenant_id is not None and not principal.internal:
-        raise Problem(403, "Forbidden", "tenant_id may only be set by internal services")
-    tenant = body.tenant_id if principal.internal else principal.tenant_id
+    tenant = tenancy.tenant_for(principal, body.tenant_id)
     try:
         with engine(get_settings()).begin() as conn:
             customer = repository.create(conn, body, tenant)
@@ -88,7 +88,7 @@ def update_customer(customer_id: uuid.UUID, body: CustomerUpdate, principal: Wri
         customer = repository.update(conn, customer_id, body)
     cache.invalidate(str(customer_id))  # after commit, so no reader re-caches the old row
     if customer is None:
-        raise _not_found(customer_id)
+        raise tenancy.not_found("customer", customer_id)
     return customer
 
 
@@ -99,7 +99,7 @@ def delete_customer(customer_id: uuid.UUID, principal: Writer) -> Response:
         deleted = repository.soft_delete(conn, customer_id)
     cache.invalidate(str(customer_id))
     if deleted is None:
-        raise _not_found(customer_id)
+        raise tenancy.not_found("customer", customer_id)
     return Response(status_code=204)
 
 
@@ -110,7 +110,7 @@ def delete_customer(customer_id: uuid.UUID, principal: Writer) -> Response:
     summary="Erase personal data (GDPR art. 17)",
 )
 def erase_customer(customer_id: uuid.UUID, principal: Writer) -> Customer:
-    _load_visible(principal, customer_id)
+    _load_visible(principal, customer_id, deleted=True)
     with engine(get_settings()).begin() as conn:
         customer = repository.erase(conn, customer_id)
     cache.invalidate(str(customer_id))
@@ -126,17 +126,26 @@ def list_customers(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     email: Annotated[str | None, Query(max_length=320)] = None,
 ) -> CustomerPage:
-    if principal.customer_id is not None and not principal.internal:
-        return CustomerPage(
-            data=[_load_visible(principal, uuid.UUID(principal.customer_id))], next_cursor=None
-        )
+    """The caller's tenant's live customers (a user: its own customer only).
+
+    An internal caller has no tenant, so it lists the customers that belong to no tenant;
+    it reaches a tenant's customers by id.
+    """
+    if principal.customer_id and not principal.internal:
+        try:
+            own_id = uuid.UUID(principal.customer_id)
+        except ValueError:  # a login for a customer this service never made
+            return CustomerPage(data=[], next_cursor=None)
+        own = _visible(principal, own_id, deleted=False)
+        return CustomerPage(data=[own] if own else [], next_cursor=None)
+    tenant = tenancy.tenant_for(principal)
     if email is not None:
         with engine(get_settings()).connect() as conn:
-            found = repository.find_by_email(conn, email, principal.tenant_id)
+            found = repository.find_by_email(conn, email, tenant)
         return CustomerPage(data=[found] if found else [], next_cursor=None)
     after = _decode_cursor(cursor) if cursor else None
     with engine(get_settings()).connect() as conn:
-        rows = repository.page(conn, principal.tenant_id, after, limit + 1)
+        rows = repository.page(conn, tenant, after, limit + 1)
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return CustomerPage(data=rows[:limit], next_cursor=next_cursor)
 

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from paywall.clients import stripe_client
 from paywall.db import engine
 from paywall.settings import Settings, get_settings
+from transactional.common.customer_lookup import CustomerLookup, customer_lookup
 from transactional.payment.stripe_gateway import Gateway
 
 _gateways: dict[tuple[str | None, str | None], Gateway] = {}
@@ -39,3 +40,8 @@ def gateway(settings: Settings = Depends(current_settings)) -> Gateway:
             found = Gateway(stripe_client(settings), local=settings.stripe_is_local)
             _gateways[key] = found
     return found
+
+
+def customers(settings: Settings = Depends(current_settings)) -> CustomerLookup:
+    """The customer service, asked with the payment service's own client."""
+    return customer_lookup(settings, settings.payment_client_id, settings.payment_client_secret)

@@ -33,7 +33,11 @@ class AccountCreate(BaseModel):
     customer_id: CustomerId
     email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
-    tenant_id: TenantId | None = None
+    tenant_id: TenantId | None = Field(
+        None,
+        description="Optional; when given it must be the customer's tenant, and only "
+        "internal services may name a tenant other than their own",
+    )
 
 
 class Account(BaseModel):

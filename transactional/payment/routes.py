@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
+from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.problems import PROBLEM_JSON, Problem, ProblemModel
 from transactional.common.security import Principal
 from transactional.payment import service
 from transactional.payment.access import OPERATOR, READ, WRITE
-from transactional.payment.deps import database, gateway
+from transactional.payment.deps import customers, database, gateway
 from transactional.payment.models import (
     Account,
     AccountCreate,
@@ -68,7 +69,8 @@ def _answer(status: int, body: dict[str, Any]) -> JSONResponse:
     summary="Create the customer's payment account (and Stripe customer), once",
     responses={
         200: {"model": Account, "description": "The account already existed"},
-        503: _problem("Stripe unreachable; retry"),
+        404: _problem("No such customer visible to the caller"),
+        503: _problem("Stripe or the customer service unreachable; retry"),
     },
 )
 def create_account(
@@ -77,8 +79,9 @@ def create_account(
     principal: Principal = Depends(WRITE),
     db: Engine = Depends(database),
     stripe: Gateway = Depends(gateway),
+    lookup: CustomerLookup = Depends(customers),
 ) -> Account:
-    account, created = service.create_account(db, stripe, principal, body)
+    account, created = service.create_account(db, stripe, lookup, principal, body)
     if not created:
         response.status_code = 200
     return account

@@ -27,10 +27,11 @@ from sqlalchemy import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from paywall.logs import get_logger
+from transactional.common import tenancy
+from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.problems import Problem
 from transactional.common.security import Principal
 from transactional.payment import repository as repo
-from transactional.payment.access import authorize
 from transactional.payment.models import (
     Account,
     AccountCreate,
@@ -52,33 +53,35 @@ Answer = tuple[int, dict[str, Any]]
 
 
 def create_account(
-    engine: Engine, gateway: Gateway, principal: Principal, body: AccountCreate
+    engine: Engine,
+    gateway: Gateway,
+    customers: CustomerLookup,
+    principal: Principal,
+    body: AccountCreate,
 ) -> tuple[Account, bool]:
-    """The customer's account, created with its Stripe customer on the first call only."""
-    tenant_id = body.tenant_id
-    if not principal.internal:
-        authorize(principal, body.customer_id, None)
-        if tenant_id not in (None, principal.tenant_id):
-            raise Problem(
-                403, "Forbidden", "tenant_id is not yours", type_=f"{PROBLEMS}/forbidden-customer"
-            )
-        tenant_id = principal.tenant_id
+    """The customer's account, created with its Stripe customer on the first call only.
+
+    The customer service says who the customer is and whose: the account takes the
+    customer's tenant, and `tenant_id` in the body is only a claim that must match it.
+    """
+    customer = customers.owned(principal, body.customer_id, body.tenant_id)
     with engine.begin() as conn:
         # Concurrent first calls queue here, so only one of them talks to Stripe. The lock
         # spans one Stripe call; that is the price of never making two Stripe customers.
-        repo.wait_lock(conn, f"payment.account:{body.customer_id}")
-        existing = repo.get_account(conn, body.customer_id)
+        repo.wait_lock(conn, f"payment.account:{customer.id}")
+        existing = repo.get_account(conn, customer.id)
         if existing is not None:
-            authorize(principal, body.customer_id, existing["tenant_id"])
+            if not tenancy.owns(principal, customer.id, existing["tenant_id"]):
+                raise tenancy.not_found("customer", body.customer_id)
             return Account.model_validate(dict(existing)), False
         with _stripe_errors():
             # A crash after Stripe made the customer but before our commit left it behind.
-            found = gateway.find_customer(body.customer_id, body.email)
+            found = gateway.find_customer(customer.id, body.email)
             stripe_id = found or gateway.create_customer(
-                body.customer_id, body.email, body.name, tenant_id
+                customer.id, body.email, body.name, customer.tenant_id
             )
-        row = repo.insert_account(conn, body.customer_id, tenant_id, stripe_id)
-    log.info("payment.account_created", customer_id=body.customer_id)
+        row = repo.insert_account(conn, customer.id, customer.tenant_id, stripe_id)
+    log.info("payment.account_created", customer_id=customer.id)
     return Account.model_validate(dict(row)), True
 
 
@@ -239,9 +242,8 @@ def _payment_answer(row: RowMapping) -> Answer:
 def get_payment(engine: Engine, principal: Principal, payment_id: uuid.UUID) -> Payment:
     with engine.connect() as conn:
         row = repo.get_payment(conn, payment_id)
-        if row is None:
-            raise _not_found("payment", str(payment_id))
-        _account(conn, principal, row["customer_id"])
+        if row is None or _owned_account(conn, principal, row["customer_id"]) is None:
+            raise tenancy.not_found("payment", payment_id)
     return Payment.model_validate(dict(row))
 
 
@@ -263,9 +265,8 @@ def create_refund(
             # The payment row lock serialises refunds of one payment: two concurrent
             # refunds cannot both fit in what is left.
             payment = repo.get_payment(conn, payment_id, lock=True)
-            if payment is None:
-                raise _not_found("payment", str(payment_id))
-            _account(conn, principal, payment["customer_id"])
+            if payment is None or _owned_account(conn, principal, payment["customer_id"]) is None:
+                raise tenancy.not_found("payment", payment_id)
             refund = repo.get_refund_by_key(conn, key)
             created = refund is None
             if refund is None:
@@ -369,11 +370,18 @@ def _refund_body(refund: RowMapping, payment: RowMapping) -> dict[str, Any]:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _account(conn: Connection, principal: Principal, customer_id: str) -> RowMapping:
+def _owned_account(conn: Connection, principal: Principal, customer_id: str) -> RowMapping | None:
+    """The customer's account when the caller may act for it, by the tenant stored on it."""
     account = repo.get_account(conn, customer_id)
-    authorize(principal, customer_id, account["tenant_id"] if account else None)
+    if account is None or not tenancy.owns(principal, customer_id, account["tenant_id"]):
+        return None
+    return account
+
+
+def _account(conn: Connection, principal: Principal, customer_id: str) -> RowMapping:
+    account = _owned_account(conn, principal, customer_id)
     if account is None:
-        raise _not_found("payment account", customer_id)
+        raise tenancy.not_found("payment account", customer_id)
     return account
 
 
@@ -431,10 +439,6 @@ class _stripe_errors:
                 type_=f"{PROBLEMS}/processor-rejected",
                 stripe_code=exc.code,
             ) from None
-
-
-def _not_found(what: str, ident: str) -> Problem:
-    return Problem(404, "Not Found", f"no {what} {ident}", type_=f"{PROBLEMS}/not-found")
 
 
 def _key_reused() -> Problem:

@@ -35,7 +35,12 @@ class SubscriptionCreate(BaseModel):
     customer_id: UUID
     plan_id: str = Field(min_length=1, max_length=100)
     trial: bool = False
-    tenant_id: str | None = Field(None, max_length=100, description="Internal callers only")
+    tenant_id: str | None = Field(
+        None,
+        max_length=100,
+        description="Optional; when given it must be the customer's tenant, and only "
+        "internal services may name a tenant other than their own",
+    )
 
 
 class PlanChange(BaseModel):

@@ -12,8 +12,10 @@ from sqlalchemy import Connection
 
 from paywall.db import engine
 from paywall.settings import get_settings
+from transactional.common import tenancy
+from transactional.common.customer_lookup import CustomerLookup, customer_lookup
 from transactional.common.problems import Problem
-from transactional.common.security import Principal, require
+from transactional.common.security import Principal
 from transactional.subscription import lifecycle, repository
 from transactional.subscription.models import (
     Activate,
@@ -27,27 +29,30 @@ from transactional.subscription.models import (
 )
 
 router = APIRouter(tags=["subscriptions"])
-Reader = Annotated[Principal, Depends(require("subscriptions:read"))]
-Writer = Annotated[Principal, Depends(require("subscriptions:write"))]
-Internal = Annotated[Principal, Depends(require("subscriptions:write", "internal"))]
+Reader = Annotated[Principal, Depends(tenancy.member("subscriptions:read"))]
+Writer = Annotated[Principal, Depends(tenancy.member("subscriptions:write"))]
+Internal = Annotated[Principal, Depends(tenancy.member("subscriptions:write", "internal"))]
 CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such subscription visible to the caller"},
     409: {"description": "The change is not allowed in the subscription's state"},
 }
 
 
-def _owns(principal: Principal, customer_id: uuid.UUID, tenant_id: str | None) -> bool:
-    if principal.internal:
-        return True
-    if principal.customer_id is not None:
-        return principal.customer_id == str(customer_id)
-    return principal.tenant_id is not None and principal.tenant_id == tenant_id
+def _customers() -> CustomerLookup:
+    settings = get_settings()
+    return customer_lookup(
+        settings, settings.subscription_client_id, settings.subscription_client_secret
+    )
+
+
+def _owned(principal: Principal, sub: Subscription) -> bool:
+    return tenancy.owns(principal, sub.customer_id, sub.tenant_id)
 
 
 def _visible(conn: Connection, principal: Principal, sub_id: uuid.UUID) -> repository.Subscription:
     sub = repository.get(conn, sub_id, lock=True)
-    if sub is None or not _owns(principal, sub.customer_id, sub.tenant_id):
-        raise Problem(404, "Subscription Not Found", f"no subscription {sub_id}")
+    if sub is None or not _owned(principal, sub):
+        raise tenancy.not_found("subscription", sub_id)
     return sub
 
 
@@ -72,8 +77,10 @@ def list_plans() -> list[Plan]:
     status_code=status.HTTP_201_CREATED,
     response_model=Subscription,
     responses={
+        404: {"description": "No such customer visible to the caller"},
         409: {"description": "The customer already has a live subscription"},
         200: {"description": "Replay of an earlier request with the same key"},
+        503: {"description": "The customer service could not be asked; retry"},
     },
 )
 def create_subscription(
@@ -82,27 +89,28 @@ def create_subscription(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Subscription:
-    if body.tenant_id is not None and not principal.internal:
-        raise Problem(403, "Forbidden", "tenant_id may only be set by internal services")
-    tenant = body.tenant_id if principal.internal else principal.tenant_id
-    if not _owns(principal, body.customer_id, tenant):
-        raise Problem(403, "Forbidden", "a caller may only subscribe its own customer")
+    # The customer service says whose customer this is; the subscription is that tenant's.
+    customer = _customers().owned(principal, str(body.customer_id), body.tenant_id)
     key = f"{principal.client_id}:{idempotency_key}" if idempotency_key else None
     with engine(get_settings()).begin() as conn:
         plan = repository.plan(conn, body.plan_id)
         if plan is None:
             raise Problem(422, "Unknown Plan", f"no active plan {body.plan_id!r}")
         try:
-            sub = repository.create(conn, body.customer_id, tenant, plan, body.trial, key)
+            sub = repository.create(
+                conn, body.customer_id, customer.tenant_id, plan, body.trial, key
+            )
         except repository.LiveSubscriptionExists as exc:
             if key and repository.by_request_key(conn, key) is not None:
                 response.status_code = status.HTTP_200_OK
                 return exc.existing
+            # Named only if the caller owns it: a subscription another tenant made for this
+            # customer before creation checked the customer's tenant stays hidden.
             raise Problem(
                 409,
                 "Already Subscribed",
                 "the customer has a live subscription",
-                subscription_id=str(exc.existing.id),
+                subscription_id=str(exc.existing.id) if _owned(principal, exc.existing) else None,
             ) from exc
     response.headers["Location"] = f"/v1/subscriptions/{sub.id}"
     return sub
@@ -112,16 +120,24 @@ def create_subscription(
 def get_subscription(sub_id: uuid.UUID, principal: Reader) -> Subscription:
     with engine(get_settings()).connect() as conn:
         sub = repository.get(conn, sub_id)
-    if sub is None or not _owns(principal, sub.customer_id, sub.tenant_id):
-        raise Problem(404, "Subscription Not Found", f"no subscription {sub_id}")
+    if sub is None or not _owned(principal, sub):
+        raise tenancy.not_found("subscription", sub_id)
     return sub
 
 
-@router.get("/v1/customers/{customer_id}/subscriptions", response_model=list[Subscription])
+@router.get(
+    "/v1/customers/{customer_id}/subscriptions",
+    response_model=list[Subscription],
+    responses={
+        404: {"description": "No such customer visible to the caller"},
+        503: {"description": "The customer service could not be asked; retry"},
+    },
+)
 def customer_subscriptions(customer_id: uuid.UUID, principal: Reader) -> list[Subscription]:
+    _customers().owned(principal, str(customer_id))
     with engine(get_settings()).connect() as conn:
         subs = repository.for_customer(conn, customer_id)
-    return [s for s in subs if _owns(principal, s.customer_id, s.tenant_id)]
+    return [s for s in subs if _owned(principal, s)]
 
 
 @router.post(
@@ -258,7 +274,7 @@ def resume(sub_id: uuid.UUID, principal: Writer) -> Subscription:
 # and writes its outbox event in the same transaction. Each is idempotent: a billing run
 # that is re-run, or that resumes after a crash, gets the same answer and no second event.
 
-InternalReader = Annotated[Principal, Depends(require("subscriptions:read", "internal"))]
+InternalReader = Annotated[Principal, Depends(tenancy.member("subscriptions:read", "internal"))]
 
 
 class DueSubscription(BaseModel):

@@ -1,0 +1,79 @@
+"""Whose data a caller may touch: the one rule every service applies.
+
+- An internal service (scope `internal`) may act for any customer of any tenant.
+- A user token (it carries `customer_id`) may act only for its own customer.
+- A partner token (it carries `tenant_id`) may act only for its tenant's customers.
+- Any other caller is bound to nothing and gets no tenant data at all (403): such a
+  client would otherwise share one unnamed "tenant" with every other unbound client.
+
+"Not yours" answers exactly as "absent" does (404, the same body), so an id from
+another tenant reveals nothing, not even that it exists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from fastapi import Depends
+
+from transactional.common.problems import Problem
+from transactional.common.security import Principal, require
+
+TENANT_REQUIRED = "https://paywall.dev/problems/tenant-required"
+FORBIDDEN_TENANT = "https://paywall.dev/problems/forbidden-tenant"
+NOT_FOUND = "https://paywall.dev/problems/not-found"
+
+
+def bound(principal: Principal) -> Principal:
+    """The principal, if it is internal or bound to a customer or a tenant; else 403."""
+    if principal.internal or principal.customer_id or principal.tenant_id:
+        return principal
+    raise Problem(
+        403,
+        "Tenant Required",
+        "this client belongs to no tenant and no customer, so it may not reach customer "
+        "data; use a client registered for a tenant",
+        type_=TENANT_REQUIRED,
+    )
+
+
+def member(*scopes: str) -> Callable[..., Principal]:
+    """A FastAPI dependency for tenant data: `require(*scopes)`, then `bound`."""
+    scoped = require(*scopes)
+
+    def dependency(principal: Principal = Depends(scoped)) -> Principal:
+        return bound(principal)
+
+    return dependency
+
+
+def owns(principal: Principal, customer_id: uuid.UUID | str, tenant_id: str | None) -> bool:
+    """True when `principal` may act for the customer `customer_id` of tenant `tenant_id`."""
+    if principal.internal:
+        return True
+    if principal.customer_id:
+        return principal.customer_id == str(customer_id)
+    # An empty tenant is no tenant: it must never match the customers that have none.
+    return bool(principal.tenant_id) and principal.tenant_id == tenant_id
+
+
+def tenant_for(principal: Principal, claimed: str | None = None) -> str | None:
+    """The tenant a request acts in: the one an internal caller names (None: no tenant),
+    else the caller's own. Naming another tenant is for internal services only (403)."""
+    if principal.internal:
+        return claimed
+    own = principal.tenant_id or None
+    if claimed is not None and claimed != own:
+        raise Problem(
+            403,
+            "Forbidden Tenant",
+            "tenant_id names another tenant; only internal services may",
+            type_=FORBIDDEN_TENANT,
+        )
+    return own
+
+
+def not_found(kind: str, ident: object) -> Problem:
+    """The one answer for "absent" and for "not yours"."""
+    return Problem(404, f"{kind.title()} Not Found", f"no {kind} {ident}", type_=NOT_FOUND)
