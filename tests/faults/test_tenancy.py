@@ -41,7 +41,7 @@ Operation = tuple[str, str]
 # and not `users:write` (only the registration service creates logins).
 PARTNER_SCOPES = (
     "customers:read customers:write subscriptions:read subscriptions:write "
-    "payments:read payments:write registrations:write"
+    "payments:read payments:write registrations:write users:write"
 )
 
 # Operations that are not tenant data, with why. The walk fails when this list and the
@@ -64,7 +64,16 @@ NOT_TENANT_DATA: dict[Operation, str] = {
     ),
     ("GET", "/healthz"): "probe",
     ("GET", "/readyz"): "probe",
+    **{
+        op: "operators only (scopes operations + internal): refused to anyone else, below"
+        for op in (
+            ("POST", "/v1/registrations/recovery"),
+            ("POST", "/v1/payments/recovery"),
+            ("GET", "/v1/payments/reconciliation"),
+        )
+    },
 }
+OPERATOR_ONLY = [op for op, why in NOT_TENANT_DATA.items() if why.startswith("operators only")]
 # Lists answer 200 with the caller's own objects: none of A's may be among them.
 LISTS = {("GET", "/v1/customers")}
 STRIPE_LISTS = ("customers", "payment_intents", "refunds")
@@ -466,12 +475,21 @@ def test_a_user_is_refused_on_every_other_customer_of_its_tenant(
         "tenant_id": world.tenant,
     }
     created(httpx.post(f"{api.url}/v1/users", json=login, headers=bearer(internal)))
-    token = end_user_token(api, own["email"], password)
+    token = end_user_token(api, world.tenant, own["email"], password)
 
     with nothing_changes(api, world):
         walk(api, token, world, refused(NOT_FOUND, MISSING_SCOPE))
     listed = httpx.get(f"{api.url}/v1/customers", headers=bearer(token)).json()["data"]
     assert [c["id"] for c in listed] == [own["id"]]
+
+
+def test_operator_endpoints_refuse_partners_and_users(api: Api, token_b: str) -> None:
+    for method, path in OPERATOR_ONLY:
+        answer = httpx.request(
+            method, f"{api.url}{path}", params={"date": "2026-01-01"}, headers=bearer(token_b)
+        )
+        assert answer.status_code == 403, (method, path, answer.text)
+        assert answer.json()["type"] == MISSING_SCOPE
 
 
 def test_a_client_without_a_tenant_gets_no_tenant_data(

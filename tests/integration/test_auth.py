@@ -463,7 +463,7 @@ def test_a_revoked_access_token_is_refused_by_every_service(
 ) -> None:
     # require() is what every service's routes run; /v1/users is auth's own such route,
     # and verify_token is the offline check other services make (JWKS, then Redis).
-    client_id = _service_client(engine, ["users:write"])
+    client_id = _service_client(engine, ["users:write", "internal"])
     token = _client_token(http, client_id)
     bearer = {"Authorization": f"Bearer {token}"}
 
@@ -492,6 +492,9 @@ def test_without_redis_auth_is_asked_and_revocations_hold(
     client_id = _service_client(engine, ["a"])
     auth = (client_id, f"{client_id}-secret")
     live, revoked = _client_token(http, client_id), _client_token(http, client_id)
+    # Counters of their own: the dead Redis must not leave the shared ones in memory mode
+    # (for REDIS_RETRY_SECONDS) while the next test counts a lockout.
+    monkeypatch.setattr(throttle, "_counters", throttle._Counters())
     monkeypatch.setattr(revocations, "_auth", revocations._Auth())  # no back-off from before
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_settings()
@@ -514,6 +517,9 @@ def test_when_neither_redis_nor_auth_can_say_tokens_are_accepted(
     client_id = _service_client(engine, ["a"])
     token = _client_token(http, client_id)
     http.post("/oauth/revoke", data={"token": token}, auth=(client_id, f"{client_id}-secret"))
+    # Counters of their own: the dead Redis must not leave the shared ones in memory mode
+    # (for REDIS_RETRY_SECONDS) while the next test counts a lockout.
+    monkeypatch.setattr(throttle, "_counters", throttle._Counters())
     monkeypatch.setattr(revocations, "_auth", revocations._Auth())
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     monkeypatch.setenv("AUTH_ISSUER", f"http://127.0.0.1:{free_port()}")
@@ -579,7 +585,7 @@ def _forge(engine: Engine, auth_server: AuthServer, **overrides: Any) -> str:
         "aud": "paywall-api",
         "sub": "svc-x",
         "client_id": "svc-x",
-        "scope": "users:write",
+        "scope": "users:write internal",
         "iat": now,
         "exp": now + 300,
         "jti": uuid.uuid4().hex,
@@ -715,7 +721,7 @@ def test_one_email_under_two_tenants_is_two_users(http: httpx.Client, engine: En
     secret = get_settings().registration_client_secret.get_secret_value()
     got = http.post(
         "/oauth/token",
-        data={"grant_type": "client_credentials", "scope": "users:write"},
+        data={"grant_type": "client_credentials", "scope": "users:write internal"},
         auth=(REGISTRATION_CLIENT_ID, secret),
     )
     bearer = {"Authorization": f"Bearer {got.json()['access_token']}"}
@@ -907,6 +913,9 @@ def test_client_secret_guesses_are_limited(auth_server: AuthServer, engine: Engi
 def test_without_redis_logins_work_and_are_still_limited(
     auth_server: AuthServer, spa_client: str, user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Counters of their own: the dead Redis must not leave the shared ones in memory mode
+    # (for REDIS_RETRY_SECONDS) while the next test counts a lockout.
+    monkeypatch.setattr(throttle, "_counters", throttle._Counters())
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_settings()
     try:
@@ -929,7 +938,7 @@ def test_without_redis_logins_work_and_are_still_limited(
 def test_bad_input_is_a_4xx_never_a_500(
     http: httpx.Client, spa_client: str, engine: Engine
 ) -> None:
-    svc = _service_client(engine, ["users:write"])
+    svc = _service_client(engine, ["users:write", "internal"])
     bearer = {"Authorization": f"Bearer {_client_token(http, svc)}"}
     pkce = {"code_challenge": "x" * 43, "code_challenge_method": "S256"}
     authorize = {"response_type": "code", "client_id": spa_client, "redirect_uri": REDIRECT_URI}

@@ -48,11 +48,13 @@ class UserOut(BaseModel):
 @router.post(
     "/v1/users",
     status_code=201,
-    summary="Create a user (internal: needs scope users:write)",
+    summary="Create a user (internal: needs scopes users:write and internal)",
     responses={409: {"description": "A user with this email exists in this tenant"}},
 )
 def create_user_endpoint(
-    body: NewUser, principal: Principal = Depends(require("users:write"))
+    # Internal only: the body names any tenant's customer; registration vouches for it.
+    body: NewUser,
+    principal: Principal = Depends(require("users:write", "internal")),
 ) -> UserOut:
     try:
         with engine().begin() as conn:

@@ -10,13 +10,15 @@ from fastapi.responses import JSONResponse
 
 from paywall.db import engine
 from paywall.settings import get_settings
+from transactional.common import tenancy
 from transactional.common.problems import PROBLEM_JSON, Problem
 from transactional.common.security import Principal, require
 from transactional.registration import recovery, service
 from transactional.registration.models import Registration, RegistrationRequest
 
 router = APIRouter(tags=["registrations"])
-Caller = Annotated[Principal, Depends(require("registrations:write"))]
+# A signup makes a customer of the caller's tenant: a client of no tenant may not sign up.
+Caller = Annotated[Principal, Depends(tenancy.member("registrations:write"))]
 Operator = Annotated[Principal, Depends(require("operations", "internal"))]
 
 
