@@ -12,12 +12,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STATE_DIR_ENV = "PAYWALL_STATE_DIR"
 LOCAL_STRIPE_KEY = "sk_test_paywall_local"
 LOCAL_PII_SALT = "paywall-local-lake-salt"
+# Public (they are in this file): fine on a laptop, refused in production where used.
+LOCAL_SECRETS = {
+    "LAKE_PII_SALT": LOCAL_PII_SALT,
+    **{
+        f"{service.upper()}_CLIENT_SECRET": f"paywall-local-{service}-secret"
+        for service in ("registration", "billing", "subscription", "payment")
+    },
+}
 
 
 def state_dir() -> Path:
@@ -45,22 +53,22 @@ class Settings(BaseSettings):
     # The registration service's own OAuth client (client credentials) for calling the others.
     registration_client_id: str = Field("svc-registration", alias="REGISTRATION_CLIENT_ID")
     registration_client_secret: SecretStr = Field(
-        SecretStr("paywall-local-registration-secret"), alias="REGISTRATION_CLIENT_SECRET"
+        SecretStr(LOCAL_SECRETS["REGISTRATION_CLIENT_SECRET"]), alias="REGISTRATION_CLIENT_SECRET"
     )
     # Billing's own OAuth client, and how many charges a billing run has in flight.
     billing_client_id: str = Field("svc-billing", alias="BILLING_CLIENT_ID")
     billing_client_secret: SecretStr = Field(
-        SecretStr("paywall-local-billing-secret"), alias="BILLING_CLIENT_SECRET"
+        SecretStr(LOCAL_SECRETS["BILLING_CLIENT_SECRET"]), alias="BILLING_CLIENT_SECRET"
     )
     # The subscription and payment services' own clients: each looks up the customer a
     # request names (customers:read internal) to check its tenant.
     subscription_client_id: str = Field("svc-subscription", alias="SUBSCRIPTION_CLIENT_ID")
     subscription_client_secret: SecretStr = Field(
-        SecretStr("paywall-local-subscription-secret"), alias="SUBSCRIPTION_CLIENT_SECRET"
+        SecretStr(LOCAL_SECRETS["SUBSCRIPTION_CLIENT_SECRET"]), alias="SUBSCRIPTION_CLIENT_SECRET"
     )
     payment_client_id: str = Field("svc-payment", alias="PAYMENT_CLIENT_ID")
     payment_client_secret: SecretStr = Field(
-        SecretStr("paywall-local-payment-secret"), alias="PAYMENT_CLIENT_SECRET"
+        SecretStr(LOCAL_SECRETS["PAYMENT_CLIENT_SECRET"]), alias="PAYMENT_CLIENT_SECRET"
     )
     # At most 16: each charge in flight holds a database connection while it records.
     billing_payment_concurrency: int = Field(8, alias="BILLING_PAYMENT_CONCURRENCY", ge=1, le=16)
@@ -152,27 +160,24 @@ class Settings(BaseSettings):
             raise ValueError("must be a secret (sk_…) or restricted (rk_…) key")
         return value
 
-    @model_validator(mode="after")
-    def _production_has_its_own_secrets(self) -> Settings:
-        if self.env != "production":
-            return self
-        defaults = {
-            "LAKE_PII_SALT": (self.lake_pii_salt, LOCAL_PII_SALT),
-            "REGISTRATION_CLIENT_SECRET": (
-                self.registration_client_secret,
-                "paywall-local-registration-secret",
-            ),
-            "BILLING_CLIENT_SECRET": (self.billing_client_secret, "paywall-local-billing-secret"),
-            "SUBSCRIPTION_CLIENT_SECRET": (
-                self.subscription_client_secret,
-                "paywall-local-subscription-secret",
-            ),
-            "PAYMENT_CLIENT_SECRET": (self.payment_client_secret, "paywall-local-payment-secret"),
-        }
-        for name, (value, default) in defaults.items():
-            if value.get_secret_value() == default:
-                raise ValueError(f"{name}: production must not use the public local default")
-        return self
+    def own_secret(self, name: str) -> SecretStr:
+        """The secret set in variable `name`; production refuses its public local default.
+
+        Checked where a secret is used, not when settings load: each pod gets only the
+        secrets it needs, and one without (say) billing's secret must still start.
+        """
+        field = _FIELDS_BY_ALIAS[name]
+        value: SecretStr = getattr(self, field)
+        if self.is_production and value.get_secret_value() == LOCAL_SECRETS[name]:
+            from paywall.errors import ConfigError
+
+            raise ConfigError(name, "production must set its own; the local default is public")
+        return value
+
+    def service_client(self, service: str) -> tuple[str, SecretStr]:
+        """A service's own OAuth client: (client id, secret), for client credentials."""
+        client_id: str = getattr(self, f"{service}_client_id")
+        return client_id, self.own_secret(f"{service.upper()}_CLIENT_SECRET")
 
     @property
     def api_base_url(self) -> str:
@@ -209,6 +214,9 @@ class Settings(BaseSettings):
             else:
                 out[key] = _mask_url_password(str(value))
         return out
+
+
+_FIELDS_BY_ALIAS = {f.alias: name for name, f in Settings.model_fields.items() if f.alias}
 
 
 def _mask(secret: str) -> str:

@@ -65,10 +65,7 @@ class Services:
     @cached_property
     def tokens(self) -> TokenSource:
         return TokenSource(
-            self.settings,
-            " ".join(BILLING_SCOPES),
-            self.settings.billing_client_id,
-            self.settings.billing_client_secret,
+            self.settings, " ".join(BILLING_SCOPES), *self.settings.service_client("billing")
         )
 
     @cached_property

@@ -17,7 +17,7 @@ SinkKind = Literal["python", "parquet"]
 
 def pii_salt(settings: Settings | None = None) -> str:
     """The salt for hashing personal fields (LAKE_PII_SALT)."""
-    return (settings or get_settings()).lake_pii_salt.get_secret_value()
+    return (settings or get_settings()).own_secret("LAKE_PII_SALT").get_secret_value()
 
 
 @dataclass(frozen=True)

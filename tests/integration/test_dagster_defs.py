@@ -120,11 +120,13 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
     assert selected == WAREHOUSE_ASSETS | DBT_ASSETS
 
 
-def test_production_refuses_the_local_client_secrets() -> None:
-    from pydantic import ValidationError
+def test_production_refuses_the_local_client_secret_when_billing_uses_it() -> None:
+    from paywall.errors import ConfigError
+    from pipelines.resources import Services
 
-    with pytest.raises(ValidationError, match="REGISTRATION_CLIENT_SECRET"):
-        Settings(_env_file=None, PAYWALL_ENV="production", LAKE_PII_SALT="s")  # type: ignore[call-arg]
+    production = Settings(_env_file=None, PAYWALL_ENV="production")  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="BILLING_CLIENT_SECRET"):
+        _ = Services(production).tokens
 
 
 def test_workspace_validates_with_the_dagster_cli(tmp_path: Path) -> None:

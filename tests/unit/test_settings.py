@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from paywall.settings import Settings
+from paywall.settings import LOCAL_SECRETS, Settings
 
 
 def make(**env: str) -> Settings:
@@ -49,17 +49,21 @@ def test_masked_hides_secrets_and_url_passwords() -> None:
     assert masked["REDIS_URL"] == "(unset)"
 
 
-def test_production_refuses_public_local_secrets() -> None:
-    with pytest.raises(ValidationError, match="LAKE_PII_SALT"):
-        make(PAYWALL_ENV="production")
-    own = {
-        "LAKE_PII_SALT": "s",
-        "REGISTRATION_CLIENT_SECRET": "r",
-        "BILLING_CLIENT_SECRET": "b",
-        "SUBSCRIPTION_CLIENT_SECRET": "s",
-        "PAYMENT_CLIENT_SECRET": "p",
-    }
-    for name in own:
-        with pytest.raises(ValidationError, match=name):
-            make(PAYWALL_ENV="production", **{k: v for k, v in own.items() if k != name})
-    assert make(PAYWALL_ENV="production", **own).is_production
+def test_production_refuses_public_local_secrets_where_they_are_used() -> None:
+    from paywall.errors import ConfigError
+
+    # A pod starts with only the secrets it needs...
+    production = make(PAYWALL_ENV="production")
+    assert production.is_production
+    # ...and a public local default is refused the moment something uses it.
+    for name in LOCAL_SECRETS:
+        with pytest.raises(ConfigError, match=name):
+            production.own_secret(name)
+    with pytest.raises(ConfigError, match="BILLING_CLIENT_SECRET"):
+        production.service_client("billing")
+    own = make(PAYWALL_ENV="production", PAYMENT_CLIENT_SECRET="p", PAYMENT_CLIENT_ID="svc-p")
+    assert own.service_client("payment")[0] == "svc-p"
+    assert own.service_client("payment")[1].get_secret_value() == "p"
+    # Locally the defaults are fine.
+    local = make().service_client("billing")[1].get_secret_value()
+    assert local == LOCAL_SECRETS["BILLING_CLIENT_SECRET"]

@@ -10,6 +10,8 @@ from urllib.parse import unquote_plus, urlsplit
 
 from sqlalchemy import Connection, RowMapping, text
 
+from paywall.errors import ConfigError
+from paywall.logs import get_logger
 from paywall.settings import Settings
 from transactional.auth import throttle
 from transactional.auth.config import SUPPORTED_GRANTS
@@ -45,6 +47,8 @@ BILLING_SCOPES = (
     "internal",
 )
 USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read")
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -177,32 +181,19 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
             replace=True,
         )
     services = (
-        (
-            REGISTRATION_CLIENT_ID,
-            "Registration service",
-            settings.registration_client_secret,
-            REGISTRATION_SCOPES,
-        ),
-        (
-            settings.billing_client_id,
-            "Billing runs",
-            settings.billing_client_secret,
-            BILLING_SCOPES,
-        ),
-        (
-            settings.subscription_client_id,
-            "Subscription service",
-            settings.subscription_client_secret,
-            CUSTOMER_LOOKUP_SCOPES,
-        ),
-        (
-            settings.payment_client_id,
-            "Payment service",
-            settings.payment_client_secret,
-            CUSTOMER_LOOKUP_SCOPES,
-        ),
+        ("registration", "Registration service", REGISTRATION_SCOPES),
+        ("billing", "Billing runs", BILLING_SCOPES),
+        ("subscription", "Subscription service", CUSTOMER_LOOKUP_SCOPES),
+        ("payment", "Payment service", CUSTOMER_LOOKUP_SCOPES),
     )
-    for client_id, name, secret, scopes in services:
+    for service, name, scopes in services:
+        try:
+            client_id, secret = settings.service_client(service)
+        except ConfigError as exc:
+            # A production auth pod without that client's secret: the client cannot be
+            # used by anyone, so it is not registered (with a public secret) either.
+            log.warning("auth.service_client_skipped", setting=exc.setting)
+            continue
         existing = get_client(conn, client_id)
         # Re-hashing on every start would be wasted argon2 work; only a changed secret or
         # scope list rewrites the row.

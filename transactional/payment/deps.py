@@ -44,4 +44,4 @@ def gateway(settings: Settings = Depends(current_settings)) -> Gateway:
 
 def customers(settings: Settings = Depends(current_settings)) -> CustomerLookup:
     """The customer service, asked with the payment service's own client."""
-    return customer_lookup(settings, settings.payment_client_id, settings.payment_client_secret)
+    return customer_lookup(settings, *settings.service_client("payment"))

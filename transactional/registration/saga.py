@@ -85,9 +85,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        tokens = TokenSource(
-            settings, SCOPES, settings.registration_client_id, settings.registration_client_secret
-        )
+        tokens = TokenSource(settings, SCOPES, *settings.service_client("registration"))
         return cls(
             *(
                 ServiceClient(name, settings, tokens)

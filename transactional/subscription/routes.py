@@ -40,9 +40,7 @@ CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _customers() -> CustomerLookup:
     settings = get_settings()
-    return customer_lookup(
-        settings, settings.subscription_client_id, settings.subscription_client_secret
-    )
+    return customer_lookup(settings, *settings.service_client("subscription"))
 
 
 def _owned(principal: Principal, sub: Subscription) -> bool:
