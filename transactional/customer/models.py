@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 # E.164: a plus and up to 15 digits, what Twilio accepts.
@@ -31,25 +31,24 @@ class CustomerCreate(BaseModel):
     email: EmailStr
     name: Name
     phone: Phone | None = None
-    marketing_opt_in: bool = False
+    marketing_opt_in: StrictBool = False
     tenant_id: Annotated[str, StringConstraints(max_length=100)] | None = Field(
         None, description="Only trusted internal services may set it; others get their own."
     )
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    # Left out means unchanged; the schema must not offer null, which is refused.
+    schema.pop("default", None)
+
+
 class CustomerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Ada L."}]})
 
-    name: Name | None = None
+    # Only the phone may be cleared (null); the others are left out to keep them.
+    name: Name = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
     phone: Phone | None = Field(None, description="null removes the phone number")
-    marketing_opt_in: bool | None = None
-
-    @model_validator(mode="after")
-    def _only_phone_may_be_cleared(self) -> CustomerUpdate:
-        for field in ("name", "marketing_opt_in"):
-            if field in self.model_fields_set and getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be null")
-        return self
+    marketing_opt_in: StrictBool = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
 
 
 class Customer(BaseModel):

@@ -6,12 +6,13 @@ import time
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from paywall.db import engine
 from paywall.logs import get_logger
 from paywall.settings import get_settings
+from transactional.common.headers import IDEMPOTENCY_KEY_RESPONSES, IdempotencyKey
 from transactional.common.problems import PROBLEM_JSON, Problem
 from transactional.common.security import Principal, require
 from transactional.common.service_client import ServiceError
@@ -58,7 +59,7 @@ def _replay(claim: keys.Claim) -> JSONResponse:
     status_code=201,
     response_model=Registration,
     responses={
-        400: {"description": "Missing Idempotency-Key"},
+        **IDEMPOTENCY_KEY_RESPONSES,
         402: {"description": "The card was declined; nothing stays active; retry with a new key"},
         409: {"description": "Already registered, or the same key is still in progress"},
         422: {"description": "Invalid body, or the key was used with other parameters"},
@@ -68,14 +69,8 @@ def _replay(claim: keys.Claim) -> JSONResponse:
 def register(
     body: RegistrationRequest,
     principal: Caller,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey,
 ) -> JSONResponse:
-    if not idempotency_key:
-        raise Problem(
-            400,
-            "Idempotency-Key Required",
-            "send an Idempotency-Key header so a retry cannot sign up twice",
-        )
     settings = get_settings()
     with engine(settings).begin() as conn:
         claim = keys.claim(conn, principal.client_id, idempotency_key, body)
