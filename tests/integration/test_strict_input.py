@@ -166,3 +166,21 @@ def test_flags_are_booleans(http: httpx.Client) -> None:
         assert _problem(http.patch(url, json=change), 422)
     assert http.get(url).json()["marketing_opt_in"] is False
     assert http.patch(url, json={"phone": None}).status_code == 200  # the one clearable field
+
+
+def test_cards_and_phones_are_what_they_claim(http: httpx.Client) -> None:
+    signup = {
+        "email": f"strict-{uuid.uuid4().hex[:8]}@example.com",
+        "password": "correct horse battery staple",
+        "name": "Ada",
+        "plan_id": "pro-monthly",
+    }
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    for method in ("4242424242424242", "tok_visa", "pm_"):
+        response = http.post(
+            "/v1/registrations", json={**signup, "payment_method_id": method}, headers=key
+        )
+        assert _problem(response, 422)["errors"][0]["loc"] == ["body", "payment_method_id"]
+    arabic_digits = "+1" + "\u0661" * 8
+    customer = {"email": signup["email"], "name": "Ada", "phone": arabic_digits}
+    assert _problem(http.post("/v1/customers", json=customer), 422)

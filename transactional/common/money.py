@@ -1,4 +1,5 @@
-"""Money as it enters the API: whole minor units, in a currency Stripe charges in.
+"""Money as it enters the API: whole minor units, in a currency Stripe charges in, from a
+card Stripe holds.
 
 Every model with an amount or a currency in a request uses these types, so no endpoint
 turns `true` into a 1-cent charge, `"100"` into 100, or charges in a code that is not a
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, Field, StrictInt, StrictStr, StringConstraints
 
 # Stripe's ceiling for one charge in most currencies: eight digits of minor units.
 MAX_AMOUNT = 99_999_999
@@ -58,4 +59,10 @@ Currency = Annotated[
         description="Lower-case ISO 4217 code of a currency Stripe charges in.",
         json_schema_extra={"enum": sorted(STRIPE_CURRENCIES)},
     ),
+]
+# How a card reaches us: the id of a Stripe PaymentMethod made by Stripe.js, never a number.
+PaymentMethodId = Annotated[
+    str,
+    StringConstraints(min_length=4, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$"),
+    Field(description="A PaymentMethod id from Stripe.js (pm_…); never a card number."),
 ]

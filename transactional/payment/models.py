@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from transactional.common.money import Amount, Currency
+from transactional.common.money import Amount, Currency, PaymentMethodId
 
 CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
@@ -66,9 +66,7 @@ class PaymentMethodAttach(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"payment_method_id": "pm_1PqXyz"}]}
     )
 
-    payment_method_id: Annotated[
-        str, StringConstraints(min_length=4, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$")
-    ] = Field(description="A PaymentMethod id from Stripe.js; never card numbers.")
+    payment_method_id: PaymentMethodId
 
 
 class PaymentCreate(BaseModel):

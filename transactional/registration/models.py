@@ -15,7 +15,9 @@ from pydantic import (
     StringConstraints,
 )
 
-Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+from transactional.common.money import PaymentMethodId
+
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 
 
 class RegistrationRequest(BaseModel):
@@ -43,9 +45,7 @@ class RegistrationRequest(BaseModel):
     phone: Phone | None = None
     plan_id: str = Field(min_length=1, max_length=100)
     trial: StrictBool = False
-    payment_method_id: str = Field(
-        min_length=3, max_length=255, description="A Stripe PaymentMethod id from Stripe.js"
-    )
+    payment_method_id: PaymentMethodId
     marketing_opt_in: StrictBool = False
 
 
