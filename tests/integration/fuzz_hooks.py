@@ -35,13 +35,18 @@ def _refers_to_nothing(_: str, problem: dict[str, Any], __: Any) -> bool:
 
 
 def _depends_on_state(_: str, problem: dict[str, Any], __: Any) -> bool:
-    """Well-formed, refused for the state it meets: an Idempotency-Key reused with another
-    body (422, as Stripe answers), a charge for an account with no card yet (422).
+    """Well-formed, refused for the state it meets (422): an Idempotency-Key reused with
+    another body (as Stripe answers), a charge for an account with no card yet, a plan
+    change to another currency or billing interval than the subscription's.
     """
-    return problem.get("type") in {
-        "https://paywall.dev/problems/idempotency-key-reused",
-        "https://paywall.dev/problems/no-payment-method",
-    }
+    return (
+        problem.get("type")
+        in {
+            "https://paywall.dev/problems/idempotency-key-reused",
+            "https://paywall.dev/problems/no-payment-method",
+        }
+        or problem.get("title") == "Incompatible Plan"
+    )
 
 
 def _nul_in_text(_: str, problem: dict[str, Any], __: Any) -> bool:

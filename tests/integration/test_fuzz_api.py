@@ -115,7 +115,7 @@ def test_every_check_passes(api: Api, issue_token: Callable[..., str], caller: s
             f"Authorization: Bearer {token}",
             # One worker: the coverage phase's lambda introspection is not thread-safe.
             "--max-examples",
-            "25",
+            "50",
             "--workers",
             "1",
             "--request-timeout",
