@@ -82,7 +82,7 @@ class RequestContext:
 
 
 class HeaderLimits:
-    """Pure ASGI middleware: too many or too large headers get 431 before any parsing.
+    """Pure ASGI middleware: too many or too large headers get 431 before any route runs.
 
     The server bounds what it buffers (serving.py); this is the policy clients see.
     """

@@ -134,7 +134,7 @@ def _bad_header(error: dict[str, Any]) -> Problem:
         return Problem(
             400,
             f"{name} Required",
-            f"send an {name} header",
+            f"send the {name} header",
             type_=f"https://paywall.dev/problems/{name.lower()}-required",
         )
     return Problem(
