@@ -117,6 +117,7 @@ def serve(
     import uvicorn
 
     from paywall.stack.process import port_open
+    from transactional.common.serving import server_config
     from transactional.services import SERVICES
 
     settings = get_settings()
@@ -133,7 +134,7 @@ def serve(
     from transactional.services import combined_app, service_app
 
     api = combined_app() if service == "all" else service_app(service)
-    uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_config=None)
+    uvicorn.Server(server_config(api, settings.api_host, settings.api_port)).run()
 
 
 @topics_app.command("sync")

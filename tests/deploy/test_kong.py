@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import DEPLOY, by_kind
+from transactional.common.app import MAX_HEADER_BYTES, MAX_HEADERS
 from transactional.services import SERVICES, service_app
 
 KONG = yaml.safe_load((DEPLOY / "kong" / "kong.yaml").read_text())
-OSS_PLUGINS = {"jwt", "rate-limiting", "request-size-limiting", "correlation-id"}
+OSS_PLUGINS = {"jwt", "rate-limiting", "request-size-limiting", "correlation-id", "pre-function"}
 PUBLIC_ROUTES = {"auth-oidc", "plans", "stripe-webhooks"}
 
 
@@ -69,6 +70,20 @@ def test_plugins_are_oss_and_cover_the_edge_concerns() -> None:
     for service, route in _routes():
         for plugin in service.get("plugins", []) + route.get("plugins", []):
             assert plugin["name"] in OSS_PLUGINS, plugin["name"]
+
+
+def test_header_count_and_size_are_limited_at_the_edge(rendered: dict[str, Any]) -> None:
+    (limit,) = [p for p in KONG["plugins"] if p["name"] == "pre-function"]
+    (code,) = limit["config"]["rewrite"]  # rewrite: before routing, for every request
+    assert "kong.request.get_headers(100)" in code and '"truncated"' in code
+    assert "kong.response.exit(431" in code and "application/problem+json" in code
+    assert MAX_HEADERS > 100, "the services must accept what Kong lets through, and more"
+    for env in ("dev", "prod"):
+        kong = by_kind(rendered[env], "Deployment")["kong"]
+        (container,) = kong["spec"]["template"]["spec"]["containers"]
+        variables = {e["name"]: e.get("value") for e in container["env"]}
+        number, size = variables["KONG_NGINX_PROXY_LARGE_CLIENT_HEADER_BUFFERS"].split()
+        assert int(number) * int(size.removesuffix("k")) * 1024 <= MAX_HEADER_BYTES
 
 
 def test_tokens_are_checked_on_every_non_public_route() -> None:

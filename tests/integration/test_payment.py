@@ -155,7 +155,7 @@ def accounts(
 def _pay(
     http: httpx.Client, customer_id: str, key: str | None = None, amount: int = 1000, **extra: Any
 ) -> httpx.Response:
-    body = {"customer_id": customer_id, "amount": amount, "currency": "USD", **extra}
+    body = {"customer_id": customer_id, "amount": amount, "currency": "usd", **extra}
     return http.post(
         "/v1/payments", json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())}
     )

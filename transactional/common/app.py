@@ -1,4 +1,4 @@
-"""The app factory every service uses: problems, request ids, metrics, health probes."""
+"""The app factory every service uses: problems, request ids, metrics, limits, health probes."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paywall.logs import request_id
+from paywall.logs import get_logger, request_id
 from transactional.common import problems
 
 REQUESTS = Counter(
@@ -27,6 +27,11 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 REQUEST_ID_HEADER = "x-request-id"
+# What one request may carry in headers. Kong refuses more than 100 at the edge; the services
+# leave room for what Kong and the mesh add on the way (forwarding, tracing, identity).
+MAX_HEADERS = 128
+MAX_HEADER_BYTES = 32 * 1024
+log = get_logger(__name__)
 
 ReadyCheck = Callable[[], None]
 
@@ -46,25 +51,59 @@ class RequestContext:
         incoming = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         rid = incoming if 0 < len(incoming) <= 128 else uuid.uuid4().hex
         token = request_id.set(rid)
-        status = 500
+        status, started = 500, False
         start = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"].append((REQUEST_ID_HEADER.encode(), rid.encode("latin-1")))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Answered and logged here, once. Re-raised, Starlette's ServerErrorMiddleware
+            # and then uvicorn would each log it again, with the same traceback.
+            log.error("request.failed", method=scope["method"], path=scope["path"], exc_info=exc)
+            if not started:
+                failed = problems.Problem(500, "Internal Server Error")
+                await problems.problem_response(failed, Request(scope))(
+                    scope, receive, send_with_id
+                )
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
             REQUESTS.labels(self.service, route, method, str(status)).inc()
             LATENCY.labels(self.service, route, method).observe(time.perf_counter() - start)
             request_id.reset(token)
+
+
+class HeaderLimits:
+    """Pure ASGI middleware: too many or too large headers get 431 before any route runs.
+
+    The server bounds what it buffers (serving.py); this is the policy clients see.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            size = sum(len(name) + len(value) for name, value in headers)
+            if len(headers) > MAX_HEADERS or size > MAX_HEADER_BYTES:
+                problem = problems.Problem(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all",
+                    type_="https://paywall.dev/problems/headers-too-large",
+                )
+                await problems.problem_response(problem, Request(scope))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -85,8 +124,10 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
+    # async: answered on the event loop, so a threadpool full of requests waiting for a
+    # database does not make a live process look dead.
     @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get(
@@ -111,5 +152,6 @@ def create_app(
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(RequestContext, service=service)
+    app.add_middleware(HeaderLimits)
+    app.add_middleware(RequestContext, service=service)  # outermost: added last
     return app

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-# E.164: a plus and up to 15 digits, what Twilio accepts.
-Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+# E.164: a plus and up to 15 ASCII digits, what Twilio accepts (`\d` would take any
+# script's digits in pydantic, and only ASCII ones in the JSON Schema of the OpenAPI).
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 
 
 class CustomerCreate(BaseModel):
@@ -31,7 +32,7 @@ class CustomerCreate(BaseModel):
     email: EmailStr
     name: Name
     phone: Phone | None = None
-    marketing_opt_in: bool = False
+    marketing_opt_in: StrictBool = False
     tenant_id: Annotated[str, StringConstraints(max_length=100)] | None = Field(
         None,
         description="Internal services name any tenant; others may only name their own "
@@ -39,19 +40,18 @@ class CustomerCreate(BaseModel):
     )
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    # Left out means unchanged; the schema must not offer null, which is refused.
+    schema.pop("default", None)
+
+
 class CustomerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Ada L."}]})
 
-    name: Name | None = None
+    # Only the phone may be cleared (null); the others are left out to keep them.
+    name: Name = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
     phone: Phone | None = Field(None, description="null removes the phone number")
-    marketing_opt_in: bool | None = None
-
-    @model_validator(mode="after")
-    def _only_phone_may_be_cleared(self) -> CustomerUpdate:
-        for field in ("name", "marketing_opt_in"):
-            if field in self.model_fields_set and getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be null")
-        return self
+    marketing_opt_in: StrictBool = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
 
 
 class Customer(BaseModel):

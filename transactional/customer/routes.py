@@ -106,7 +106,7 @@ def delete_customer(customer_id: uuid.UUID, principal: Writer) -> Response:
 @router.post(
     "/{customer_id}/erase",
     response_model=Customer,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, 409: {"description": "Already erased"}},
     summary="Erase personal data (GDPR art. 17)",
 )
 def erase_customer(customer_id: uuid.UUID, principal: Writer) -> Customer:

@@ -6,11 +6,12 @@ import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from transactional.common.customer_lookup import CustomerLookup
+from transactional.common.headers import IDEMPOTENCY_KEY_RESPONSES, IdempotencyKey
 from transactional.common.problems import PROBLEM_JSON, Problem, ProblemModel
 from transactional.common.security import Principal
 from transactional.payment import service
@@ -34,27 +35,6 @@ router = APIRouter(prefix="/v1", tags=["payments"])
 
 def _problem(description: str) -> dict[str, Any]:
     return {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": description}
-
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Required. A retry with the same key and body returns the first answer.",
-        max_length=255,
-    ),
-]
-
-
-def _required_key(key: str | None) -> str:
-    if key is None or not key.strip():
-        raise Problem(
-            400,
-            "Idempotency-Key required",
-            "send an Idempotency-Key header (for example a UUID) with every money request",
-            type_="https://paywall.dev/problems/idempotency-key-required",
-        )
-    return key.strip()
 
 
 def _answer(status: int, body: dict[str, Any]) -> JSONResponse:
@@ -112,6 +92,7 @@ def attach_payment_method(
     status_code=201,
     summary="Charge the customer's default payment method (off session)",
     responses={
+        **IDEMPOTENCY_KEY_RESPONSES,
         202: {"model": Payment, "description": "Stripe is still processing; poll or retry"},
         402: _problem("Declined; the body carries decline_code and the failed payment"),
         404: _problem("Unknown customer"),
@@ -121,13 +102,12 @@ def attach_payment_method(
 )
 def create_payment(
     body: PaymentCreate,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
     principal: Principal = Depends(WRITE),
     db: Engine = Depends(database),
     stripe: Gateway = Depends(gateway),
 ) -> JSONResponse:
-    key = _required_key(idempotency_key)
-    return _answer(*service.create_payment(db, stripe, principal, key, body))
+    return _answer(*service.create_payment(db, stripe, principal, idempotency_key, body))
 
 
 @router.post(
@@ -188,6 +168,7 @@ def get_payment(
     status_code=201,
     summary="Refund all or part of a payment",
     responses={
+        **IDEMPOTENCY_KEY_RESPONSES,
         404: _problem("Unknown payment"),
         409: _problem("The same Idempotency-Key is in flight; retry shortly"),
         503: _problem("Stripe unreachable; retry with the same Idempotency-Key"),
@@ -195,12 +176,13 @@ def get_payment(
 )
 def create_refund(
     payment_id: uuid.UUID,
+    idempotency_key: IdempotencyKey,
     body: RefundCreate | None = None,
-    idempotency_key: IdempotencyKey = None,
     principal: Principal = Depends(WRITE),
     db: Engine = Depends(database),
     stripe: Gateway = Depends(gateway),
 ) -> JSONResponse:
-    key = _required_key(idempotency_key)
     request = body or RefundCreate(amount=None)
-    return _answer(*service.create_refund(db, stripe, principal, payment_id, key, request))
+    return _answer(
+        *service.create_refund(db, stripe, principal, payment_id, idempotency_key, request)
+    )

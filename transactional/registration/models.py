@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SecretStr,
+    StrictBool,
+    StringConstraints,
+)
 
-Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+from transactional.common.money import PaymentMethodId
+
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 
 
 class SignupDetails(BaseModel):
@@ -19,11 +29,9 @@ class SignupDetails(BaseModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     phone: Phone | None = None
     plan_id: str = Field(min_length=1, max_length=100)
-    trial: bool = False
-    payment_method_id: str = Field(
-        min_length=3, max_length=255, description="A Stripe PaymentMethod id from Stripe.js"
-    )
-    marketing_opt_in: bool = False
+    trial: StrictBool = False
+    payment_method_id: PaymentMethodId
+    marketing_opt_in: StrictBool = False
 
 
 class RegistrationRequest(SignupDetails):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from paywall.db import engine
 from paywall.settings import get_settings
 from transactional.common import tenancy
-from transactional.common.problems import PROBLEM_JSON, Problem
+from transactional.common.headers import IDEMPOTENCY_KEY_RESPONSES, IdempotencyKey
+from transactional.common.problems import PROBLEM_JSON
 from transactional.common.security import Principal, require
 from transactional.registration import recovery, service
 from transactional.registration.models import Registration, RegistrationRequest
@@ -27,7 +28,7 @@ Operator = Annotated[Principal, Depends(require("operations", "internal"))]
     status_code=201,
     response_model=Registration,
     responses={
-        400: {"description": "Missing Idempotency-Key"},
+        **IDEMPOTENCY_KEY_RESPONSES,
         402: {"description": "The card was declined; nothing stays active; retry with a new key"},
         409: {"description": "Already registered, or the same key is still in progress"},
         422: {"description": "Invalid body, or the key was used with other parameters"},
@@ -37,14 +38,8 @@ Operator = Annotated[Principal, Depends(require("operations", "internal"))]
 def register(
     body: RegistrationRequest,
     principal: Caller,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey,
 ) -> JSONResponse:
-    if not idempotency_key:
-        raise Problem(
-            400,
-            "Idempotency-Key Required",
-            "send an Idempotency-Key header so a retry cannot sign up twice",
-        )
     answer = service.register(engine(get_settings()), principal, idempotency_key, body)
     return JSONResponse(
         answer.body,

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class Plan(BaseModel):
@@ -34,7 +34,7 @@ class SubscriptionCreate(BaseModel):
 
     customer_id: UUID
     plan_id: str = Field(min_length=1, max_length=100)
-    trial: bool = False
+    trial: StrictBool = False
     tenant_id: str | None = Field(
         None,
         max_length=100,
@@ -54,7 +54,7 @@ class PlanChange(BaseModel):
 class Cancel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at_period_end: bool = True
+    at_period_end: StrictBool = True
 
 
 class Activate(BaseModel):
