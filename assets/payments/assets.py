@@ -36,8 +36,8 @@ def payment_recovery(
 ) -> MaterializeResult:
     age = f"older_than_seconds={RECOVER_AFTER_SECONDS}"
     # Signups first: resuming one settles its own pending first charge.
-    signups = services.registration.expect({200}, "POST", f"/v1/registrations/recovery?{age}")
-    payments = services.payment.expect({200}, "POST", f"/v1/payments/recovery?{age}")
+    signups = services.registration.expect({200}, "POST", f"/v1/operations/signup-recovery?{age}")
+    payments = services.payment.expect({200}, "POST", f"/v1/operations/payment-recovery?{age}")
     metadata: dict[str, Any] = {
         **{f"signups_{k}": v for k, v in signups.items()},
         **{f"payments_{k}": v for k, v in payments.items()},
@@ -72,7 +72,7 @@ def stripe_reconciliation(
 ) -> MaterializeResult:
     day = day_of(context.partition_key)
     report = services.payment.expect(
-        {200}, "GET", f"/v1/payments/reconciliation?date={day.isoformat()}"
+        {200}, "GET", f"/v1/operations/reconciliation?date={day.isoformat()}"
     )
     mismatches = report["mismatches"]
     metadata: dict[str, Any] = {

@@ -258,7 +258,7 @@ def test_the_sweep_finishes_a_signup_its_client_abandoned(
     proxy.rules.clear()
 
     sweep = httpx.post(
-        f"{served.url}/v1/registrations/recovery",
+        f"{served.url}/v1/operations/signup-recovery",
         params={"older_than_seconds": 0},
         headers={"Authorization": f"Bearer {operator}"},
         timeout=120,
@@ -303,7 +303,7 @@ def test_the_sweep_settles_a_payment_left_pending_by_asking_stripe(
     ) == [("pending",)]
 
     sweep = httpx.post(
-        f"{served.url}/v1/payments/recovery",
+        f"{served.url}/v1/operations/payment-recovery",
         params={"older_than_seconds": 0},
         headers={"Authorization": f"Bearer {operator}"},
         timeout=120,
@@ -356,7 +356,7 @@ def test_reconciliation_finds_money_stripe_took_that_we_did_not_record(
     today = datetime.now(UTC).date().isoformat()
 
     report = httpx.get(
-        f"{served.url}/v1/payments/reconciliation",
+        f"{served.url}/v1/operations/reconciliation",
         params={"date": today},
         headers={"Authorization": f"Bearer {operator}"},
         timeout=120,

@@ -67,9 +67,9 @@ NOT_TENANT_DATA: dict[Operation, str] = {
     **{
         op: "operators only (scopes operations + internal): refused to anyone else, below"
         for op in (
-            ("POST", "/v1/registrations/recovery"),
-            ("POST", "/v1/payments/recovery"),
-            ("GET", "/v1/payments/reconciliation"),
+            ("POST", "/v1/operations/signup-recovery"),
+            ("POST", "/v1/operations/payment-recovery"),
+            ("GET", "/v1/operations/reconciliation"),
         )
     },
 }

@@ -50,8 +50,17 @@ def _depends_on_state(_: str, problem: dict[str, Any], __: Any) -> bool:
 
 
 def _nul_in_text(_: str, problem: dict[str, Any], __: Any) -> bool:
-    """A NUL character in a string: PostgreSQL text cannot hold one, so 422."""
-    return "NUL (0x00)" in str(problem.get("detail", ""))
+    """A NUL character in a string: PostgreSQL text cannot hold one, so 422 (400 with an
+    RFC 6749 invalid_request from the OAuth forms, which refuse it before anything runs)."""
+    said = f"{problem.get('detail', '')} {problem.get('error_description', '')}"
+    return any(
+        sign in said
+        for sign in (
+            "NUL (0x00)",  # text columns
+            "unsupported Unicode escape sequence",  # jsonb (a signup's kept request)
+            "must not contain NUL characters",
+        )
+    )
 
 
 def _undeliverable_email(_: str, problem: dict[str, Any], __: Any) -> bool:
@@ -82,24 +91,25 @@ def _opaque_token(label: str, problem: dict[str, Any], __: Any) -> bool:
     }
 
 
-def _owned_elsewhere(label: str, _: dict[str, Any], __: Any) -> bool:
-    """Failures whose fix belongs to other parts of issue 12; delete each once merged.
+def _oauth_refers_to_nothing(label: str, problem: dict[str, Any], __: Any) -> bool:
+    """OAuth requests naming a client, code, token or redirect URI that does not exist.
 
-    - OAuth endpoints document problem+json but answer RFC 6749 errors, and leave their
-      required form and query fields out of the document (the auth work);
-    - a deleted customer's subscriptions still read 200 (the tenancy work).
+    RFC 6749 answers them 400 (invalid_grant, unauthorized_client, invalid_scope) or, for
+    the authorization endpoint, a page that does not redirect; a schema can say what an
+    authorization code looks like, not which codes were issued.
     """
-    return label.startswith(("POST /oauth/", "GET /oauth/")) or label == (
-        "GET /v1/customers/{customer_id}/subscriptions"
-    )
+    if problem.get("error") in {"invalid_grant", "unauthorized_client", "invalid_scope"}:
+        return True
+    return label.endswith(" /oauth/authorize") and problem.get("detail") in {
+        "unknown client",
+        "redirect_uri is not registered for this client",
+    }
 
 
 RULES: dict[str, list[Rule]] = {
-    "JsonSchemaError": [_owned_elsewhere],
-    "UseAfterFree": [_owned_elsewhere],
     "RejectedPositiveData": [
-        _owned_elsewhere,
         _refers_to_nothing,
+        _oauth_refers_to_nothing,
         _depends_on_state,
         _nul_in_text,
         _undeliverable_email,

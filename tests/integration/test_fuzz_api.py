@@ -63,7 +63,10 @@ def _user_token(api: Api, partner: str) -> str:
                 customer_id=customer["id"],
                 tenant_id=customer["tenant_id"],
             )
-            create_client(conn, client_id, redirect_uris=[REDIRECT_URI])
+            # The tenant's own web client: users log in through their tenant's clients.
+            create_client(
+                conn, client_id, redirect_uris=[REDIRECT_URI], tenant_id=customer["tenant_id"]
+            )
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
         query = {

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from paywall.logs import get_logger
 from paywall.settings import get_settings
-from transactional.auth import throttle
+from transactional.auth import openapi, throttle
 from transactional.auth.authorize import (
     LOGIN_HEADERS,
     REQUEST_PARAMS,
@@ -41,6 +41,7 @@ def _bad_request(detail: str) -> Problem:
     "/oauth/authorize",
     response_class=HTMLResponse,
     summary="Authorization endpoint: validates the request and shows the login form",
+    **openapi.AUTHORIZE_PAGE,
 )
 def authorize_page(request: Request) -> Response:
     try:
@@ -62,7 +63,7 @@ def authorize_page(request: Request) -> Response:
     "/oauth/authorize",
     response_class=HTMLResponse,
     summary="Login form submission: on success, 302 to redirect_uri with code and state",
-    responses={302: {"description": "Back to the client with a code or an error"}},
+    **openapi.AUTHORIZE_LOGIN,
 )
 async def authorize_login(request: Request) -> Response:
     try:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from transactional.auth.config import SUPPORTED_GRANTS
 from transactional.auth.forms import FORM_TYPE
-from transactional.common.problems import OWN_ERRORS
+from transactional.common.problems import OWN_ERRORS, PROBLEM_JSON, ProblemModel
 
 
 class OAuthErrorBody(BaseModel):
@@ -47,10 +47,51 @@ _CLIENT_AUTH = {
 }
 
 
+def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    # Open to other fields (RFC 6749 3.1: servers ignore parameters they do not know), but
+    # each one once, as a string: a repeated parameter is an invalid_request. A parameter
+    # sent empty counts as not sent (3.1 again): a required one cannot be empty.
+    return {
+        "type": "object",
+        "required": required,
+        "properties": {
+            name: {"minLength": 1, **spec} if name in required else spec
+            for name, spec in properties.items()
+        },
+        "additionalProperties": {"type": "string"},
+    }
+
+
 def _form(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    # Open to other fields: RFC 6749 3.1 has servers ignore parameters they do not know.
-    schema = {"type": "object", "required": required, "properties": properties}
+    return _body(_object(required, properties))
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {FORM_TYPE: {"schema": schema}}}}
+
+
+_GRANT_NEEDS = {
+    "authorization_code": ["code", "redirect_uri", "code_verifier"],
+    "client_credentials": [],
+    "refresh_token": ["refresh_token"],
+}
+assert set(_GRANT_NEEDS) == SUPPORTED_GRANTS, "document every grant the token endpoint takes"
+
+
+def _grant(grant_type: str, required: list[str]) -> dict[str, Any]:
+    """One grant's token request: what RFC 6749 (4.1.3, 4.4.2, 6) requires of it."""
+    return _object(
+        ["grant_type", *required],
+        {
+            "grant_type": {"type": "string", "enum": [grant_type]},
+            "code": {"type": "string"},
+            "redirect_uri": {"type": "string"},
+            "code_verifier": {"type": "string"},
+            "refresh_token": {"type": "string"},
+            "scope": {"type": "string"},
+            **_CLIENT_AUTH,
+        },
+    )
 
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -92,17 +133,8 @@ TOKEN: dict[str, Any] = {
     },
     "openapi_extra": {
         OWN_ERRORS: True,
-        **_form(
-            ["grant_type"],
-            {
-                "grant_type": {"type": "string", "enum": sorted(SUPPORTED_GRANTS)},
-                "code": {"type": "string"},
-                "redirect_uri": {"type": "string"},
-                "code_verifier": {"type": "string"},
-                "refresh_token": {"type": "string"},
-                "scope": {"type": "string"},
-                **_CLIENT_AUTH,
-            },
+        **_body(
+            {"oneOf": [_grant(grant, required) for grant, required in sorted(_GRANT_NEEDS.items())]}
         ),
     },
 }
@@ -145,4 +177,58 @@ INTROSPECT: dict[str, Any] = {
             },
         ),
     },
+}
+
+
+# The authorization request (RFC 6749 4.1.1 with PKCE, RFC 7636 4.3), as the login page
+# takes it in its query and carries it in its form.
+_AUTHORIZATION_REQUEST: dict[str, dict[str, Any]] = {
+    "response_type": {"type": "string", "enum": ["code"]},
+    "client_id": {"type": "string", "minLength": 1, "maxLength": 100},
+    "redirect_uri": {"type": "string", "format": "uri"},
+    "code_challenge": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
+    "code_challenge_method": {"type": "string", "enum": ["S256"]},
+    "scope": {"type": "string"},
+    "state": {"type": "string", "maxLength": 1024},
+    "nonce": {"type": "string"},
+}
+_REQUIRED = ["response_type", "client_id", "redirect_uri", "code_challenge"]
+_PAGE = {"text/html": {"schema": {"type": "string"}}}
+_BAD_REQUEST = {
+    "model": ProblemModel,
+    "content": {PROBLEM_JSON: {}},
+    "description": "Not an authorization request this server can answer (unknown client, "
+    "unregistered redirect_uri): shown here, never redirected",
+}
+
+AUTHORIZE_PAGE: dict[str, Any] = {
+    "responses": {
+        200: {"description": "The login form", "content": _PAGE},
+        302: {"description": "Back to the client with an error (RFC 6749 4.1.2.1)"},
+        400: _BAD_REQUEST,
+    },
+    "openapi_extra": {
+        "parameters": [
+            {"name": name, "in": "query", "required": name in _REQUIRED, "schema": schema}
+            for name, schema in _AUTHORIZATION_REQUEST.items()
+        ]
+    },
+}
+
+AUTHORIZE_LOGIN: dict[str, Any] = {
+    "responses": {
+        200: {"description": "The login form again", "content": _PAGE},
+        302: {"description": "Back to the client with a code and state, or an error"},
+        400: _BAD_REQUEST,
+        401: {"description": "Wrong email or password: the form again", "content": _PAGE},
+        429: {"description": "Too many attempts: the form, with Retry-After", "content": _PAGE},
+    },
+    "openapi_extra": _form(
+        [*_REQUIRED, "email", "password"],
+        {
+            **_AUTHORIZATION_REQUEST,
+            "email": {"type": "string", "maxLength": 254},
+            "password": {"type": "string", "maxLength": 1024},
+        },
+    ),
 }

@@ -111,7 +111,7 @@ def create_payment(
 
 
 @router.post(
-    "/payments/recovery",
+    "/operations/payment-recovery",
     response_model=PendingSweep,
     summary="Settle payments left pending (internal; the recovery schedule)",
 )
@@ -126,7 +126,7 @@ def recover_pending(
 
 
 @router.get(
-    "/payments/reconciliation",
+    "/operations/reconciliation",
     response_model=Reconciliation,
     summary="Stripe's charges against the payments table, for one UTC day (internal)",
 )

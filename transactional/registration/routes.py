@@ -50,7 +50,7 @@ def register(
 
 
 @router.post(
-    "/v1/registrations/recovery",
+    "/v1/operations/signup-recovery",
     response_model=recovery.SweepReport,
     summary="Finish signups left between steps (internal; the recovery schedule)",
 )
