@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,11 +23,13 @@ db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic)."
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics declared in streaming/topics.py.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 stream_app = typer.Typer(no_args_is_help=True, help="Spark Structured Streaming jobs.")
+deploy_app = typer.Typer(no_args_is_help=True, help="What a deploy makes beside the manifests.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(audit_app, name="audit")
 app.add_typer(stream_app, name="stream")
+app.add_typer(deploy_app, name="deploy")
 
 console = Console(log_path=False)
 err_console = Console(stderr=True)
@@ -261,6 +264,21 @@ def audit_verify() -> None:
         )
         raise typer.Exit(1)
     console.print(f"audit chain intact: {result.rows} rows")
+
+
+@deploy_app.command("kong-config")
+def deploy_kong_config(
+    jwks: Annotated[Path, typer.Option(help="auth's /jwks.json, saved.", exists=True)],
+    kong: Annotated[Path, typer.Option(help="Kong's config in git.", exists=True)] = Path(
+        "deploy/kong/kong.yaml"
+    ),
+) -> None:
+    """Print Kong's declarative config with auth's signing keys (see deploy/kong/kong.yaml)."""
+    from paywall.kong import kong_config
+
+    sys.stdout.write(
+        kong_config(kong.read_text(encoding="utf-8"), jwks.read_text(encoding="utf-8"))
+    )
 
 
 @app.command()

@@ -3,13 +3,20 @@ the Istio AuthorizationPolicies."""
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import Result
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, RSAKey
+from typer.testing import CliRunner
 
+from paywall.cli import app
 from tests.deploy.conftest import DEPLOY, by_kind
 from transactional.common.app import MAX_HEADER_BYTES, MAX_HEADERS
 from transactional.services import SERVICES, service_app
@@ -137,26 +144,34 @@ def test_istio_allows_kong_exactly_what_kong_routes(policies: dict[str, Any]) ->
             )
 
 
-def test_kong_and_render_helper_agree_on_jwks(render: Any) -> None:
-    jwks = {
-        "keys": [
-            {
-                "kty": "RSA",
-                "kid": "k1",
-                "alg": "RS256",
-                "use": "sig",
-                "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1Wl"
-                "UzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDpre"
-                "cbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_"
-                "7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBI"
-                "Y2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU"
-                "7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
-                "e": "AQAB",
-            }
-        ]
-    }
-    config = render.kong_config(KONG, jwks)
-    (secret,) = config["consumers"][0]["jwt_secrets"]
-    assert secret["key"] == "k1" and secret["algorithm"] == "RS256"
-    assert secret["rsa_public_key"].startswith("-----BEGIN PUBLIC KEY-----")
-    assert KONG["consumers"][0]["jwt_secrets"] == [], "the helper must not change its input"
+def _kong_config(tmp_path: Path, keys: list[Any]) -> Result:
+    (tmp_path / "jwks.json").write_text(json.dumps(KeySet(keys).as_dict(private=False)))
+    args = ["--jwks", str(tmp_path / "jwks.json"), "--kong", str(DEPLOY / "kong" / "kong.yaml")]
+    return CliRunner().invoke(app, ["deploy", "kong-config", *args])
+
+
+def test_deploy_command_gives_kong_the_keys_auth_signs_with(tmp_path: Path) -> None:
+    # As auth makes them (transactional/auth/keys.py): the active key and a retired one.
+    keys = [
+        RSAKey.generate_key(2048, parameters={"kid": kid, "alg": "RS256", "use": "sig"})
+        for kid in ("k1", "k2")
+    ]
+    result = _kong_config(tmp_path, [*keys, ECKey.generate_key("P-256", {"kid": "ec"})])
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load(result.stdout)
+    secrets = {s["key"]: s for s in config["consumers"][0]["jwt_secrets"]}
+    assert set(secrets) == {"k1", "k2"}
+    for key in keys:
+        # Kong picks the secret by the token's kid and verifies with its PEM.
+        token = jwt.encode({"alg": "RS256", "kid": key.kid}, {"sub": "someone"}, key)
+        assert secrets[key.kid]["algorithm"] == "RS256"
+        jwt.decode(token, RSAKey.import_key(secrets[key.kid]["rsa_public_key"]))
+    config["consumers"][0]["jwt_secrets"] = []
+    assert config == KONG, "only the consumer's secrets change"
+
+
+def test_deploy_command_refuses_a_jwks_without_rsa_signing_keys(tmp_path: Path) -> None:
+    encryption = RSAKey.generate_key(2048, parameters={"kid": "e1", "use": "enc"})
+    result = _kong_config(tmp_path, [encryption])
+    assert result.exit_code != 0
+    assert str(result.exception) == "--jwks: no RSA signing key"

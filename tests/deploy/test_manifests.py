@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -233,6 +234,50 @@ def test_config_has_no_secrets_and_secrets_come_from_one_out_of_band_secret(
                 ref = env_var.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     assert ref["name"] == "paywall-secrets"
+
+
+def _config_map_refs(spec: dict[str, Any]) -> set[str]:
+    names = {v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v}
+    for container in spec["containers"] + spec.get("initContainers", []):
+        names |= {
+            s["configMapRef"]["name"] for s in container.get("envFrom", []) if "configMapRef" in s
+        }
+        names |= {
+            e["valueFrom"]["configMapKeyRef"]["name"]
+            for e in container.get("env", [])
+            if "configMapKeyRef" in e.get("valueFrom", {})
+        }
+    return names
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_pods_use_the_generated_config_with_the_overlay_merged(rendered: Objects, env: str) -> None:
+    config_maps = by_kind(rendered[env], "ConfigMap")
+    (name,) = [n for n in config_maps if n.startswith("paywall-config-")]
+    data = config_maps[name]["data"]
+    assert data["PAYWALL_ENV"] == "production" and data["LAKE_BUCKET"] == f"paywall-{env}-lake"
+    users = 0
+    for obj in workloads(rendered[env]):
+        # kong-declarative is made out of band with auth's keys (deploy/README.md).
+        refs = _config_map_refs(pod_spec(obj)) - {"kong-declarative"}
+        assert refs <= set(config_maps), f"{obj['metadata']['name']}: {refs}"
+        users += name in refs
+    assert users >= len(SERVICES)
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_overlay_images_labels_and_public_host_land(rendered: Objects, env: str) -> None:
+    for obj in workloads(rendered[env]):
+        assert obj["spec"]["template"]["metadata"]["labels"]["paywall.io/environment"] == env
+        for container in pod_spec(obj)["containers"] + pod_spec(obj).get("initContainers", []):
+            image = container["image"]
+            assert image.startswith(("registry.example.com/paywall/", "kong:")), image
+    # Tokens carry the issuer, and Kong answers at the Gateway's host: the same name.
+    (config,) = [o for o in rendered[env] if o["metadata"]["name"].startswith("paywall-config-")]
+    host = urlsplit(config["data"]["AUTH_ISSUER"]).hostname
+    (gateway,) = by_kind(rendered[env], "Gateway").values()
+    assert {h for server in gateway["spec"]["servers"] for h in server["hosts"]} == {host}
+    assert by_kind(rendered[env], "VirtualService")["paywall-public"]["spec"]["hosts"] == [host]
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
