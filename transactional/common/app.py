@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywall.logs import get_logger, request_id
-from transactional.common import problems
+from transactional.common import errors, problems
+from transactional.common.errors import DomainError
 
 REQUESTS = Counter(
     "paywall_http_requests_total",
@@ -69,7 +70,7 @@ class RequestContext:
             # and then uvicorn would each log it again, with the same traceback.
             log.error("request.failed", method=scope["method"], path=scope["path"], exc_info=exc)
             if not started:
-                failed = problems.Problem(500, "Internal Server Error")
+                failed = DomainError(errors.INTERNAL)
                 await problems.problem_response(failed, Request(scope))(
                     scope, receive, send_with_id
                 )
@@ -95,11 +96,9 @@ class HeaderLimits:
             headers = scope["headers"]
             size = sum(len(name) + len(value) for name, value in headers)
             if len(headers) > MAX_HEADERS or size > MAX_HEADER_BYTES:
-                problem = problems.Problem(
-                    431,
-                    "Request Header Fields Too Large",
+                problem = DomainError(
+                    errors.HEADERS_TOO_LARGE,
                     f"at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all",
-                    type_="https://paywall.dev/problems/headers-too-large",
                 )
                 await problems.problem_response(problem, Request(scope))(scope, receive, send)
                 return

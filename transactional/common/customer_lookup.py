@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from paywall.logs import get_logger
 from paywall.settings import Settings
 from transactional.common import tenancy
-from transactional.common.problems import Problem
+from transactional.common.errors import DEPENDENCY_UNAVAILABLE, DomainError
 from transactional.common.security import Principal
 from transactional.common.service_client import ServiceClient, ServiceError, TokenSource
 
@@ -73,13 +73,13 @@ class CustomerLookup:
         return customer
 
 
-def _unavailable(status: int) -> Problem:
+def _unavailable(status: int) -> DomainError:
     log.warning("customer_lookup.failed", status=status)
-    return Problem(
-        503,
-        "Service Unavailable",
+    return DomainError(
+        DEPENDENCY_UNAVAILABLE,
         "the customer service could not be asked; retry shortly",
         headers={"Retry-After": "2"},
+        dependency="customer-service",
     )
 
 

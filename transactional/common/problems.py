@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from fastapi import HTTPException, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from paywall.logs import get_logger
+from transactional.common import errors
+from transactional.common.errors import DomainError
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
@@ -45,50 +47,22 @@ class ProblemModel(BaseModel):
     instance: str | None = None
 
 
-class Problem(HTTPException):
-    """Raise anywhere in a service to answer with a problem+json body."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str | None = None,
-        type_: str = "about:blank",
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(status_code=status, detail=detail, headers=headers)
-        self.title = title
-        self.type = type_
-        self.extra = extra
-
-    def body(self, instance: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status_code}
-        if self.detail:
-            out["detail"] = self.detail
-        out["instance"] = instance
-        out.update(self.extra)
-        return out
-
-
-def dependency_unavailable(dependency: str) -> Problem:
+def dependency_unavailable(dependency: str) -> DomainError:
     """503 naming the dependency, never its address or credentials."""
-    return Problem(
-        503,
-        "Dependency Unavailable",
+    return DomainError(
+        errors.DEPENDENCY_UNAVAILABLE,
         f"{dependency} is unavailable; retry after {RETRY_AFTER_SECONDS} seconds",
-        type_="https://paywall.dev/problems/dependency-unavailable",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         dependency=dependency,
     )
 
 
-def problem_response(problem: Problem, request: Request) -> JSONResponse:
+def problem_response(error: DomainError, request: Request) -> JSONResponse:
     return JSONResponse(
-        problem.body(request.url.path),
-        status_code=problem.status_code,
+        error.body(request.url.path),
+        status_code=error.problem.status,
         media_type=PROBLEM_JSON,
-        headers=problem.headers,
+        headers=error.headers,
     )
 
 
@@ -142,23 +116,14 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
-def _bad_header(error: dict[str, Any]) -> Problem:
+def _bad_header(error: dict[str, Any]) -> DomainError:
     # Headers are the request's envelope: one missing or malformed makes the request
     # malformed (400), as the Idempotency-Key money requests need. 422 is about the content.
     name = error["loc"][-1]
     if error["type"] == "missing":
-        return Problem(
-            400,
-            f"{name} Required",
-            f"send the {name} header",
-            type_=f"https://paywall.dev/problems/{name.lower()}-required",
-        )
-    return Problem(
-        400,
-        f"Invalid {name}",
-        f"{name}: {error['msg']}",
-        type_="https://paywall.dev/problems/invalid-header",
-    )
+        missing = errors.REQUIRED_HEADERS.get(name, errors.INVALID_HEADER)
+        return DomainError(missing, f"send the {name} header")
+    return DomainError(errors.INVALID_HEADER, f"{name}: {error['msg']}")
 
 
 def install(app: Any) -> None:
@@ -174,38 +139,46 @@ def install(app: Any) -> None:
 
     app.openapi = openapi
 
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         return problem_response(exc, request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        # Only the router raises these now (no route, wrong method): services raise
+        # DomainError. Anything else keeps its status under a generic title.
         detail = exc.detail if isinstance(exc.detail, str) else None
         headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request)
-        problem = Problem(exc.status_code, title, detail, headers=headers)
-        return problem_response(problem, request)
+            return problem_response(
+                DomainError(errors.METHOD_NOT_ALLOWED, detail, headers=headers), request
+            )
+        if exc.status_code == 404:
+            return problem_response(DomainError(errors.ROUTE_NOT_FOUND, detail), request)
+        generic = errors.ProblemType("about:blank", exc.status_code, "Error")
+        body = {"type": "about:blank", "title": generic.title, "status": exc.status_code}
+        if detail:
+            body["detail"] = detail
+        return JSONResponse(
+            {**body, "instance": request.url.path},
+            status_code=exc.status_code,
+            media_type=PROBLEM_JSON,
+            headers=headers or None,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
+        found = [
             {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
             for e in exc.errors()
         ]
-        header = next((e for e in errors if e["loc"][:1] == ["header"]), None)
+        header = next((e for e in found if e["loc"][:1] == ["header"]), None)
         if header is not None:
             return problem_response(_bad_header(header), request)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+        first = found[0] if found else {"loc": [], "msg": "invalid"}
         where = ".".join(first["loc"])
-        problem = Problem(
-            422,
-            "Validation failed",
-            f"{where}: {first['msg']}",
-            type_="https://paywall.dev/problems/validation",
-            errors=errors,
-        )
+        problem = DomainError(errors.VALIDATION, f"{where}: {first['msg']}", errors=found)
         return problem_response(problem, request)
 
     @app.exception_handler(db.DataError)
@@ -213,10 +186,7 @@ def install(app: Any) -> None:
         # The database refused a value the schema let through (a NUL byte in text, a number
         # beyond the column's range): the client's input, and the transaction rolled back.
         reason = str(exc.orig).splitlines()[0][:200] if exc.orig else "invalid value"
-        problem = Problem(
-            422, "Unprocessable Value", reason, type_="https://paywall.dev/problems/validation"
-        )
-        return problem_response(problem, request)
+        return problem_response(DomainError(errors.UNPROCESSABLE_VALUE, reason), request)
 
     async def _outage(request: Request, exc: Exception) -> JSONResponse:
         dependency = next(name for kind, name in OUTAGES.items() if isinstance(exc, kind))

@@ -24,8 +24,8 @@ from joserfc.jwk import KeySet
 
 from paywall.logs import get_logger
 from paywall.settings import get_settings
-from transactional.common import revocations
-from transactional.common.problems import Problem
+from transactional.common import errors, revocations
+from transactional.common.errors import DomainError
 
 log = get_logger(__name__)
 
@@ -233,15 +233,9 @@ def verify_token(token: str) -> Principal:
     return default_verifier().verify(token)
 
 
-def _unauthorized(description: str) -> Problem:
+def _unauthorized(description: str) -> DomainError:
     challenge = f'Bearer error="invalid_token", error_description="{description}"'
-    return Problem(
-        401,
-        "Unauthorized",
-        description,
-        type_="https://paywall.dev/problems/invalid-token",
-        headers={"WWW-Authenticate": challenge},
-    )
+    return DomainError(errors.INVALID_TOKEN, description, headers={"WWW-Authenticate": challenge})
 
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from the auth service")
@@ -265,17 +259,18 @@ def require(*scopes: str) -> Callable[..., Principal]:
         except InvalidToken as exc:
             raise _unauthorized(str(exc) or "invalid token") from None
         except IssuerUnavailable as exc:
-            raise Problem(
-                503, "Service Unavailable", str(exc), headers={"Retry-After": "5"}
+            raise DomainError(
+                errors.DEPENDENCY_UNAVAILABLE,
+                str(exc),
+                headers={"Retry-After": "5"},
+                dependency="auth",
             ) from None
         missing = needed - principal.scopes
         if missing:
             wanted = " ".join(sorted(needed))
-            raise Problem(
-                403,
-                "Forbidden",
+            raise DomainError(
+                errors.INSUFFICIENT_SCOPE,
                 f"token lacks scope: {' '.join(sorted(missing))}",
-                type_="https://paywall.dev/problems/insufficient-scope",
                 headers={
                     "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'
                 },

@@ -18,9 +18,10 @@ from pydantic import SecretStr
 
 from paywall.logs import request_id
 from paywall.settings import Settings
+from transactional.common import errors
 
 RETRY_STATUSES = {502, 503, 504}
-IN_PROGRESS_TYPE = "https://paywall.dev/problems/idempotency-in-progress"
+IN_PROGRESS_TYPE = errors.IDEMPOTENCY_IN_PROGRESS.uri
 # How long a call waits, in all, for an earlier attempt with its key to finish.
 IN_PROGRESS_WAIT_SECONDS = 30.0
 

@@ -17,24 +17,21 @@ from collections.abc import Callable
 
 from fastapi import Depends
 
-from transactional.common.problems import Problem
+from transactional.common import errors
+from transactional.common.errors import DomainError, not_found
 from transactional.common.security import Principal, require
 
-TENANT_REQUIRED = "https://paywall.dev/problems/tenant-required"
-FORBIDDEN_TENANT = "https://paywall.dev/problems/forbidden-tenant"
-NOT_FOUND = "https://paywall.dev/problems/not-found"
+__all__ = ["bound", "member", "not_found", "owns", "tenant_for"]
 
 
 def bound(principal: Principal) -> Principal:
     """The principal, if it is internal or bound to a customer or a tenant; else 403."""
     if principal.internal or principal.customer_id or principal.tenant_id:
         return principal
-    raise Problem(
-        403,
-        "Tenant Required",
+    raise DomainError(
+        errors.TENANT_REQUIRED,
         "this client belongs to no tenant and no customer, so it may not reach customer "
         "data; use a client registered for a tenant",
-        type_=TENANT_REQUIRED,
     )
 
 
@@ -65,15 +62,7 @@ def tenant_for(principal: Principal, claimed: str | None = None) -> str | None:
         return claimed
     own = principal.tenant_id or None
     if claimed is not None and claimed != own:
-        raise Problem(
-            403,
-            "Forbidden Tenant",
-            "tenant_id names another tenant; only internal services may",
-            type_=FORBIDDEN_TENANT,
+        raise DomainError(
+            errors.FORBIDDEN_TENANT, "tenant_id names another tenant; only internal services may"
         )
     return own
-
-
-def not_found(kind: str, ident: object) -> Problem:
-    """The one answer for "absent" and for "not yours"."""
-    return Problem(404, f"{kind.title()} Not Found", f"no {kind} {ident}", type_=NOT_FOUND)
