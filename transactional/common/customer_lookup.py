@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 from paywall.logs import get_logger
 from paywall.settings import Settings
 from transactional.common import tenancy
+from transactional.common.deps import CurrentSettings
 from transactional.common.errors import DEPENDENCY_UNAVAILABLE, DomainError
 from transactional.common.security import Principal
 from transactional.common.service_client import ServiceClient, ServiceError, TokenSource
@@ -95,3 +97,12 @@ def customer_lookup(settings: Settings, client_id: str, client_secret: SecretStr
         if found is None:
             found = _lookups[key] = CustomerLookup(settings, client_id, client_secret)
     return found
+
+
+def as_service(service: str) -> Callable[[CurrentSettings], CustomerLookup]:
+    """A FastAPI dependency: the lookup, asked with `service`'s own OAuth client."""
+
+    def dependency(settings: CurrentSettings) -> CustomerLookup:
+        return customer_lookup(settings, *settings.service_client(service))
+
+    return dependency

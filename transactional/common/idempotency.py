@@ -66,12 +66,16 @@ class Answer:
     replayed: bool = False
 
 
+def owner(principal: Principal) -> str:
+    """Whose keys a caller's are: its tenant's, else its own (a client of no tenant)."""
+    if principal.tenant_id:
+        return f"tenant:{principal.tenant_id}"
+    return f"client:{principal.client_id}"
+
+
 def scoped(principal: Principal, key: str) -> str:
-    """The client's key in its owner's namespace (its tenant, else the client itself)."""
-    owner = (
-        f"tenant:{principal.tenant_id}" if principal.tenant_id else f"client:{principal.client_id}"
-    )
-    return f"{owner}|{key}"
+    """The client's key in its owner's namespace: unique however many owners use it."""
+    return f"{owner(principal)}|{key}"
 
 
 def fingerprint(fields: Mapping[str, Any]) -> str:
@@ -80,11 +84,16 @@ def fingerprint(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def reused() -> DomainError:
+    return DomainError(
+        errors.IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used with other parameters"
+    )
+
+
 def check_same(stored: str, asked: str) -> None:
+    """Refuse a key that first asked for something else (fingerprints differ)."""
     if stored != asked:
-        raise DomainError(
-            errors.IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used with other parameters"
-        )
+        raise reused()
 
 
 def in_progress() -> DomainError:

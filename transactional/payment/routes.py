@@ -1,4 +1,4 @@
-"""The payment API: accounts, payment methods, payments and refunds."""
+"""The payment API: accounts, payment methods, payments and refunds; operators' sweeps."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine
 
+from transactional.common import customer_lookup, errors, idempotency, tenancy
 from transactional.common.customer_lookup import CustomerLookup
-from transactional.common.headers import IDEMPOTENCY_KEY_RESPONSES, IdempotencyKey
-from transactional.common.problems import PROBLEM_JSON, Problem, ProblemModel
-from transactional.common.security import Principal
-from transactional.payment import service
-from transactional.payment.access import OPERATOR, READ, WRITE
-from transactional.payment.deps import customers, database, gateway
+from transactional.common.deps import Db
+from transactional.common.errors import DomainError
+from transactional.common.idempotency import IdempotencyKey
+from transactional.common.problems import PROBLEM_JSON, ProblemModel
+from transactional.common.security import Principal, require
+from transactional.payment import refunds, service
 from transactional.payment.models import (
     Account,
     AccountCreate,
@@ -28,18 +28,21 @@ from transactional.payment.models import (
     RefundCreate,
 )
 from transactional.payment.reconciliation import Reconciliation, reconcile
-from transactional.payment.stripe_gateway import Gateway, Unavailable
+from transactional.payment.stripe_gateway import StripeGateway, Unavailable
 
 router = APIRouter(prefix="/v1", tags=["payments"])
+# Module-level so tests can swap them with app.dependency_overrides.
+WRITE = tenancy.member("payments:write")
+READ = tenancy.member("payments:read")
+OPERATOR = require("operations", "internal")
+Writer = Annotated[Principal, Depends(WRITE)]
+Reader = Annotated[Principal, Depends(READ)]
+Operator = Annotated[Principal, Depends(OPERATOR)]
+Customers = Annotated[CustomerLookup, Depends(customer_lookup.as_service("payment"))]
 
 
 def _problem(description: str) -> dict[str, Any]:
     return {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": description}
-
-
-def _answer(status: int, body: dict[str, Any]) -> JSONResponse:
-    media = PROBLEM_JSON if status >= 400 else "application/json"
-    return JSONResponse(body, status_code=status, media_type=media)
 
 
 @router.post(
@@ -56,12 +59,12 @@ def _answer(status: int, body: dict[str, Any]) -> JSONResponse:
 def create_account(
     body: AccountCreate,
     response: Response,
-    principal: Principal = Depends(WRITE),
-    db: Engine = Depends(database),
-    stripe: Gateway = Depends(gateway),
-    lookup: CustomerLookup = Depends(customers),
+    principal: Writer,
+    db: Db,
+    stripe: StripeGateway,
+    customers: Customers,
 ) -> Account:
-    account, created = service.create_account(db, stripe, lookup, principal, body)
+    account, created = service.create_account(db, stripe, customers, principal, body)
     if not created:
         response.status_code = 200
     return account
@@ -78,10 +81,10 @@ def create_account(
 )
 def attach_payment_method(
     body: PaymentMethodAttach,
-    customer_id: str = Path(max_length=64),
-    principal: Principal = Depends(WRITE),
-    db: Engine = Depends(database),
-    stripe: Gateway = Depends(gateway),
+    customer_id: Annotated[str, Path(max_length=64)],
+    principal: Writer,
+    db: Db,
+    stripe: StripeGateway,
 ) -> Account:
     return service.attach_payment_method(db, stripe, principal, customer_id, body.payment_method_id)
 
@@ -92,22 +95,52 @@ def attach_payment_method(
     status_code=201,
     summary="Charge the customer's default payment method (off session)",
     responses={
-        **IDEMPOTENCY_KEY_RESPONSES,
+        **idempotency.RESPONSES,
         202: {"model": Payment, "description": "Stripe is still processing; poll or retry"},
         402: _problem("Declined; the body carries decline_code and the failed payment"),
         404: _problem("Unknown customer"),
-        409: _problem("The same Idempotency-Key is in flight; retry shortly"),
         503: _problem("Stripe unreachable; retry with the same Idempotency-Key"),
     },
 )
 def create_payment(
-    body: PaymentCreate,
-    idempotency_key: IdempotencyKey,
-    principal: Principal = Depends(WRITE),
-    db: Engine = Depends(database),
-    stripe: Gateway = Depends(gateway),
+    body: PaymentCreate, key: IdempotencyKey, principal: Writer, db: Db, stripe: StripeGateway
 ) -> JSONResponse:
-    return _answer(*service.create_payment(db, stripe, principal, idempotency_key, body))
+    return idempotency.respond(service.create_payment(db, stripe, principal, key, body))
+
+
+@router.get(
+    "/payments/{payment_id}",
+    response_model=Payment,
+    summary="A payment",
+    responses={404: _problem("Unknown payment")},
+)
+def get_payment(payment_id: uuid.UUID, principal: Reader, db: Db) -> Payment:
+    return service.get_payment(db, principal, payment_id)
+
+
+@router.post(
+    "/payments/{payment_id}/refunds",
+    response_model=Refund,
+    status_code=201,
+    summary="Refund all or part of a payment",
+    responses={
+        **idempotency.RESPONSES,
+        404: _problem("Unknown payment"),
+        503: _problem("Stripe unreachable; retry with the same Idempotency-Key"),
+    },
+)
+def create_refund(
+    payment_id: uuid.UUID,
+    key: IdempotencyKey,
+    principal: Writer,
+    db: Db,
+    stripe: StripeGateway,
+    body: RefundCreate | None = None,
+) -> JSONResponse:
+    request = body or RefundCreate(amount=None)
+    return idempotency.respond(
+        refunds.create_refund(db, stripe, principal, payment_id, key, request)
+    )
 
 
 @router.post(
@@ -116,9 +149,9 @@ def create_payment(
     summary="Settle payments left pending (internal; the recovery schedule)",
 )
 def recover_pending(
-    _: Annotated[Principal, Depends(OPERATOR)],
-    db: Engine = Depends(database),
-    stripe: Gateway = Depends(gateway),
+    _: Operator,
+    db: Db,
+    stripe: StripeGateway,
     older_than_seconds: Annotated[int, Query(ge=0, le=30 * 24 * 3600)] = 300,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PendingSweep:
@@ -131,58 +164,14 @@ def recover_pending(
     summary="Stripe's charges against the payments table, for one UTC day (internal)",
 )
 def reconciliation(
-    _: Annotated[Principal, Depends(OPERATOR)],
+    _: Operator,
     date_: Annotated[date, Query(alias="date", description="UTC day, YYYY-MM-DD")],
-    db: Engine = Depends(database),
-    stripe: Gateway = Depends(gateway),
+    db: Db,
+    stripe: StripeGateway,
 ) -> Reconciliation:
     try:
         return reconcile(db, stripe, date_)
     except Unavailable as exc:
-        raise Problem(
-            503,
-            "Payment processor unavailable",
-            str(exc),
-            type_="https://paywall.dev/problems/processor-unavailable",
-            headers={"Retry-After": "30"},
+        raise DomainError(
+            errors.PROCESSOR_UNAVAILABLE, str(exc), headers={"Retry-After": "30"}
         ) from None
-
-
-@router.get(
-    "/payments/{payment_id}",
-    response_model=Payment,
-    summary="A payment",
-    responses={404: _problem("Unknown payment")},
-)
-def get_payment(
-    payment_id: uuid.UUID,
-    principal: Principal = Depends(READ),
-    db: Engine = Depends(database),
-) -> Payment:
-    return service.get_payment(db, principal, payment_id)
-
-
-@router.post(
-    "/payments/{payment_id}/refunds",
-    response_model=Refund,
-    status_code=201,
-    summary="Refund all or part of a payment",
-    responses={
-        **IDEMPOTENCY_KEY_RESPONSES,
-        404: _problem("Unknown payment"),
-        409: _problem("The same Idempotency-Key is in flight; retry shortly"),
-        503: _problem("Stripe unreachable; retry with the same Idempotency-Key"),
-    },
-)
-def create_refund(
-    payment_id: uuid.UUID,
-    idempotency_key: IdempotencyKey,
-    body: RefundCreate | None = None,
-    principal: Principal = Depends(WRITE),
-    db: Engine = Depends(database),
-    stripe: Gateway = Depends(gateway),
-) -> JSONResponse:
-    request = body or RefundCreate(amount=None)
-    return _answer(
-        *service.create_refund(db, stripe, principal, payment_id, idempotency_key, request)
-    )

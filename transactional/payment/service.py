@@ -18,18 +18,16 @@ clients) is two keys. They never expire: a payment's key is its identity.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError
 
 from paywall.logs import get_logger
-from transactional.common import tenancy
+from transactional.common import errors, idempotency, tenancy
 from transactional.common.customer_lookup import CustomerLookup
-from transactional.common.problems import Problem
+from transactional.common.errors import DomainError
+from transactional.common.idempotency import Answer
 from transactional.common.security import Principal
 from transactional.payment import repository as repo
 from transactional.payment.models import (
@@ -38,15 +36,10 @@ from transactional.payment.models import (
     Payment,
     PaymentCreate,
     PendingSweep,
-    Refund,
-    RefundCreate,
 )
-from transactional.payment.stripe_gateway import Charge, Gateway, Rejected, Unavailable
+from transactional.payment.stripe_gateway import Charge, Gateway, Rejected, stripe_problems
 
 log = get_logger(__name__)
-
-PROBLEMS = "https://paywall.dev/problems"
-Answer = tuple[int, dict[str, Any]]
 
 
 # -- accounts ----------------------------------------------------------------------------
@@ -74,7 +67,7 @@ def create_account(
             if not tenancy.owns(principal, customer.id, existing["tenant_id"]):
                 raise tenancy.not_found("customer", body.customer_id)
             return Account.model_validate(dict(existing)), False
-        with _stripe_errors():
+        with stripe_problems():
             # A crash after Stripe made the customer but before our commit left it behind.
             found = gateway.find_customer(customer.id, body.email)
             stripe_id = found or gateway.create_customer(
@@ -89,8 +82,8 @@ def attach_payment_method(
     engine: Engine, gateway: Gateway, principal: Principal, customer_id: str, pm_id: str
 ) -> Account:
     with engine.connect() as conn:
-        account = _account(conn, principal, customer_id)
-    with _stripe_errors():
+        account = account_of(conn, principal, customer_id)
+    with stripe_problems():
         gateway.attach_default_payment_method(account["stripe_customer_id"], pm_id)
     with engine.begin() as conn:
         row = repo.set_default_payment_method(conn, customer_id, pm_id)
@@ -103,17 +96,14 @@ def attach_payment_method(
 def create_payment(
     engine: Engine, gateway: Gateway, principal: Principal, key: str, body: PaymentCreate
 ) -> Answer:
-    fingerprint = _fingerprint(body.fingerprint_fields())
-    key = scoped_key(principal, key)
+    fingerprint = idempotency.fingerprint(body.fingerprint_fields())
+    key = idempotency.scoped(principal, key)
     with engine.begin() as conn:
-        account = _account(conn, principal, body.customer_id)
+        account = account_of(conn, principal, body.customer_id)
         # Checked before the row exists: an unanswerable payment must not be stored.
         if not account["default_payment_method"] and repo.get_payment_by_key(conn, key) is None:
-            raise Problem(
-                422,
-                "No payment method",
-                "attach a payment method to this customer first",
-                type_=f"{PROBLEMS}/no-payment-method",
+            raise DomainError(
+                errors.NO_PAYMENT_METHOD, "attach a payment method to this customer first"
             )
         row, created = repo.claim_payment(
             conn,
@@ -125,10 +115,9 @@ def create_payment(
             description=body.description,
             metadata=body.metadata,
         )
-    if row["request_fingerprint"] != fingerprint:
-        raise _key_reused()
+    idempotency.check_same(row["request_fingerprint"], fingerprint)
     if row["response_status"] is not None:
-        return row["response_status"], row["response_body"]
+        return Answer(row["response_status"], row["response_body"], replayed=True)
     return _settle_payment(engine, gateway, row["id"], account, first_attempt=created)
 
 
@@ -142,14 +131,14 @@ def _settle_payment(
 ) -> Answer:
     with engine.begin() as conn:
         if not repo.advisory_lock(conn, f"payment.payment:{payment_id}"):
-            raise _in_progress()
+            raise idempotency.in_progress()
         row = repo.get_payment(conn, payment_id)
         assert row is not None
         if row["response_status"] is not None:  # a concurrent retry finished it meanwhile
-            return row["response_status"], row["response_body"]
+            return Answer(row["response_status"], row["response_body"], replayed=True)
         charge: Charge | None = None
         if row["status"] == "pending":
-            with _stripe_errors(reject_status=None):
+            with stripe_problems(refusal_is_outcome=True):
                 try:
                     if not first_attempt:
                         charge = _earlier_charge(gateway, row, account)
@@ -177,12 +166,12 @@ def _settle_payment(
                 charge.decline_code,
                 charge.failure_message,
             )
-        status, body = _payment_answer(row)
+        answer = _payment_answer(row)
         if row["status"] != "pending":
             # Pending (Stripe still processing) is not final: a replay asks again.
-            repo.store_payment_response(conn, payment_id, status, body)
+            repo.store_payment_response(conn, payment_id, answer.status, answer.body)
     log.info("payment.settled", payment_id=str(payment_id), status=row["status"])
-    return status, body
+    return answer
 
 
 def _earlier_charge(gateway: Gateway, row: RowMapping, account: RowMapping) -> Charge | None:
@@ -210,13 +199,13 @@ def recover_pending(
         account = accounts[row["customer_id"]]
         assert account is not None, "a payment is only made on an existing account"
         try:
-            status, _ = _settle_payment(engine, gateway, row["id"], account, first_attempt=False)
-        except Problem as exc:
-            report.busy += exc.status_code == 409
-            report.unavailable += exc.status_code != 409
+            answer = _settle_payment(engine, gateway, row["id"], account, first_attempt=False)
+        except DomainError as exc:
+            report.busy += exc.problem is errors.IDEMPOTENCY_IN_PROGRESS
+            report.unavailable += exc.problem is not errors.IDEMPOTENCY_IN_PROGRESS
             continue
-        report.settled += status != 202
-        report.still_pending += status == 202
+        report.settled += answer.status != 202
+        report.still_pending += answer.status == 202
     if report.examined:
         log.info("payment.recovery", **report.model_dump())
     return report
@@ -225,152 +214,30 @@ def recover_pending(
 def _payment_answer(row: RowMapping) -> Answer:
     payment = Payment.model_validate(dict(row)).model_dump(mode="json")
     if row["status"] == "failed":
-        return 402, {
-            "type": f"{PROBLEMS}/payment-declined",
-            "title": "Payment declined",
-            "status": 402,
-            "detail": row["failure_message"] or "The payment was declined.",
-            "instance": "/v1/payments",
-            "payment_id": str(row["id"]),
-            "decline_code": row["decline_code"] or row["failure_code"],
-            "failure_code": row["failure_code"],
-            "payment": payment,
-        }
-    return (202 if row["status"] == "pending" else 201), payment
+        declined = DomainError(
+            errors.PAYMENT_DECLINED,
+            row["failure_message"] or "The payment was declined.",
+            payment_id=str(row["id"]),
+            decline_code=row["decline_code"] or row["failure_code"],
+            failure_code=row["failure_code"],
+            payment=payment,
+        )
+        return Answer(402, declined.body("/v1/payments"))
+    return Answer(202 if row["status"] == "pending" else 201, payment)
 
 
 def get_payment(engine: Engine, principal: Principal, payment_id: uuid.UUID) -> Payment:
     with engine.connect() as conn:
         row = repo.get_payment(conn, payment_id)
-        if row is None or _owned_account(conn, principal, row["customer_id"]) is None:
+        if row is None or owned_account(conn, principal, row["customer_id"]) is None:
             raise tenancy.not_found("payment", payment_id)
     return Payment.model_validate(dict(row))
-
-
-# -- refunds -----------------------------------------------------------------------------
-
-
-def create_refund(
-    engine: Engine,
-    gateway: Gateway,
-    principal: Principal,
-    payment_id: uuid.UUID,
-    key: str,
-    body: RefundCreate,
-) -> Answer:
-    fingerprint = _fingerprint({"payment_id": str(payment_id), "amount": body.amount})
-    key = scoped_key(principal, key)
-    try:
-        with engine.begin() as conn:
-            # The payment row lock serialises refunds of one payment: two concurrent
-            # refunds cannot both fit in what is left.
-            payment = repo.get_payment(conn, payment_id, lock=True)
-            if payment is None or _owned_account(conn, principal, payment["customer_id"]) is None:
-                raise tenancy.not_found("payment", payment_id)
-            refund = repo.get_refund_by_key(conn, key)
-            created = refund is None
-            if refund is None:
-                amount = _refundable(conn, payment, body.amount)
-                refund = repo.insert_refund(conn, payment_id, key, fingerprint, amount)
-    except IntegrityError:
-        # The same key, used at the same moment for another payment.
-        raise _key_reused() from None
-    if refund["request_fingerprint"] != fingerprint:
-        raise _key_reused()
-    if refund["response_status"] is not None:
-        return refund["response_status"], refund["response_body"]
-    return _settle_refund(engine, gateway, refund["id"], first_attempt=created)
-
-
-def _refundable(conn: Connection, payment: RowMapping, requested: int | None) -> int:
-    if payment["status"] not in ("succeeded", "partially_refunded"):
-        raise Problem(
-            422,
-            "Not refundable",
-            f"a {payment['status']} payment cannot be refunded",
-            type_=f"{PROBLEMS}/not-refundable",
-        )
-    remaining = payment["amount"] - repo.reserved_refunds(conn, payment["id"])
-    amount = remaining if requested is None else requested
-    if amount <= 0 or amount > remaining:
-        raise Problem(
-            422,
-            "Refund exceeds payment",
-            f"at most {remaining} {payment['currency']} can still be refunded",
-            type_=f"{PROBLEMS}/refund-exceeds-payment",
-            refundable=remaining,
-        )
-    return amount
-
-
-def _settle_refund(
-    engine: Engine, gateway: Gateway, refund_id: uuid.UUID, *, first_attempt: bool
-) -> Answer:
-    with engine.begin() as conn:
-        if not repo.advisory_lock(conn, f"payment.refund:{refund_id}"):
-            raise _in_progress()
-        refund = repo.get_refund(conn, refund_id)
-        assert refund is not None
-        if refund["response_status"] is not None:
-            return refund["response_status"], refund["response_body"]
-        payment = repo.get_payment(conn, refund["payment_id"])
-        assert payment is not None
-        rejected: Rejected | None = None
-        if refund["status"] == "pending":
-            intent = payment["stripe_payment_intent_id"]
-            with _stripe_errors(reject_status=None):
-                try:
-                    result = None if first_attempt else gateway.find_refund(str(refund_id), intent)
-                    if result is None:
-                        result = gateway.refund(
-                            str(refund_id),
-                            stripe_key("refund", refund["idempotency_key"]),
-                            intent,
-                            refund["amount"],
-                        )
-                except Rejected as exc:
-                    rejected, result = exc, None
-            refund, payment = repo.finish_refund(
-                conn,
-                refund_id,
-                stripe_refund_id=result.refund_id if result else None,
-                failure_message=rejected.message if rejected else None,
-            )
-        if refund["status"] == "failed":
-            status, body = (
-                422,
-                {
-                    "type": f"{PROBLEMS}/refund-rejected",
-                    "title": "Refund rejected",
-                    "status": 422,
-                    "detail": refund["failure_message"] or "Stripe refused the refund.",
-                    "instance": f"/v1/payments/{payment['id']}/refunds",
-                    "refund_id": str(refund_id),
-                },
-            )
-        else:
-            status, body = 201, _refund_body(refund, payment)
-        repo.store_refund_response(conn, refund_id, status, body)
-    return status, body
-
-
-def _refund_body(refund: RowMapping, payment: RowMapping) -> dict[str, Any]:
-    return Refund(
-        id=refund["id"],
-        payment_id=refund["payment_id"],
-        amount=refund["amount"],
-        currency=payment["currency"],
-        status=refund["status"],
-        stripe_refund_id=refund["stripe_refund_id"],
-        payment_status=payment["status"],
-        created_at=refund["created_at"],
-    ).model_dump(mode="json")
 
 
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _owned_account(conn: Connection, principal: Principal, customer_id: str) -> RowMapping | None:
+def owned_account(conn: Connection, principal: Principal, customer_id: str) -> RowMapping | None:
     """The customer's account when the caller may act for it, by the tenant stored on it."""
     account = repo.get_account(conn, customer_id)
     if account is None or not tenancy.owns(principal, customer_id, account["tenant_id"]):
@@ -378,83 +245,14 @@ def _owned_account(conn: Connection, principal: Principal, customer_id: str) -> 
     return account
 
 
-def _account(conn: Connection, principal: Principal, customer_id: str) -> RowMapping:
-    account = _owned_account(conn, principal, customer_id)
+def account_of(conn: Connection, principal: Principal, customer_id: str) -> RowMapping:
+    """The customer's account, or 404 when absent or not the caller's."""
+    account = owned_account(conn, principal, customer_id)
     if account is None:
         raise tenancy.not_found("payment account", customer_id)
     return account
 
 
-def scoped_key(principal: Principal, key: str) -> str:
-    """The client's Idempotency-Key in its owner's namespace (its tenant, else itself)."""
-    owner = (
-        f"tenant:{principal.tenant_id}" if principal.tenant_id else f"client:{principal.client_id}"
-    )
-    return f"{owner}|{key}"
-
-
 def stripe_key(kind: str, scoped: str) -> str:
     """Stripe's Idempotency-Key for what a scoped key asked for (Stripe allows 255 chars)."""
     return f"paywall-{kind}-{hashlib.sha256(scoped.encode()).hexdigest()}"
-
-
-def _fingerprint(fields: dict[str, Any]) -> str:
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-class _stripe_errors:
-    """Stripe trouble as problems: unreachable → 503 (retry is safe), refused → 422."""
-
-    def __init__(self, reject_status: int | None = 422) -> None:
-        self.reject_status = reject_status
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
-        if isinstance(exc, Unavailable):
-            log.warning("stripe.unavailable", error=str(exc))
-            raise Problem(
-                503,
-                "Payment processor unavailable",
-                "Stripe could not be reached; retry with the same Idempotency-Key",
-                type_=f"{PROBLEMS}/processor-unavailable",
-                headers={"Retry-After": "5"},
-            ) from None
-        if isinstance(exc, Rejected) and exc.http_status == 402:
-            # A card declined when attached is a decline, as at charge time: 402.
-            raise Problem(
-                402,
-                "Payment declined",
-                exc.message or "the card was declined",
-                type_=f"{PROBLEMS}/payment-declined",
-                decline_code=exc.code,
-            ) from None
-        if isinstance(exc, Rejected) and self.reject_status is not None:
-            raise Problem(
-                self.reject_status,
-                "Rejected by the payment processor",
-                exc.message,
-                type_=f"{PROBLEMS}/processor-rejected",
-                stripe_code=exc.code,
-            ) from None
-
-
-def _key_reused() -> Problem:
-    return Problem(
-        422,
-        "Idempotency key reused",
-        "this Idempotency-Key was used with different parameters",
-        type_=f"{PROBLEMS}/idempotency-key-reused",
-    )
-
-
-def _in_progress() -> Problem:
-    return Problem(
-        409,
-        "Request in progress",
-        "a request with this Idempotency-Key is still running; retry shortly",
-        type_=f"{PROBLEMS}/idempotency-in-progress",
-        headers={"Retry-After": "1"},
-    )

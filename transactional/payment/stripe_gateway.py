@@ -14,14 +14,23 @@ object they stored) before creating again after a crash, which covers retries be
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import stripe
+from fastapi import Depends
+
+from paywall.clients import stripe_client
+from paywall.logs import get_logger
+from transactional.common import errors
+from transactional.common.deps import CurrentSettings
+from transactional.common.errors import DomainError
 
 ChargeStatus = Literal["succeeded", "failed", "pending"]
+log = get_logger(__name__)
 
 
 class Rejected(Exception):
@@ -331,3 +340,59 @@ def _metadata(**values: str | None) -> dict[str, str]:
 
 def _first_line(text: str) -> str:
     return text.splitlines()[0].strip() if text else ""
+
+
+class stripe_problems:
+    """Stripe trouble as the client sees it: unreachable 503 (a retry with the same key is
+    safe), a card declined 402, refused 422; with `refusal_is_outcome` a refusal goes on
+    to the caller, which records it (a charge or refund Stripe would not make)."""
+
+    def __init__(self, *, refusal_is_outcome: bool = False) -> None:
+        self.refusal_is_outcome = refusal_is_outcome
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        if isinstance(exc, Unavailable):
+            log.warning("stripe.unavailable", error=str(exc))
+            raise DomainError(
+                errors.PROCESSOR_UNAVAILABLE,
+                "Stripe could not be reached; retry with the same Idempotency-Key",
+                headers={"Retry-After": "5"},
+            ) from None
+        if isinstance(exc, Rejected) and exc.http_status == 402:
+            # A card declined when attached is a decline, as at charge time: 402.
+            raise DomainError(
+                errors.PAYMENT_DECLINED,
+                exc.message or "the card was declined",
+                decline_code=exc.code,
+            ) from None
+        if isinstance(exc, Rejected) and not self.refusal_is_outcome:
+            raise DomainError(
+                errors.PROCESSOR_REJECTED, exc.message, stripe_code=exc.code
+            ) from None
+
+
+_gateways: dict[tuple[str | None, str | None], Gateway] = {}
+_gateways_lock = threading.Lock()
+
+
+def stripe_gateway(settings: CurrentSettings) -> Gateway:
+    """One Gateway per Stripe key and address, shared by every request.
+
+    A StripeClient per request built a TLS context and an HTTP session each time and
+    opened a new connection for every Stripe call; the shared one keeps an HTTP session
+    per thread (stripe's RequestsClient is thread-local), so connections are reused.
+    """
+    secret = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else None
+    key = (secret, settings.stripe_api_base)
+    with _gateways_lock:
+        found = _gateways.get(key)
+        if found is None:
+            found = Gateway(stripe_client(settings), local=settings.stripe_is_local)
+            _gateways[key] = found
+    return found
+
+
+StripeGateway = Annotated[Gateway, Depends(stripe_gateway)]

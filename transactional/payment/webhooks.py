@@ -9,18 +9,19 @@ a crash in between rolls both back and Stripe's retry handles the event afresh.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import stripe
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from paywall.logs import get_logger
-from paywall.settings import Settings
-from transactional.common.problems import PROBLEM_JSON, Problem, ProblemModel
+from transactional.common import errors
+from transactional.common.deps import CurrentSettings, Db
+from transactional.common.errors import DomainError
+from transactional.common.problems import PROBLEM_JSON, ProblemModel
 from transactional.payment import repository as repo
-from transactional.payment.deps import current_settings, database
 from transactional.payment.models import WebhookAck
 from transactional.payment.stripe_gateway import verify_webhook
 
@@ -29,10 +30,8 @@ log = get_logger(__name__)
 webhook_router = APIRouter(tags=["webhooks"])
 
 
-def _bad_signature(detail: str) -> Problem:
-    return Problem(
-        400, "Invalid webhook", detail, type_="https://paywall.dev/problems/invalid-webhook"
-    )
+def _bad_signature(detail: str) -> DomainError:
+    return DomainError(errors.INVALID_WEBHOOK, detail)
 
 
 @webhook_router.post(
@@ -50,13 +49,13 @@ def _bad_signature(detail: str) -> Problem:
 )
 async def stripe_webhook(
     request: Request,
-    stripe_signature: str | None = Header(None, alias="Stripe-Signature"),
-    settings: Settings = Depends(current_settings),
-    db: Engine = Depends(database),
+    settings: CurrentSettings,
+    db: Db,
+    stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> WebhookAck:
     secret = settings.stripe_webhook_secret
     if secret is None:
-        raise Problem(503, "Webhooks not configured", "STRIPE_WEBHOOK_SECRET is unset")
+        raise DomainError(errors.NOT_CONFIGURED, "STRIPE_WEBHOOK_SECRET is unset")
     payload = await request.body()  # the exact bytes Stripe signed, before any parsing
     if not stripe_signature:
         raise _bad_signature("missing Stripe-Signature header")

@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from paywall.logs import get_logger
-from transactional.common.problems import Problem
-from transactional.registration import keys
+from transactional.common.errors import DomainError
+from transactional.registration import repository
 from transactional.registration.service import resume
 
 log = get_logger(__name__)
@@ -42,7 +42,7 @@ class SweepReport(BaseModel):
 def sweep(engine: Engine, older_than: timedelta, limit: int = 100) -> SweepReport:
     report = SweepReport()
     with engine.connect() as conn:
-        stale = keys.stale(conn, older_than, limit)
+        stale = repository.stale(conn, older_than, limit)
     for reg_id in stale:
         report.examined += 1
         outcome = _one(engine, reg_id)
@@ -54,7 +54,7 @@ def sweep(engine: Engine, older_than: timedelta, limit: int = 100) -> SweepRepor
 
 
 def _one(engine: Engine, reg_id: uuid.UUID) -> str:
-    with keys.running(engine, reg_id) as run:
+    with repository.running(engine, reg_id) as run:
         if run is None:
             return "busy"
         state = run.state()
@@ -62,7 +62,7 @@ def _one(engine: Engine, reg_id: uuid.UUID) -> str:
             return "busy"  # finished by a request between the listing and the lock
         try:
             answer = resume(run, state)
-        except Problem:
+        except DomainError:
             return "unfinished"
     if answer is None:
         return "released"

@@ -22,8 +22,8 @@ from pydantic import SecretStr
 from paywall.logs import get_logger
 from paywall.settings import Settings
 from transactional.common.service_client import ServiceClient, ServiceError, TokenSource
-from transactional.registration.keys import Claim, Run
 from transactional.registration.models import PaymentSummary, Registration, SignupDetails
+from transactional.registration.repository import Claim, Run
 
 log = get_logger(__name__)
 SCOPES = (

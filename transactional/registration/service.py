@@ -10,8 +10,6 @@ Every path ends in one of two ways, never a stuck key:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -20,25 +18,17 @@ from sqlalchemy import Engine
 
 from paywall.logs import get_logger
 from paywall.settings import get_settings
-from transactional.common.problems import Problem
+from transactional.common import errors, idempotency
+from transactional.common.errors import DomainError
+from transactional.common.idempotency import Answer
 from transactional.common.security import Principal
-from transactional.common.service_client import IN_PROGRESS_TYPE, ServiceError
-from transactional.registration import keys, saga
-from transactional.registration.keys import Claim, Run
+from transactional.common.service_client import ServiceError
+from transactional.registration import repository, saga
 from transactional.registration.models import RegistrationRequest, SignupDetails
+from transactional.registration.repository import Claim, Run
 
 log = get_logger(__name__)
-PROBLEMS = "https://paywall.dev/problems"
 INSTANCE = "/v1/registrations"
-# A duplicate waits this long for the request holding its key, then answers 409.
-DUPLICATE_WAIT_SECONDS = 20.0
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -47,37 +37,22 @@ def services() -> saga.Services:
 
 
 def register(engine: Engine, principal: Principal, key: str, body: RegistrationRequest) -> Answer:
-    deadline = time.monotonic() + DUPLICATE_WAIT_SECONDS
+    owner = idempotency.owner(principal)
     while True:
         with engine.begin() as conn:
-            claim = keys.claim(conn, principal.client_id, principal.tenant_id, key, body)
-        if claim.fingerprint != keys.fingerprint(body):
-            raise Problem(
-                422,
-                "Idempotency Key Reused",
-                "this Idempotency-Key was used with other parameters",
-                type_=f"{PROBLEMS}/idempotency-key-reused",
-            )
+            claim = repository.claim(conn, owner, principal.tenant_id, key, body)
+        idempotency.check_same(claim.fingerprint, repository.fingerprint(body))
         if claim.finished:
             return _replay(claim)
-        with keys.running(engine, claim.id) as run:
-            if run is not None:
-                state = run.state()
-                if state is None:
-                    continue  # released by the recovery sweep a moment ago: claim afresh
-                if state.finished:
-                    return _replay(state)
-                return _advance(run, state, body.details(), body.password)
-        # Another request holds the key: answer as it will, once it has.
-        if time.monotonic() > deadline:
-            raise Problem(
-                409,
-                "Request In Progress",
-                "a request with this Idempotency-Key is still running; retry later",
-                type_=IN_PROGRESS_TYPE,
-                headers={"Retry-After": "2"},
-            )
-        time.sleep(0.1)
+        with repository.running(engine, claim.id) as run:
+            if run is None:
+                raise idempotency.in_progress()  # another request is running this signup
+            state = run.state()
+            if state is None:
+                continue  # released by the recovery sweep a moment ago: claim afresh
+            if state.finished:
+                return _replay(state)
+            return _advance(run, state, body.details(), body.password)
 
 
 def resume(run: Run, state: Claim) -> Answer | None:
@@ -102,31 +77,19 @@ def _advance(
     try:
         result = saga.run(services(), run, state, signup, password, state.tenant_id)
     except saga.Declined as exc:
-        problem = _problem(
-            402,
-            "Payment Declined",
+        declined = DomainError(
+            errors.PAYMENT_DECLINED,
             str(exc.problem.get("detail") or "the card was declined"),
-            f"{PROBLEMS}/payment-declined",
             decline_code=exc.problem.get("decline_code"),
         )
-        return _finish(run, 402, problem, {"reason": "payment_declined"})
+        return _finish(run, declined, {"reason": "payment_declined"})
     except saga.AlreadyRegistered as exc:
-        problem = _problem(
-            409,
-            "Already Registered",
-            "this email already has a live subscription or a login",
-            f"{PROBLEMS}/already-registered",
+        taken = DomainError(
+            errors.ALREADY_REGISTERED, "this email already has a live subscription or a login"
         )
-        return _finish(run, 409, problem, {"reason": "already_registered", "customer_id": str(exc)})
+        return _finish(run, taken, {"reason": "already_registered", "customer_id": str(exc)})
     except saga.Rejected as exc:
-        status = exc.status if exc.status != 404 else 422
-        problem = _problem(
-            status,
-            str(exc.problem.get("title", "Rejected")),
-            str(exc),
-            str(exc.problem.get("type", "about:blank")),
-        )
-        return _finish(run, status, problem, {"reason": "rejected"})
+        return _finish(run, _rejected(exc), {"reason": "rejected"})
     except Exception as exc:
         # Passing trouble, or a crash of our own: nothing final happened, so nothing is
         # stored; the key stays in progress and the next try resumes from the last step.
@@ -134,19 +97,19 @@ def _advance(
             log.warning("registration.unfinished", service=exc.service, status=exc.status)
         else:
             log.error("registration.unfinished", error=type(exc).__name__, step=state.step)
-        raise Problem(
-            503,
-            "Service Unavailable",
+        raise DomainError(
+            errors.SIGNUP_UNFINISHED,
             "the signup could not finish now; retry with the same Idempotency-Key",
-            type_=f"{PROBLEMS}/signup-unfinished",
             headers={"Retry-After": "2"},
         ) from exc
     data = result.model_dump(mode="json")
-    return _finish(
-        run,
+    run.finish(
+        "completed",
         201,
         data,
+        "registration.completed",
         {
+            "registration_id": str(run.id),
             "customer_id": data["customer_id"],
             "subscription_id": data["subscription_id"],
             "plan_id": data["plan_id"],
@@ -159,30 +122,30 @@ def _advance(
             "marketing_opt_in": signup.marketing_opt_in,
         },
     )
+    return Answer(201, data)
 
 
-def _finish(run: Run, status: int, body: dict[str, Any], event: dict[str, Any]) -> Answer:
+def _rejected(exc: saga.Rejected) -> DomainError:
+    """A downstream refusal of the client's input, passed on under its registered type; a
+    thing the signup names that does not exist (404 downstream) is invalid input here."""
+    slug = str(exc.problem.get("type", "")).rsplit("/", 1)[-1]
+    kind = errors.REGISTRY.get(slug, errors.VALIDATION)
+    return DomainError(errors.VALIDATION if kind.status == 404 else kind, str(exc))
+
+
+def _finish(run: Run, refusal: DomainError, event: dict[str, Any]) -> Answer:
+    """A final refusal: stored with the key and sent as an event, like a success."""
+    body = refusal.body(INSTANCE)
     run.finish(
-        "completed" if status < 400 else "failed",
-        status,
+        "failed",
+        refusal.problem.status,
         body,
-        "registration.completed" if status < 400 else "registration.failed",
+        "registration.failed",
         {"registration_id": str(run.id), **event},
     )
-    return Answer(status, body)
+    return Answer(refusal.problem.status, body)
 
 
 def _replay(claim: Claim) -> Answer:
     assert claim.response_status is not None and claim.response_body is not None
     return Answer(claim.response_status, claim.response_body, replayed=True)
-
-
-def _problem(status: int, title: str, detail: str, type_: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": INSTANCE,
-        **extra,
-    }

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 
 class Plan(BaseModel):
@@ -92,3 +92,49 @@ class PlanChanged(BaseModel):
     subscription: Subscription
     effective: Literal["now", "period_end"]
     proration: ProrationOut | None = None
+
+
+# -- billing's internal view -----------------------------------------------------------------
+
+
+class DueSubscription(BaseModel):
+    subscription: Subscription
+    action: Literal["renew", "convert_trial", "cancel"]
+    plan: Plan = Field(description="What the next period is billed on (a pending downgrade)")
+    next_period_start: datetime
+    next_period_end: datetime
+
+
+class DuePage(BaseModel):
+    data: list[DueSubscription]
+    next_after: UUID | None = Field(description="Pass as `after` for the next page")
+
+
+class PeriodAdvance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_id: str = Field(min_length=1, max_length=100)
+    payment_id: str = Field(min_length=1, max_length=100)
+    plan_id: str = Field(min_length=1, max_length=100)
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PeriodAdvance:
+        if self.period_end <= self.period_start:
+            raise ValueError("period_end must be after period_start")
+        return self
+
+
+class PastDue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_id: str = Field(min_length=1, max_length=100)
+    decline_code: str | None = Field(None, max_length=100)
+
+
+class Expire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime = Field(description="When it ended: the period end, or the dunning end")
+    reason: Literal["period_end", "dunning_exhausted"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -56,12 +57,27 @@ def get(conn: Connection, sub_id: uuid.UUID, lock: bool = False) -> Subscription
     return _row(row) if row else None
 
 
-def by_request_key(conn: Connection, key: str) -> Subscription | None:
+@dataclass(frozen=True)
+class Keyed:
+    """A subscription made under an Idempotency-Key, and what that request asked for."""
+
+    subscription: Subscription
+    fingerprint: str | None
+
+
+def by_request_key(conn: Connection, key: str) -> Keyed | None:
     row = conn.execute(
-        text(f"SELECT {COLUMNS} FROM subscription.subscriptions WHERE request_key = :k"),
+        text(
+            f"SELECT {COLUMNS}, request_fingerprint FROM subscription.subscriptions "
+            "WHERE request_key = :k"
+        ),
         {"k": key},
     ).first()
-    return _row(row) if row else None
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    fingerprint = values.pop("request_fingerprint")
+    return Keyed(Subscription.model_validate(values), fingerprint)
 
 
 def live_for_customer(conn: Connection, customer_id: uuid.UUID) -> Subscription | None:
@@ -106,6 +122,7 @@ def create(
     plan_: Plan,
     trial: bool,
     request_key: str | None,
+    fingerprint: str | None = None,
 ) -> Subscription:
     now = datetime.now(UTC)
     trialing = trial and plan_.trial_days > 0
@@ -117,8 +134,9 @@ def create(
     row = conn.execute(
         text(
             "INSERT INTO subscription.subscriptions (id, customer_id, tenant_id, plan_id, status, "
-            "current_period_start, current_period_end, trial_end, request_key) "
-            "VALUES (:id, :customer, :tenant, :plan, :status, :start, :end, :trial_end, :key) "
+            "current_period_start, current_period_end, trial_end, request_key, "
+            "request_fingerprint) VALUES (:id, :customer, :tenant, :plan, :status, :start, "
+            ":end, :trial_end, :key, :fingerprint) "
             f"ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
         ),
         {
@@ -131,12 +149,12 @@ def create(
             "end": end,
             "trial_end": end if trialing else None,
             "key": request_key,
+            "fingerprint": fingerprint,
         },
     ).first()
     if row is None:
-        existing = (
-            by_request_key(conn, request_key) if request_key else None
-        ) or live_for_customer(conn, customer_id)
+        keyed = by_request_key(conn, request_key) if request_key else None
+        existing = keyed.subscription if keyed else live_for_customer(conn, customer_id)
         assert existing is not None, "conflict without a row: unique keys changed?"
         raise LiveSubscriptionExists(existing)
     sub = _row(row)

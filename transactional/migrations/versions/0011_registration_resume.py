@@ -1,4 +1,5 @@
-"""Registration: keep what a signup asked for (never the password) and its tenant.
+"""Registration: keep what a signup asked for (never the password) and its tenant; keys
+belong to their owner (the tenant, else the client), as every service's keys do.
 
 A signup that stopped between steps is resumed, by the client's retry or by the recovery
 sweep, from its row alone; the sweep has no request to read them from.
@@ -22,6 +23,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("registrations", sa.Column("request", postgresql.JSONB), schema="registration")
     op.add_column("registrations", sa.Column("tenant_id", sa.Text), schema="registration")
+    op.alter_column("registrations", "client_id", new_column_name="owner", schema="registration")
     # The recovery sweep looks for unfinished signups nobody touched for a while.
     op.create_index(
         "registrations_unfinished",
@@ -34,5 +36,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("registrations_unfinished", table_name="registrations", schema="registration")
+    op.alter_column("registrations", "owner", new_column_name="client_id", schema="registration")
     op.drop_column("registrations", "tenant_id", schema="registration")
     op.drop_column("registrations", "request", schema="registration")

@@ -1,6 +1,7 @@
-"""Idempotency keys in Stripe's style, and the one worker that may run a signup at a time.
+"""The registration schema: signups by Idempotency-Key, and who runs each one.
 
-A key is claimed once per (client, key): the row holds the request's fingerprint, the
+A key is claimed once per owner (common.idempotency: the tenant, else the client): the row
+holds the request's fingerprint, the
 request itself minus the password, how far the saga got, and in the end the answer every
 replay repeats. Keys of finished signups expire after 24 h. A key whose signup has not
 finished never expires and is never released while money may have moved: a retry (or the
@@ -14,8 +15,6 @@ database that dies under it, drops the connection and so the lock: the key is ne
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import bindparam
 
-from transactional.common import outbox
+from transactional.common import idempotency, outbox
 from transactional.registration.models import RegistrationRequest, SignupDetails
 
 KEY_LIFETIME = timedelta(hours=24)
@@ -72,33 +71,33 @@ class Claim:
 
 def fingerprint(body: RegistrationRequest) -> str:
     # The password stays out: a digest of it would be an unsalted password hash at rest.
-    fields = body.model_dump(mode="json", exclude={"password"})
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    return idempotency.fingerprint(body.model_dump(mode="json", exclude={"password"}))
 
 
 def claim(
-    conn: Connection, client_id: str, tenant_id: str | None, key: str, body: RegistrationRequest
+    conn: Connection, owner: str, tenant_id: str | None, key: str, body: RegistrationRequest
 ) -> Claim:
+    """The signup for `owner`'s `key`: inserted now (`fresh`) or the one already there."""
     now = datetime.now(UTC)
     # Only a finished signup's key expires: an unfinished one may hold a charge to settle.
     conn.execute(
         text(
-            "DELETE FROM registration.registrations WHERE client_id = :c "
+            "DELETE FROM registration.registrations WHERE owner = :c "
             "AND idempotency_key = :k AND expires_at < :now AND status <> 'in_progress'"
         ),
-        {"c": client_id, "k": key, "now": now},
+        {"c": owner, "k": key, "now": now},
     )
     new_id = uuid.uuid4()
     row = conn.execute(
         text(
             "INSERT INTO registration.registrations "
-            "(id, client_id, tenant_id, idempotency_key, fingerprint, email, request, "
+            "(id, owner, tenant_id, idempotency_key, fingerprint, email, request, "
             "expires_at) VALUES (:id, :c, :t, :k, :fp, :email, :request, :exp) "
             f"ON CONFLICT DO NOTHING RETURNING {_COLUMNS}"
         ).bindparams(bindparam("request", type_=JSONB)),
         {
             "id": new_id,
-            "c": client_id,
+            "c": owner,
             "t": tenant_id,
             "k": key,
             "fp": fingerprint(body),
@@ -109,18 +108,18 @@ def claim(
     ).first()
     if row is not None:
         return _claim(row, fresh=True)
-    existing = load(conn, client_id, key)
+    existing = load(conn, owner, key)
     assert existing is not None, "the conflicting row vanished inside our transaction"
     return existing
 
 
-def load(conn: Connection, client_id: str, key: str) -> Claim | None:
+def load(conn: Connection, owner: str, key: str) -> Claim | None:
     row = conn.execute(
         text(
             f"SELECT {_COLUMNS} FROM registration.registrations "
-            "WHERE client_id = :c AND idempotency_key = :k"
+            "WHERE owner = :c AND idempotency_key = :k"
         ),
-        {"c": client_id, "k": key},
+        {"c": owner, "k": key},
     ).first()
     return _claim(row) if row is not None else None
 
