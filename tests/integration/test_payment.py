@@ -31,10 +31,11 @@ from paywall.db import engine as db_engine
 from paywall.settings import Settings
 from paywall.stack.process import LOOPBACK, free_port
 from tests.conftest import Api
+from transactional.common import deps, idempotency
 from transactional.common.app import create_app
 from transactional.common.security import Principal
-from transactional.payment import access, deps, service
 from transactional.payment import repository as repo
+from transactional.payment import routes as payment_routes
 from transactional.payment.app import READY_CHECKS, ROUTERS
 from transactional.payment.models import PaymentCreate
 
@@ -62,8 +63,8 @@ def _principal(request: Request) -> Principal:
 def _app(settings: Settings) -> FastAPI:
     app = create_app("payment", ROUTERS, READY_CHECKS)
     app.dependency_overrides[deps.current_settings] = lambda: settings
-    app.dependency_overrides[access.WRITE] = _principal
-    app.dependency_overrides[access.READ] = _principal
+    app.dependency_overrides[payment_routes.WRITE] = _principal
+    app.dependency_overrides[payment_routes.READ] = _principal
     return app
 
 
@@ -412,8 +413,8 @@ def test_retry_after_a_crash_finds_the_payment_intent(
         row, _ = repo.claim_payment(
             conn,
             customer_id=customer_id,
-            idempotency_key=service.scoped_key(INTERNAL, key),
-            fingerprint=service._fingerprint(request.fingerprint_fields()),
+            idempotency_key=idempotency.scoped(INTERNAL, key),
+            fingerprint=idempotency.fingerprint(request.fingerprint_fields()),
             amount=700,
             currency="usd",
             description=None,
@@ -441,36 +442,6 @@ def test_retry_after_a_crash_finds_the_payment_intent(
     assert _events(db, payment_id) == ["payment.succeeded"]
 
 
-def test_a_key_in_flight_answers_409(
-    accounts: Callable[..., str], http: httpx.Client, stripe: Any, db: Engine
-) -> None:
-    customer_id = accounts()
-    key = str(uuid.uuid4())
-    request = PaymentCreate(customer_id=customer_id, amount=300, currency="usd")
-    with db.begin() as conn:
-        row, _ = repo.claim_payment(
-            conn,
-            customer_id=customer_id,
-            idempotency_key=service.scoped_key(INTERNAL, key),
-            fingerprint=service._fingerprint(request.fingerprint_fields()),
-            amount=300,
-            currency="usd",
-            description=None,
-            metadata={},
-        )
-    payment_id = str(row["id"])
-
-    with db.begin() as conn:  # another worker is charging this payment right now
-        assert repo.advisory_lock(conn, f"payment.payment:{payment_id}")
-        busy = _pay(http, customer_id, key=key, amount=300)
-    done = _pay(http, customer_id, key=key, amount=300)
-
-    assert _is_problem(busy, 409)["type"] == "https://paywall.dev/problems/idempotency-in-progress"
-    assert busy.headers["retry-after"] == "1"
-    assert done.status_code == 201, done.text
-    assert len(_intents_for(stripe, payment_id)) == 1
-
-
 def test_stripe_outage_is_503_and_the_retry_charges_once(
     accounts: Callable[..., str], http: httpx.Client, api: Api, stripe: Any, db: Engine
 ) -> None:
@@ -487,7 +458,7 @@ def test_stripe_outage_is_503_and_the_retry_charges_once(
     assert outage.status_code == 503, outage.text
     assert outage.json()["type"] == "https://paywall.dev/problems/processor-unavailable"
     with db.connect() as conn:
-        pending = repo.get_payment_by_key(conn, service.scoped_key(INTERNAL, key))
+        pending = repo.get_payment_by_key(conn, idempotency.scoped(INTERNAL, key))
     assert pending is not None
     assert pending["status"] == "pending"
 

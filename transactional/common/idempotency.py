@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from transactional.common import errors
 from transactional.common.errors import DomainError
@@ -105,13 +107,44 @@ def in_progress() -> DomainError:
 
 
 def hold(conn: Connection, scoped_key: str) -> None:
-    """Take the key for this transaction, or refuse at once (409) while another has it."""
+    """Take the key until this transaction ends, or refuse at once (409) while another has
+    it. A process that dies drops its connection, and the lock with it: never stuck."""
     got: bool = conn.execute(
         text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"idempotency:{scoped_key}"},
+        {"k": lock_name(scoped_key)},
     ).scalar_one()
     if not got:
         raise in_progress()
+
+
+@contextmanager
+def held(engine: Engine, scoped_key: str) -> Iterator[Connection]:
+    """Take the key on a connection of its own for a whole block that commits in steps (a
+    signup's saga), or refuse at once (409) while another has it."""
+    name = {"k": lock_name(scoped_key)}
+    with engine.connect() as conn:
+        got: bool = conn.execute(
+            text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"), name
+        ).scalar_one()
+        conn.commit()
+        if not got:
+            raise in_progress()
+        try:
+            yield conn
+        finally:
+            try:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"), name)
+                conn.commit()
+            except DBAPIError:
+                # The lock lives and dies with its session: a connection we cannot use any
+                # more is thrown away, never returned to the pool still holding it.
+                conn.invalidate()
+
+
+def lock_name(scoped_key: str) -> str:
+    """The advisory lock every service takes for a key (tests take it to fake a runner)."""
+    return f"idempotency:{scoped_key}"
 
 
 def respond(answer: Answer) -> JSONResponse:

@@ -52,7 +52,7 @@ def create_refund(
     idempotency.check_same(refund["request_fingerprint"], fingerprint)
     if refund["response_status"] is not None:
         return Answer(refund["response_status"], refund["response_body"], replayed=True)
-    return _settle_refund(engine, gateway, refund["id"], first_attempt=created)
+    return _settle_refund(engine, gateway, refund["id"], key, first_attempt=created)
 
 
 def _refundable(conn: Connection, payment: RowMapping, requested: int | None) -> int:
@@ -72,11 +72,10 @@ def _refundable(conn: Connection, payment: RowMapping, requested: int | None) ->
 
 
 def _settle_refund(
-    engine: Engine, gateway: Gateway, refund_id: uuid.UUID, *, first_attempt: bool
+    engine: Engine, gateway: Gateway, refund_id: uuid.UUID, scoped_key: str, *, first_attempt: bool
 ) -> Answer:
     with engine.begin() as conn:
-        if not repo.advisory_lock(conn, f"payment.refund:{refund_id}"):
-            raise idempotency.in_progress()
+        idempotency.hold(conn, scoped_key)
         refund = refund_repo.get_refund(conn, refund_id)
         assert refund is not None
         if refund["response_status"] is not None:

@@ -18,18 +18,6 @@ SCHEMA = "payment"
 RANK = {"pending": 0, "failed": 1, "succeeded": 2, "partially_refunded": 3, "refunded": 4}
 
 
-def advisory_lock(conn: Connection, key: str) -> bool:
-    """Try to take a lock held until this transaction ends (or its connection dies).
-
-    A crashed worker's connection closes and frees the lock, so a retry can take over;
-    a live worker keeps it, so a concurrent retry cannot charge a second time.
-    """
-    got: bool | None = conn.execute(
-        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
-    ).scalar_one()
-    return bool(got)
-
-
 def wait_lock(conn: Connection, key: str) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
 

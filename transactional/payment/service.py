@@ -118,20 +118,20 @@ def create_payment(
     idempotency.check_same(row["request_fingerprint"], fingerprint)
     if row["response_status"] is not None:
         return Answer(row["response_status"], row["response_body"], replayed=True)
-    return _settle_payment(engine, gateway, row["id"], account, first_attempt=created)
+    return _settle_payment(engine, gateway, row["id"], key, account, first_attempt=created)
 
 
 def _settle_payment(
     engine: Engine,
     gateway: Gateway,
     payment_id: uuid.UUID,
+    scoped_key: str,
     account: RowMapping,
     *,
     first_attempt: bool,
 ) -> Answer:
     with engine.begin() as conn:
-        if not repo.advisory_lock(conn, f"payment.payment:{payment_id}"):
-            raise idempotency.in_progress()
+        idempotency.hold(conn, scoped_key)
         row = repo.get_payment(conn, payment_id)
         assert row is not None
         if row["response_status"] is not None:  # a concurrent retry finished it meanwhile
@@ -199,7 +199,9 @@ def recover_pending(
         account = accounts[row["customer_id"]]
         assert account is not None, "a payment is only made on an existing account"
         try:
-            answer = _settle_payment(engine, gateway, row["id"], account, first_attempt=False)
+            answer = _settle_payment(
+                engine, gateway, row["id"], row["idempotency_key"], account, first_attempt=False
+            )
         except DomainError as exc:
             report.busy += exc.problem is errors.IDEMPOTENCY_IN_PROGRESS
             report.unavailable += exc.problem is not errors.IDEMPOTENCY_IN_PROGRESS

@@ -10,7 +10,6 @@ replay; before the login no money can have moved, so its key is released.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from prometheus_client import Counter
@@ -18,8 +17,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from paywall.logs import get_logger
+from transactional.common import errors
 from transactional.common.errors import DomainError
 from transactional.registration import repository
+from transactional.registration.repository import Claim
 from transactional.registration.service import resume
 
 log = get_logger(__name__)
@@ -43,9 +44,9 @@ def sweep(engine: Engine, older_than: timedelta, limit: int = 100) -> SweepRepor
     report = SweepReport()
     with engine.connect() as conn:
         stale = repository.stale(conn, older_than, limit)
-    for reg_id in stale:
+    for claim in stale:
         report.examined += 1
-        outcome = _one(engine, reg_id)
+        outcome = _one(engine, claim)
         setattr(report, outcome, getattr(report, outcome) + 1)
         RECOVERED.labels(outcome).inc()
     if report.examined:
@@ -53,17 +54,16 @@ def sweep(engine: Engine, older_than: timedelta, limit: int = 100) -> SweepRepor
     return report
 
 
-def _one(engine: Engine, reg_id: uuid.UUID) -> str:
-    with repository.running(engine, reg_id) as run:
-        if run is None:
-            return "busy"
-        state = run.state()
-        if state is None or state.finished:
-            return "busy"  # finished by a request between the listing and the lock
-        try:
+def _one(engine: Engine, claim: Claim) -> str:
+    try:
+        with repository.running(engine, claim) as run:
+            state = run.state()
+            if state is None or state.finished:
+                return "busy"  # finished by a request between the listing and the lock
             answer = resume(run, state)
-        except DomainError:
-            return "unfinished"
+    except DomainError as exc:
+        # Held by a request right now (409), or still failing (a service down): next sweep.
+        return "busy" if exc.problem is errors.IDEMPOTENCY_IN_PROGRESS else "unfinished"
     if answer is None:
         return "released"
     return "completed" if answer.status < 400 else "failed"

@@ -24,7 +24,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import bindparam
 
 from transactional.common import idempotency, outbox
@@ -35,8 +34,8 @@ SCHEMA = "registration"
 # Steps after which a signup no longer needs its password: the login exists.
 PAST_LOGIN = ("payment_method", "subscription", "charging", "charged")
 _COLUMNS = (
-    "id, tenant_id, status, step, fingerprint, request, response_status, response_body, "
-    "customer_id, subscription_id, payment_id, updated_at"
+    "id, owner, idempotency_key, tenant_id, status, step, fingerprint, request, "
+    "response_status, response_body, customer_id, subscription_id, payment_id, updated_at"
 )
 
 
@@ -44,6 +43,7 @@ _COLUMNS = (
 class Claim:
     id: uuid.UUID
     fresh: bool  # this request inserted the key; otherwise it found it
+    scoped_key: str  # the owner's key, as common.idempotency scopes it
     tenant_id: str | None
     status: str
     step: str
@@ -124,22 +124,23 @@ def load(conn: Connection, owner: str, key: str) -> Claim | None:
     return _claim(row) if row is not None else None
 
 
-def stale(conn: Connection, older_than: timedelta, limit: int) -> list[uuid.UUID]:
+def stale(conn: Connection, older_than: timedelta, limit: int) -> list[Claim]:
     """Unfinished signups nobody has touched for `older_than`: the recovery sweep's work."""
     rows = conn.execute(
         text(
-            "SELECT id FROM registration.registrations WHERE status = 'in_progress' "
+            f"SELECT {_COLUMNS} FROM registration.registrations WHERE status = 'in_progress' "
             "AND updated_at < now() - :age ORDER BY updated_at LIMIT :n"
         ),
         {"age": older_than, "n": limit},
     ).all()
-    return [r.id for r in rows]
+    return [_claim(r) for r in rows]
 
 
 def _claim(row: Any, fresh: bool = False) -> Claim:
     return Claim(
         id=row.id,
         fresh=fresh,
+        scoped_key=f"{row.owner}|{row.idempotency_key}",
         tenant_id=row.tenant_id,
         status=row.status,
         step=row.step,
@@ -212,25 +213,7 @@ class Run:
 
 
 @contextmanager
-def running(engine: Engine, reg_id: uuid.UUID) -> Iterator[Run | None]:
-    """Hold the signup's lock for the block (None when another holder has it)."""
-    lock_key = {"k": f"registration:{reg_id}"}
-    with engine.connect() as conn:
-        got: bool = conn.execute(
-            text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"), lock_key
-        ).scalar_one()
-        conn.commit()
-        if not got:
-            yield None
-            return
-        try:
-            yield Run(conn, reg_id)
-        finally:
-            try:
-                conn.rollback()
-                conn.execute(text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"), lock_key)
-                conn.commit()
-            except DBAPIError:
-                # The lock lives and dies with its session: a connection we cannot use
-                # any more is thrown away, never returned to the pool still holding it.
-                conn.invalidate()
+def running(engine: Engine, claim: Claim) -> Iterator[Run]:
+    """Hold the signup's key for the block, or 409 at once while another request has it."""
+    with idempotency.held(engine, claim.scoped_key) as conn:
+        yield Run(conn, claim.id)

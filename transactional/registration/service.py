@@ -44,9 +44,7 @@ def register(engine: Engine, principal: Principal, key: str, body: RegistrationR
         idempotency.check_same(claim.fingerprint, repository.fingerprint(body))
         if claim.finished:
             return _replay(claim)
-        with repository.running(engine, claim.id) as run:
-            if run is None:
-                raise idempotency.in_progress()  # another request is running this signup
+        with repository.running(engine, claim) as run:  # 409 while another request has it
             state = run.state()
             if state is None:
                 continue  # released by the recovery sweep a moment ago: claim afresh
