@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transactional.common import tenancy
-from transactional.common import errors
+from transactional.common import errors, tenancy
 from transactional.common.errors import DomainError
 from transactional.common.security import Principal
 
