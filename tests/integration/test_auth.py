@@ -35,15 +35,16 @@ from sqlalchemy import Engine, text
 from paywall import db
 from paywall.settings import Settings, get_settings, reset_settings
 from paywall.stack.process import free_port, wait_until
-from transactional.auth import keys, throttle, tokens
+from transactional.auth import keys, repository, throttle, tokens
 from transactional.auth.clients import (
     REGISTRATION_CLIENT_ID,
     WEB_CLIENT_ID,
     WEB_REDIRECT_URI,
     create_client,
 )
+from transactional.auth.models import User
 from transactional.auth.passwords import needs_rehash
-from transactional.auth.users import User, authenticate_user, create_user
+from transactional.auth.users import authenticate_user, create_user
 from transactional.common import revocations, security
 from transactional.common.serving import serving
 
@@ -1148,7 +1149,7 @@ def test_purge_expired(engine: Engine, spa_client: str, user: User) -> None:
             ),
             {"jti": uuid.uuid4().hex},
         )
-        assert tokens.purge_expired(conn) >= 1
+        assert repository.purge_expired(conn) >= 1
         left: int = conn.execute(
             text(
                 "SELECT count(*) FROM auth.revoked_tokens "
