@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from transactional.common import security
-from transactional.common.problems import Problem
+from transactional.common.errors import DomainError
 from transactional.common.security import (
     InvalidToken,
     IssuerUnavailable,
@@ -266,17 +266,17 @@ def test_require_accepts_a_token_with_the_scope(dependency: Callable[..., Princi
 def test_require_answers_401_with_a_bearer_challenge(
     dependency: Callable[..., Principal], credentials: HTTPAuthorizationCredentials | None
 ) -> None:
-    with pytest.raises(Problem) as raised:
+    with pytest.raises(DomainError) as raised:
         dependency(credentials)
-    assert raised.value.status_code == 401
+    assert raised.value.problem.status == 401
     assert raised.value.headers is not None
     assert raised.value.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
 def test_require_answers_403_for_a_missing_scope(dependency: Callable[..., Principal]) -> None:
-    with pytest.raises(Problem) as raised:
+    with pytest.raises(DomainError) as raised:
         dependency(_bearer(_sign(_claims(scope="openid"))))
-    assert raised.value.status_code == 403
+    assert raised.value.problem.status == 403
     assert raised.value.detail == "token lacks scope: customers:read"
     assert raised.value.headers is not None
     challenge = raised.value.headers["WWW-Authenticate"]
@@ -290,6 +290,6 @@ def test_require_answers_503_when_the_issuer_is_unreachable(
     issuer.down = True
     verifier = TokenVerifier(ISSUER, AUDIENCE, _cache(issuer, clock))
     monkeypatch.setattr(security, "default_verifier", lambda: verifier)
-    with pytest.raises(Problem) as raised:
+    with pytest.raises(DomainError) as raised:
         security.require()(_bearer(_sign(_claims())))
-    assert raised.value.status_code == 503
+    assert raised.value.problem.status == 503

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from transactional.common import tenancy
-from transactional.common.problems import Problem
+from transactional.common import errors, tenancy
+from transactional.common.errors import DomainError
 from transactional.common.security import Principal
 
 
@@ -39,10 +39,12 @@ def test_a_client_bound_to_nothing_is_refused() -> None:
     for bound in (principal(internal=True), principal(customer="c1"), principal(tenant="t1")):
         assert tenancy.bound(bound) is bound
     for unbound in (principal(), principal(tenant="")):
-        with pytest.raises(Problem) as refused:
+        with pytest.raises(DomainError) as refused:
             tenancy.bound(unbound)
-        assert refused.value.status_code == 403
-        assert refused.value.type == tenancy.TENANT_REQUIRED
+        assert (refused.value.problem, refused.value.problem.status) == (
+            errors.TENANT_REQUIRED,
+            403,
+        )
 
 
 def test_only_internal_callers_name_another_tenant() -> None:
@@ -50,17 +52,17 @@ def test_only_internal_callers_name_another_tenant() -> None:
     assert tenancy.tenant_for(principal(internal=True)) is None
     assert tenancy.tenant_for(principal(tenant="t1")) == "t1"
     assert tenancy.tenant_for(principal(tenant="t1"), "t1") == "t1"
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(DomainError) as refused:
         tenancy.tenant_for(principal(tenant="t1"), "t2")
-    assert (refused.value.status_code, refused.value.type) == (403, tenancy.FORBIDDEN_TENANT)
+    assert (refused.value.problem, refused.value.problem.status) == (errors.FORBIDDEN_TENANT, 403)
 
 
 def test_absent_and_not_yours_are_one_answer() -> None:
     problem = tenancy.not_found("payment account", "c1")
-    assert problem.status_code == 404
+    assert problem.problem.status == 404
     assert problem.body("/x") == {
-        "type": tenancy.NOT_FOUND,
-        "title": "Payment Account Not Found",
+        "type": "https://paywall.dev/problems/not-found",
+        "title": "Not Found",
         "status": 404,
         "detail": "no payment account c1",
         "instance": "/x",
