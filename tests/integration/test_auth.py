@@ -15,11 +15,13 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio.to_thread
 import httpx
 import pytest
 import redis
@@ -31,19 +33,21 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from limits import parse
 from sqlalchemy import Engine, text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paywall import db
 from paywall.settings import Settings, get_settings, reset_settings
 from paywall.stack.process import free_port, wait_until
-from transactional.auth import keys, throttle, tokens
+from transactional.auth import keys, repository, throttle, tokens
 from transactional.auth.clients import (
     REGISTRATION_CLIENT_ID,
     WEB_CLIENT_ID,
     WEB_REDIRECT_URI,
     create_client,
 )
+from transactional.auth.models import User
 from transactional.auth.passwords import needs_rehash
-from transactional.auth.users import User, authenticate_user, create_user
+from transactional.auth.users import authenticate_user, create_user
 from transactional.common import revocations, security
 from transactional.common.serving import serving
 
@@ -62,9 +66,9 @@ class AuthServer:
         return f"{self.url}/oauth/token"
 
 
-@pytest.fixture(scope="module")
-def auth_server(settings: Settings) -> Iterator[AuthServer]:
-    """The auth app served by uvicorn in a thread on a free loopback port."""
+@contextmanager
+def _served(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> Iterator[AuthServer]:
+    """The auth app (wrapped in `wrap`) served by uvicorn in a thread on a free port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -74,10 +78,16 @@ def auth_server(settings: Settings) -> Iterator[AuthServer]:
             reset_settings()
             from transactional.auth.app import app
 
-            with serving(app, "127.0.0.1", port):
+            with serving(wrap(app), "127.0.0.1", port):  # type: ignore[arg-type]
                 yield AuthServer(url)
     finally:
         reset_settings()  # after the environment is restored, so nothing caches ours
+
+
+@pytest.fixture(scope="module")
+def auth_server(settings: Settings) -> Iterator[AuthServer]:
+    with _served() as server:
+        yield server
 
 
 @pytest.fixture
@@ -1119,23 +1129,33 @@ def test_bad_input_is_a_4xx_never_a_500(
     )
 
 
-def test_cold_jwks_fetch_from_the_same_process_does_not_deadlock(
-    http: httpx.Client, engine: Engine, auth_server: AuthServer
-) -> None:
+def test_cold_jwks_fetch_from_the_same_process_does_not_deadlock(engine: Engine) -> None:
     """More concurrent requests than the threadpool has threads, all needing the JWKS that
-    the same server must serve: /jwks.json has its own pool, so nothing waits forever."""
+    the same server must serve: /jwks.json (its dependencies too) never waits for the
+    threadpool, so nothing waits forever. The pool is starved on purpose: three threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    token = _forge(engine, auth_server, scope="nothing")
-    security._verifiers.clear()  # every verifier cold: the first request must fetch
+    threads = 3
 
-    def call(_: int) -> int:
-        with httpx.Client(base_url=auth_server.url, timeout=20) as client:
-            headers = {"Authorization": f"Bearer {token}"}
-            return client.post("/v1/users", json={}, headers=headers).status_code
+    def starved(app: ASGIApp) -> ASGIApp:
+        async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+            # The threadpool's size belongs to the server's event loop: set it there.
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+            await app(scope, receive, send)
 
-    with ThreadPoolExecutor(max_workers=60) as pool:
-        statuses = list(pool.map(call, range(60)))
+        return serve
+
+    with _served(starved) as server:
+        token = _forge(engine, server, scope="nothing")
+        security._verifiers.clear()  # every verifier cold: the first request must fetch
+
+        def call(_: int) -> int:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                headers = {"Authorization": f"Bearer {token}"}
+                return client.post("/v1/users", json={}, headers=headers).status_code
+
+        with ThreadPoolExecutor(max_workers=4 * threads) as pool:
+            statuses = list(pool.map(call, range(4 * threads)))
     assert set(statuses) == {403}
 
 
@@ -1148,7 +1168,7 @@ def test_purge_expired(engine: Engine, spa_client: str, user: User) -> None:
             ),
             {"jti": uuid.uuid4().hex},
         )
-        assert tokens.purge_expired(conn) >= 1
+        assert repository.purge_expired(conn) >= 1
         left: int = conn.execute(
             text(
                 "SELECT count(*) FROM auth.revoked_tokens "

@@ -57,7 +57,9 @@ def test_gdpr_erase_reaches_a_deleted_customer(api: Api, b2b: dict[str, str]) ->
     erased = httpx.post(f"{url}/erase", headers=b2b)
     assert erased.status_code == 200, erased.text
     assert erased.json()["phone"] is None and erased.json()["erased_at"]
-    assert httpx.post(f"{url}/erase", headers=b2b).status_code == 409
+    again = httpx.post(f"{url}/erase", headers=b2b)
+    assert again.status_code == 409
+    assert again.json()["type"] == "https://paywall.dev/problems/already-erased"
 
 
 def test_gdpr_erase_removes_personal_data(api: Api, b2b: dict[str, str]) -> None:
@@ -73,6 +75,29 @@ def test_duplicate_email_in_a_tenant_is_409(api: Api, b2b: dict[str, str]) -> No
         f"{api.url}/v1/customers", json={"email": c["email"], "name": "X"}, headers=b2b
     )
     assert again.status_code == 409
+
+
+def test_a_taken_email_names_the_customer_to_internal_callers_only(
+    api: Api, b2b: dict[str, str], issue_token: Callable[..., str]
+) -> None:
+    c = new_customer(api, b2b)
+    internal = {"Authorization": f"Bearer {issue_token('customers:write internal')}"}
+    body = {"email": c["email"], "name": "X", "tenant_id": c["tenant_id"]}
+    # Registration (internal) resumes a signup with the customer it made before.
+    resumed = httpx.post(f"{api.url}/v1/customers", json=body, headers=internal)
+    assert resumed.status_code == 409
+    assert resumed.json()["type"] == "https://paywall.dev/problems/email-taken"
+    assert resumed.json()["customer_id"] == c["id"]
+    del body["tenant_id"]
+    partner = httpx.post(f"{api.url}/v1/customers", json=body, headers=b2b)
+    assert partner.status_code == 409 and "customer_id" not in partner.json()
+
+
+def test_a_cursor_the_api_did_not_return_is_a_400(api: Api, b2b: dict[str, str]) -> None:
+    for cursor in ("not-a-cursor", "WyJ4IiwgInkiXQ"):  # garbage; base64 of ["x", "y"]
+        resp = httpx.get(f"{api.url}/v1/customers", params={"cursor": cursor}, headers=b2b)
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["type"] == "https://paywall.dev/problems/bad-cursor"
 
 
 def test_cursor_pagination_walks_every_customer_once(api: Api, b2b: dict[str, str]) -> None:

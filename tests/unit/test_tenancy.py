@@ -41,7 +41,10 @@ def test_a_client_bound_to_nothing_is_refused() -> None:
     for unbound in (principal(), principal(tenant="")):
         with pytest.raises(DomainError) as refused:
             tenancy.bound(unbound)
-        assert refused.value.problem is errors.TENANT_REQUIRED
+        assert (refused.value.problem, refused.value.problem.status) == (
+            errors.TENANT_REQUIRED,
+            403,
+        )
 
 
 def test_only_internal_callers_name_another_tenant() -> None:
@@ -51,13 +54,14 @@ def test_only_internal_callers_name_another_tenant() -> None:
     assert tenancy.tenant_for(principal(tenant="t1"), "t1") == "t1"
     with pytest.raises(DomainError) as refused:
         tenancy.tenant_for(principal(tenant="t1"), "t2")
-    assert refused.value.problem is errors.FORBIDDEN_TENANT
+    assert (refused.value.problem, refused.value.problem.status) == (errors.FORBIDDEN_TENANT, 403)
 
 
 def test_absent_and_not_yours_are_one_answer() -> None:
     problem = tenancy.not_found("payment account", "c1")
+    assert problem.problem.status == 404
     assert problem.body("/x") == {
-        "type": errors.NOT_FOUND.uri,
+        "type": "https://paywall.dev/problems/not-found",
         "title": "Not Found",
         "status": 404,
         "detail": "no payment account c1",

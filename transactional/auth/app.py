@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from paywall.db import engine
 from paywall.health import check_postgres
 from paywall.logs import get_logger
 from paywall.settings import get_settings
 from transactional.auth import keys, revocation_sync
 from transactional.auth.clients import ensure_default_clients
-from transactional.auth.db import engine
 from transactional.auth.routes import router
 from transactional.common.app import create_app
 
@@ -23,8 +23,9 @@ log = get_logger(__name__)
 
 def bootstrap() -> None:
     """Default clients and a signing key; idempotent, for app startup or `paywall` ops."""
-    with engine().begin() as conn:
-        ensure_default_clients(conn, get_settings())
+    settings = get_settings()
+    with engine(settings).begin() as conn:
+        ensure_default_clients(conn, settings)
         keys.active_key(conn)
 
 

@@ -15,9 +15,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import Connection
 
-from transactional.auth.clients import Client, get_client
+from transactional.auth import repository
 from transactional.auth.errors import OAuthError
+from transactional.auth.models import Client
 from transactional.auth.tokens import parse_scope
+from transactional.common import errors
+from transactional.common.errors import DomainError
 
 # What the login form carries from the GET to the POST, untouched.
 REQUEST_PARAMS = (
@@ -45,8 +48,9 @@ class AuthorizationRequest:
     nonce: str | None
 
 
-class AuthorizeFatal(Exception):
-    """Shown to the user: the client or redirect URI cannot be trusted."""
+def refused(detail: str) -> DomainError:
+    """Shown to the user (400), never redirected: the client or redirect URI is not trusted."""
+    return DomainError(errors.INVALID_AUTHORIZATION_REQUEST, detail)
 
 
 class AuthorizeRedirect(Exception):
@@ -70,16 +74,16 @@ def redirect_url(redirect_uri: str, params: Mapping[str, str | None]) -> str:
 def validate(conn: Connection, params: Mapping[str, str]) -> AuthorizationRequest:
     client_id, redirect_uri = params.get("client_id"), params.get("redirect_uri")
     if not client_id:
-        raise AuthorizeFatal("client_id is required")
-    client = get_client(conn, client_id)
+        raise refused("client_id is required")
+    client = repository.get_client(conn, client_id)
     if client is None:
-        raise AuthorizeFatal("unknown client")
+        raise refused("unknown client")
     # Exact string match against the registration (RFC 9700 4.1.3): no prefix tricks.
     if not redirect_uri or redirect_uri not in client.redirect_uris:
-        raise AuthorizeFatal("redirect_uri is not registered for this client")
+        raise refused("redirect_uri is not registered for this client")
     state = params.get("state")
     if state is not None and len(state) > MAX_STATE:
-        raise AuthorizeFatal("state is too long")
+        raise refused("state is too long")
 
     def fail(error: str, description: str) -> AuthorizeRedirect:
         return AuthorizeRedirect(redirect_uri, state, error, description)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from urllib.parse import unquote_plus, urlsplit
 
-from sqlalchemy import Connection, RowMapping, text
+from sqlalchemy import Connection
 
 from paywall.errors import ConfigError
 from paywall.logs import get_logger
 from paywall.settings import Settings
-from transactional.auth import throttle
+from transactional.auth import repository, throttle
 from transactional.auth.config import SUPPORTED_GRANTS
 from transactional.auth.errors import (
     OAuthError,
@@ -21,6 +20,7 @@ from transactional.auth.errors import (
     invalid_request,
     too_many_attempts,
 )
+from transactional.auth.models import Client
 from transactional.auth.passwords import hash_secret, verify_secret
 from transactional.common.customer_lookup import SCOPES as CUSTOMER_LOOKUP_SCOPES
 
@@ -49,22 +49,6 @@ BILLING_SCOPES = (
 USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read")
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Client:
-    client_id: str
-    name: str
-    secret_hash: str | None
-    redirect_uris: tuple[str, ...]
-    grant_types: frozenset[str]
-    scopes: frozenset[str]
-    tenant_id: str | None
-
-    @property
-    def public(self) -> bool:
-        """No secret (a browser or mobile app): PKCE stands in for authentication."""
-        return self.secret_hash is None
 
 
 class ClientExists(Exception):
@@ -110,59 +94,14 @@ def create_client(
         scopes=allowed,
         tenant_id=tenant_id,
     )
-    conflict = (
-        "DO UPDATE SET secret_hash = EXCLUDED.secret_hash, name = EXCLUDED.name, "
-        "redirect_uris = EXCLUDED.redirect_uris, grant_types = EXCLUDED.grant_types, "
-        "scopes = EXCLUDED.scopes, tenant_id = EXCLUDED.tenant_id"
-        if replace
-        else "DO NOTHING"
-    )
-    inserted = conn.execute(
-        text(
-            "INSERT INTO auth.clients "
-            "(client_id, secret_hash, name, redirect_uris, grant_types, scopes, tenant_id) "
-            "VALUES (:client_id, :secret_hash, :name, :redirect_uris, :grant_types, :scopes, "
-            f":tenant_id) ON CONFLICT (client_id) {conflict} RETURNING client_id"
-        ),
-        {
-            "client_id": client.client_id,
-            "secret_hash": client.secret_hash,
-            "name": client.name,
-            "redirect_uris": list(client.redirect_uris),
-            "grant_types": sorted(client.grant_types),
-            "scopes": sorted(client.scopes),
-            "tenant_id": client.tenant_id,
-        },
-    ).scalar_one_or_none()
-    if inserted is None:
+    if not repository.save_client(conn, client, replace=replace):
         raise ClientExists(client_id)
     return client
 
 
-def get_client(conn: Connection, client_id: str) -> Client | None:
-    row = (
-        conn.execute(text("SELECT * FROM auth.clients WHERE client_id = :c"), {"c": client_id})
-        .mappings()
-        .one_or_none()
-    )
-    return _client(row) if row is not None else None
-
-
-def _client(row: RowMapping) -> Client:
-    return Client(
-        client_id=row["client_id"],
-        name=row["name"],
-        secret_hash=row["secret_hash"],
-        redirect_uris=tuple(row["redirect_uris"]),
-        grant_types=frozenset(row["grant_types"]),
-        scopes=frozenset(row["scopes"]),
-        tenant_id=row["tenant_id"],
-    )
-
-
 def ensure_default_clients(conn: Connection, settings: Settings) -> None:
     """Create (or bring up to date) the SPA client `web` and the internal service clients."""
-    web = get_client(conn, WEB_CLIENT_ID)
+    web = repository.get_client(conn, WEB_CLIENT_ID)
     web_uris = (WEB_REDIRECT_URI,)
     web_grants = frozenset({"authorization_code", "refresh_token"})
     if web is None or (web.redirect_uris, web.grant_types, web.scopes, web.public) != (
@@ -194,7 +133,7 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
             # used by anyone, so it is not registered (with a public secret) either.
             log.warning("auth.service_client_skipped", setting=exc.setting)
             continue
-        existing = get_client(conn, client_id)
+        existing = repository.get_client(conn, client_id)
         # Re-hashing on every start would be wasted argon2 work; only a changed secret or
         # scope list rewrites the row.
         if (
@@ -234,7 +173,7 @@ def authenticate_client(
         client_id, secret = form.get("client_id", ""), form.get("client_secret")
     if not client_id:
         raise invalid_client("client authentication required")
-    client = get_client(conn, client_id)
+    client = repository.get_client(conn, client_id)
     if client is not None and client.public:
         if secret is not None:
             raise invalid_client("public clients have no secret")

@@ -8,38 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from transactional.auth.config import SUPPORTED_GRANTS
 from transactional.auth.forms import FORM_TYPE
+from transactional.auth.models import IntrospectionBody, OAuthErrorBody, TokenBody
 from transactional.common.problems import OWN_ERRORS, PROBLEM_JSON, ProblemModel
-
-
-class OAuthErrorBody(BaseModel):
-    """RFC 6749 5.2."""
-
-    error: str
-    error_description: str
-
-
-class TokenBody(BaseModel):
-    """RFC 6749 5.1; `refresh_token` and `id_token` only where the grant gives them."""
-
-    access_token: str
-    token_type: str
-    expires_in: int
-    scope: str
-    refresh_token: str | None = None
-    id_token: str | None = None
-
-
-class IntrospectionBody(BaseModel):
-    """RFC 7662 2.2: `active`, and the token's claims when it is active."""
-
-    model_config = ConfigDict(extra="allow")
-
-    active: bool
-
 
 _CLIENT_AUTH = {
     "client_id": {"type": "string", "description": "client_secret_post or a public client"},

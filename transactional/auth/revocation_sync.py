@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import redis
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from paywall.db import engine
 from paywall.logs import get_logger
-from transactional.auth.db import engine
+from paywall.settings import get_settings
+from transactional.auth import repository
 from transactional.common import revocations
 from transactional.common.redis_client import redis_client
 from transactional.common.security import LEEWAY_SECONDS
@@ -56,20 +57,14 @@ class RevocationSync:
 
     def _push(self, client: redis.Redis, since: datetime | None) -> bool:
         """Copy revocations made since `since` (all when None); False if Redis was not whole."""
-        with engine().connect() as conn:
-            read_at: datetime = conn.execute(text("SELECT now()")).scalar_one()
-            rows = conn.execute(
-                text(
-                    "SELECT jti, extract(epoch FROM expires_at)::bigint AS exp "
-                    # Verifiers accept a token `leeway` past its expiry: so long it is kept.
-                    "FROM auth.revoked_tokens WHERE expires_at > now() - :leeway "
-                    "AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)"
-                ),
-                {"since": since, "leeway": timedelta(seconds=LEEWAY_SECONDS)},
-            ).all()
+        with engine(get_settings()).connect() as conn:
+            # Verifiers accept a token `leeway` past its expiry: so long it is kept.
+            read_at, rows = repository.revocations_since(
+                conn, since, timedelta(seconds=LEEWAY_SECONDS)
+            )
         whole = revocations.publish(
             client,
-            ((row.jti, int(row.exp)) for row in rows),
+            rows,
             LEEWAY_SECONDS,
             synced_at=read_at.timestamp(),
             watermark_must_exist=since is not None,

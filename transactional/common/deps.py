@@ -21,14 +21,18 @@ from paywall import db
 from paywall.settings import Settings, get_settings
 
 
-def current_settings() -> Settings:
+# These two are async because they never block (settings and the engine are built once and
+# cached; no connection is opened): FastAPI then resolves them on the event loop. Sync, they
+# would each wait for a threadpool thread, and auth's /jwks.json, which its own verifiers may
+# be holding every thread waiting for, could not answer.
+async def current_settings() -> Settings:
     return get_settings()
 
 
 CurrentSettings = Annotated[Settings, Depends(current_settings)]
 
 
-def database(settings: CurrentSettings) -> Engine:
+async def database(settings: CurrentSettings) -> Engine:
     return db.engine(settings)
 
 

@@ -41,6 +41,11 @@ IDEMPOTENCY_KEY_REQUIRED = _register("idempotency-key-required", 400, "Idempoten
 IDEMPOTENCY_KEY_REUSED = _register("idempotency-key-reused", 422, "Idempotency Key Reused")
 IDEMPOTENCY_IN_PROGRESS = _register("idempotency-in-progress", 409, "Request In Progress")
 BAD_CURSOR = _register("bad-cursor", 400, "Bad Cursor")
+# The OAuth authorization endpoint shows these to the user: with no client and redirect URI
+# it can trust, it has nowhere safe to send an RFC 6749 error.
+INVALID_AUTHORIZATION_REQUEST = _register(
+    "invalid-authorization-request", 400, "Invalid Authorization Request"
+)
 HEADERS_TOO_LARGE = _register("headers-too-large", 431, "Request Header Fields Too Large")
 ROUTE_NOT_FOUND = _register("no-such-route", 404, "Not Found")
 METHOD_NOT_ALLOWED = _register("method-not-allowed", 405, "Method Not Allowed")

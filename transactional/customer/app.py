@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from paywall.db import engine
 from paywall.settings import get_settings
 from transactional.common.app import create_app
+from transactional.customer import repository
 from transactional.customer.routes import router
 
 
 def _database() -> None:
     with engine(get_settings()).connect() as conn:
-        conn.execute(text("SELECT 1 FROM customer.customers LIMIT 1"))
+        repository.check(conn)
 
 
 # Redis is not a readiness check: the service serves from Postgres without it.

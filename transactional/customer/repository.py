@@ -17,6 +17,11 @@ COLUMNS = (
 )
 
 
+def check(conn: Connection) -> None:
+    """Readiness: the schema is migrated and answers."""
+    conn.execute(text("SELECT 1 FROM customer.customers LIMIT 1"))
+
+
 class EmailTaken(Exception):
     def __init__(self, existing_id: uuid.UUID) -> None:
         self.existing_id = existing_id
@@ -47,15 +52,9 @@ def _emit(conn: Connection, c: Customer, event_type: str, data: dict[str, Any]) 
 
 
 def create(conn: Connection, body: CustomerCreate, tenant_id: str | None) -> Customer:
-    existing = conn.execute(
-        text(
-            "SELECT id FROM customer.customers WHERE deleted_at IS NULL "
-            "AND coalesce(tenant_id, '') = coalesce(:tenant, '') AND lower(email) = lower(:email)"
-        ),
-        {"tenant": tenant_id, "email": body.email},
-    ).first()
-    if existing:
-        raise EmailTaken(existing.id)
+    existing = _live_id(conn, body.email, tenant_id)
+    if existing is not None:
+        raise EmailTaken(existing)
     # ON CONFLICT covers the race the SELECT cannot: two signups in the same instant.
     row = conn.execute(
         text(
@@ -73,18 +72,22 @@ def create(conn: Connection, body: CustomerCreate, tenant_id: str | None) -> Cus
         },
     ).first()
     if row is None:
-        again = conn.execute(
-            text(
-                "SELECT id FROM customer.customers WHERE deleted_at IS NULL "
-                "AND coalesce(tenant_id, '') = coalesce(:tenant, '') "
-                "AND lower(email) = lower(:email)"
-            ),
-            {"tenant": tenant_id, "email": body.email},
-        ).first()
-        raise EmailTaken(again.id if again else uuid.UUID(int=0))
+        raise EmailTaken(_live_id(conn, body.email, tenant_id) or uuid.UUID(int=0))
     customer = _row(row)
     _emit(conn, customer, "customer.created", _event_data(customer))
     return customer
+
+
+def _live_id(conn: Connection, email: str, tenant_id: str | None) -> uuid.UUID | None:
+    """The live customer holding `email` in the unique index's sense (see `create`)."""
+    found: uuid.UUID | None = conn.execute(
+        text(
+            "SELECT id FROM customer.customers WHERE deleted_at IS NULL "
+            "AND coalesce(tenant_id, '') = coalesce(:tenant, '') AND lower(email) = lower(:email)"
+        ),
+        {"tenant": tenant_id, "email": email},
+    ).scalar()
+    return found
 
 
 def get(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
