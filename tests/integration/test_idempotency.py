@@ -65,7 +65,7 @@ def card(api: Api) -> str:
     method = clients.stripe_client(api.settings).v1.payment_methods.create(
         params={
             "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "1"},
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
         }
     )
     return str(method.id)

@@ -1,6 +1,6 @@
 """Subscription: keep what a keyed create asked for, so a reused key is refused (422).
 
-Revision ID: 0013_subscription_key_fingerprint
+Revision ID: 0013_subscription_keys
 Revises: 0005_subscription
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_subscription_key_fingerprint"
+revision = "0013_subscription_keys"
 down_revision = "0005_subscription"
 branch_labels = None
 depends_on = None
