@@ -49,8 +49,11 @@ def http(api: Api, issue_token: Callable[..., str]) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def customer_id(api: Api, http: httpx.Client) -> str:
     """A customer with a payment account and a card that charges."""
-    customer_id = str(uuid.uuid4())
-    account = {"customer_id": customer_id, "email": f"{customer_id}@example.com"}
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
+    made = http.post("/v1/customers", json={"email": email, "name": "Strict"})
+    assert made.status_code == 201, made.text
+    customer_id = str(made.json()["id"])
+    account = {"customer_id": customer_id, "email": email}
     assert http.post("/v1/accounts", json=account).status_code == 201
     method = stripe_client(api.settings).v1.payment_methods.create(
         params={
