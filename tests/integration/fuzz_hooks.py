@@ -13,6 +13,8 @@ from typing import Any
 
 import schemathesis
 
+from transactional.common import errors
+
 Rule = Callable[[str, dict[str, Any], Any], bool]
 
 
@@ -29,9 +31,7 @@ def _refers_to_nothing(_: str, problem: dict[str, Any], __: Any) -> bool:
 
     A schema says what an id looks like, not which ids exist.
     """
-    return problem.get("title") == "Unknown Plan" or problem.get("type") == (
-        "https://paywall.dev/problems/processor-rejected"
-    )
+    return problem.get("type") in {errors.UNKNOWN_PLAN.uri, errors.PROCESSOR_REJECTED.uri}
 
 
 def _depends_on_state(_: str, problem: dict[str, Any], __: Any) -> bool:
@@ -39,14 +39,11 @@ def _depends_on_state(_: str, problem: dict[str, Any], __: Any) -> bool:
     another body (as Stripe answers), a charge for an account with no card yet, a plan
     change to another currency or billing interval than the subscription's.
     """
-    return (
-        problem.get("type")
-        in {
-            "https://paywall.dev/problems/idempotency-key-reused",
-            "https://paywall.dev/problems/no-payment-method",
-        }
-        or problem.get("title") == "Incompatible Plan"
-    )
+    return problem.get("type") in {
+        errors.IDEMPOTENCY_KEY_REUSED.uri,
+        errors.NO_PAYMENT_METHOD.uri,
+        errors.INCOMPATIBLE_PLAN.uri,
+    }
 
 
 def _nul_in_text(_: str, problem: dict[str, Any], __: Any) -> bool:
@@ -85,9 +82,9 @@ def _whole_float_amount(_: str, problem: dict[str, Any], body: Any) -> bool:
 
 def _opaque_token(label: str, problem: dict[str, Any], __: Any) -> bool:
     """A cursor this API did not hand out, or a Stripe signature that does not verify: 400."""
-    return (label, problem.get("title")) in {
-        ("GET /v1/customers", "Bad Cursor"),
-        ("POST /webhooks/stripe", "Invalid webhook"),
+    return (label, problem.get("type")) in {
+        ("GET /v1/customers", errors.BAD_CURSOR.uri),
+        ("POST /webhooks/stripe", errors.INVALID_WEBHOOK.uri),
     }
 
 

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from paywall.logs import get_logger
 from paywall.settings import Settings
+from transactional.common import errors
 from transactional.common.service_client import ServiceClient, ServiceError, TokenSource
 from transactional.registration.models import PaymentSummary, Registration, SignupDetails
 from transactional.registration.repository import Claim, Run
@@ -106,7 +107,9 @@ def run(
     plans = services.subscription.expect({200}, "GET", "/v1/plans")["data"]
     price = next((p for p in plans if p["id"] == signup.plan_id), None)
     if price is None:
-        raise Rejected(422, {"title": "Unknown Plan", "detail": f"no plan {signup.plan_id!r}"})
+        raise Rejected(
+            422, {"type": errors.UNKNOWN_PLAN.uri, "detail": f"no plan {signup.plan_id!r}"}
+        )
     customer_id = state.customer_id
     if customer_id is None:
         customer_id = _customer(services, signup, tenant)
