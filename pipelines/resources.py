@@ -18,9 +18,8 @@ from assets.warehouse.base import Warehouse
 from assets.warehouse.config import WarehouseConfig, warehouse_config
 from assets.warehouse.loader import warehouse_from_config
 from paywall import clients, db
+from paywall.service_client import ServiceClient, TokenSource, service_tokens
 from paywall.settings import Settings
-from transactional.auth.clients import BILLING_SCOPES
-from transactional.common.service_client import ServiceClient, TokenSource
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,9 +63,7 @@ class Services:
 
     @cached_property
     def tokens(self) -> TokenSource:
-        return TokenSource(
-            self.settings, " ".join(BILLING_SCOPES), *self.settings.service_client("billing")
-        )
+        return service_tokens(self.settings, "billing")
 
     @cached_property
     def subscription(self) -> ServiceClient:

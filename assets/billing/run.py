@@ -36,7 +36,7 @@ from sqlalchemy import Engine, RowMapping, text
 
 from assets.billing.invoicing import DueRow, create_invoices, stage
 from paywall.logs import get_logger
-from transactional.common.service_client import ServiceClient, ServiceError
+from paywall.service_client import ServiceClient, ServiceError
 
 log = get_logger(__name__)
 

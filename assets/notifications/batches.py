@@ -26,8 +26,8 @@ from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from paywall.logs import get_logger
+from paywall.service_client import ServiceClient
 from pipelines.resources import SENDGRID_MAX_PERSONALIZATIONS, Email, Senders
-from transactional.common.service_client import ServiceClient
 
 log = get_logger(__name__)
 TRIAL_NOTICE_DAYS = 3

@@ -380,8 +380,9 @@ def test_the_operators_see_recovery_and_reconciliation_in_dagster(
     from pydantic import SecretStr
 
     from assets.payments.assets import payment_recovery, stripe_reconciliation
+    from paywall.service_client import SERVICE_SCOPES
     from pipelines.resources import build_resources
-    from transactional.auth.clients import BILLING_SCOPES, create_client
+    from transactional.auth.clients import create_client
 
     client_id, secret = f"svc-ops-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     with engine(settings).begin() as conn:
@@ -390,7 +391,7 @@ def test_the_operators_see_recovery_and_reconciliation_in_dagster(
             client_id,
             secret=secret,
             grant_types=("client_credentials",),
-            scopes=BILLING_SCOPES,
+            scopes=SERVICE_SCOPES["billing"],
         )
     resources = build_resources(
         api.settings.model_copy(

@@ -29,6 +29,7 @@ from assets.billing.run import idempotency_key
 from assets.notifications.assets import notification_batch
 from paywall import clients
 from paywall.db import engine
+from paywall.service_client import SERVICE_SCOPES
 from pipelines.resources import build_resources
 from streaming.consumers.audit import CHAIN_LOCK, chain_hash
 from tests.conftest import Api
@@ -39,7 +40,6 @@ from tests.integration.test_signup import (
     register,
     signup_body,
 )
-from transactional.auth.clients import BILLING_SCOPES
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def resources(api: Api, issue_token: Callable[..., str]) -> dict[str, Any]:
             client_id,
             secret=secret,
             grant_types=("client_credentials",),
-            scopes=BILLING_SCOPES,
+            scopes=SERVICE_SCOPES["billing"],
         )
     settings = api.settings.model_copy(
         update={

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from paywall.errors import ConfigError
 from paywall.logs import get_logger
+from paywall.service_client import SERVICE_SCOPES
 from paywall.settings import Settings
 from transactional.auth import repository, throttle
 from transactional.auth.config import SUPPORTED_GRANTS
@@ -22,30 +23,10 @@ from transactional.auth.errors import (
 )
 from transactional.auth.models import Client
 from transactional.auth.passwords import hash_secret, verify_secret
-from transactional.common.customer_lookup import SCOPES as CUSTOMER_LOOKUP_SCOPES
 
 WEB_CLIENT_ID = "web"
 WEB_REDIRECT_URI = "http://localhost:3000/callback"
 REGISTRATION_CLIENT_ID = "svc-registration"
-REGISTRATION_SCOPES = (
-    "customers:write",
-    "customers:read",
-    "subscriptions:write",
-    "subscriptions:read",
-    "payments:write",
-    "users:write",
-    "internal",
-)
-# The Dagster code location's client: billing runs, and the operations schedules (the
-# recovery sweeps, reconciliation) that the `operations` scope opens.
-BILLING_SCOPES = (
-    "subscriptions:read",
-    "subscriptions:write",
-    "payments:read",
-    "payments:write",
-    "operations",
-    "internal",
-)
 USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read")
 
 log = get_logger(__name__)
@@ -120,12 +101,13 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
             replace=True,
         )
     services = (
-        ("registration", "Registration service", REGISTRATION_SCOPES),
-        ("billing", "Billing runs", BILLING_SCOPES),
-        ("subscription", "Subscription service", CUSTOMER_LOOKUP_SCOPES),
-        ("payment", "Payment service", CUSTOMER_LOOKUP_SCOPES),
+        ("registration", "Registration service"),
+        ("billing", "Billing runs and operations (the Dagster code location)"),
+        ("subscription", "Subscription service"),
+        ("payment", "Payment service"),
     )
-    for service, name, scopes in services:
+    for service, name in services:
+        scopes = SERVICE_SCOPES[service]
         try:
             client_id, secret = settings.service_client(service)
         except ConfigError as exc:

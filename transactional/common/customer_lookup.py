@@ -13,18 +13,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import SecretStr
-
 from paywall.logs import get_logger
+from paywall.service_client import ServiceClient, ServiceError, service_tokens
 from paywall.settings import Settings
 from transactional.common import tenancy
 from transactional.common.deps import CurrentSettings
 from transactional.common.errors import DEPENDENCY_UNAVAILABLE, DomainError
 from transactional.common.security import Principal
-from transactional.common.service_client import ServiceClient, ServiceError, TokenSource
 
-# All a service needs to look a customer up, and nothing that could change one.
-SCOPES = ("customers:read", "internal")
 log = get_logger(__name__)
 
 
@@ -37,9 +33,8 @@ class CustomerRef:
 
 
 class CustomerLookup:
-    def __init__(self, settings: Settings, client_id: str, client_secret: SecretStr) -> None:
-        tokens = TokenSource(settings, " ".join(SCOPES), client_id, client_secret)
-        self.client = ServiceClient("customer", settings, tokens)
+    def __init__(self, settings: Settings, service: str) -> None:
+        self.client = ServiceClient("customer", settings, service_tokens(settings, service))
 
     def live(self, customer_id: str) -> CustomerRef | None:
         """The customer, or None when it does not exist or was deleted."""
@@ -89,13 +84,14 @@ _lookups: dict[tuple[str, str, str], CustomerLookup] = {}
 _lookups_lock = threading.Lock()
 
 
-def customer_lookup(settings: Settings, client_id: str, client_secret: SecretStr) -> CustomerLookup:
-    """One lookup (one HTTP client, one cached token) per process and client."""
+def customer_lookup(settings: Settings, service: str) -> CustomerLookup:
+    """One lookup (one HTTP client, one cached token) per process and asking service."""
+    client_id, _ = settings.service_client(service)
     key = (settings.service_url("customer"), settings.service_url("auth"), client_id)
     with _lookups_lock:
         found = _lookups.get(key)
         if found is None:
-            found = _lookups[key] = CustomerLookup(settings, client_id, client_secret)
+            found = _lookups[key] = CustomerLookup(settings, service)
     return found
 
 
@@ -103,6 +99,6 @@ def as_service(service: str) -> Callable[[CurrentSettings], CustomerLookup]:
     """A FastAPI dependency: the lookup, asked with `service`'s own OAuth client."""
 
     def dependency(settings: CurrentSettings) -> CustomerLookup:
-        return customer_lookup(settings, *settings.service_client(service))
+        return customer_lookup(settings, service)
 
     return dependency

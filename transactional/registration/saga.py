@@ -20,17 +20,13 @@ from typing import Any
 from pydantic import SecretStr
 
 from paywall.logs import get_logger
+from paywall.service_client import ServiceClient, ServiceError, service_tokens
 from paywall.settings import Settings
 from transactional.common import errors
-from transactional.common.service_client import ServiceClient, ServiceError, TokenSource
 from transactional.registration.models import PaymentSummary, Registration, SignupDetails
 from transactional.registration.repository import Claim, Run
 
 log = get_logger(__name__)
-SCOPES = (
-    "customers:write customers:read users:write payments:write subscriptions:write "
-    "subscriptions:read internal"
-)
 LIVE = ("trialing", "active", "past_due", "paused")
 # Once a step here is recorded, a charge may exist: it is settled, never skipped.
 CHARGE_ASKED = ("charging", "charged")
@@ -86,7 +82,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        tokens = TokenSource(settings, SCOPES, *settings.service_client("registration"))
+        tokens = service_tokens(settings, "registration")
         return cls(
             *(
                 ServiceClient(name, settings, tokens)

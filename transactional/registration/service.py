@@ -17,12 +17,12 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from paywall.logs import get_logger
+from paywall.service_client import ServiceError
 from paywall.settings import get_settings
 from transactional.common import errors, idempotency
 from transactional.common.errors import DomainError
 from transactional.common.idempotency import Answer
 from transactional.common.security import Principal
-from transactional.common.service_client import ServiceError
 from transactional.registration import repository, saga
 from transactional.registration.models import RegistrationRequest, SignupDetails
 from transactional.registration.repository import Claim, Run

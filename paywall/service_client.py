@@ -18,12 +18,41 @@ from pydantic import SecretStr
 
 from paywall.logs import request_id
 from paywall.settings import Settings
-from transactional.common import errors
 
 RETRY_STATUSES = {502, 503, 504}
-IN_PROGRESS_TYPE = errors.IDEMPOTENCY_IN_PROGRESS.uri
+# The services' answer to a key whose first request still runs (transactional/common/
+# errors.py registers the same URI; a unit test keeps them equal).
+IN_PROGRESS_TYPE = "https://paywall.dev/problems/idempotency-in-progress"
 # How long a call waits, in all, for an earlier attempt with its key to finish.
 IN_PROGRESS_WAIT_SECONDS = 30.0
+
+
+# Each service's own OAuth client (client credentials) and all it may ask for: auth
+# registers the clients with these scopes, and each service asks for all of them.
+SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
+    "registration": (
+        "customers:write",
+        "customers:read",
+        "subscriptions:write",
+        "subscriptions:read",
+        "payments:write",
+        "users:write",
+        "internal",
+    ),
+    # The Dagster code location's: billing runs, and the operations schedules (the recovery
+    # sweeps, reconciliation) that the `operations` scope opens.
+    "billing": (
+        "subscriptions:read",
+        "subscriptions:write",
+        "payments:read",
+        "payments:write",
+        "operations",
+        "internal",
+    ),
+    # All a service needs to look a customer up, and nothing that could change one.
+    "subscription": ("customers:read", "internal"),
+    "payment": ("customers:read", "internal"),
+}
 
 
 class ServiceError(Exception):
@@ -136,3 +165,10 @@ def _body(resp: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {"detail": resp.text[:200]}
     return data if isinstance(data, dict) else {"data": data}
+
+
+def service_tokens(settings: Settings, service: str) -> TokenSource:
+    """Tokens for `service`'s own client, with every scope it has."""
+    return TokenSource(
+        settings, " ".join(SERVICE_SCOPES[service]), *settings.service_client(service)
+    )
