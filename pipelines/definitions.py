@@ -7,6 +7,7 @@ from dagster import Definitions
 
 from assets.audit_archive.assets import audit_archive, audit_archive_verified
 from assets.billing.assets import billing_run
+from assets.events.assets import event_completeness
 from assets.notifications.assets import notification_batch
 from assets.quality.checks import QUALITY_CHECKS
 from assets.warehouse.assets import paywall_dbt, raw_events
@@ -15,7 +16,14 @@ from pipelines.jobs import JOBS, SCHEDULES
 from pipelines.resources import build_resources
 from pipelines.sensors import SENSORS
 
-ASSETS = [billing_run, audit_archive, notification_batch, raw_events, paywall_dbt]
+ASSETS = [
+    billing_run,
+    audit_archive,
+    notification_batch,
+    event_completeness,
+    raw_events,
+    paywall_dbt,
+]
 CHECKS = [audit_archive_verified, *QUALITY_CHECKS]
 
 

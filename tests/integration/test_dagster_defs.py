@@ -28,7 +28,12 @@ from pipelines.resources import Senders
 from pipelines.sensors import ops_alert_on_run_failure
 from tests.conftest import REPO, Api
 
-ASSETS = {"billing_run", "audit_archive", "notification_batch"}  # daily partitioned
+ASSETS = {  # daily partitioned
+    "billing_run",
+    "audit_archive",
+    "notification_batch",
+    "event_completeness",
+}
 WAREHOUSE_ASSETS = {"raw_events"}  # one dynamic partition per lake (event_type, day) folder
 DBT_ASSETS = {
     "reference/plan_catalog",
@@ -51,12 +56,14 @@ DBT_ASSETS = {
 }
 CHECKS = {
     "audit_archive_verified",
+    "event_completeness_no_gaps",
     "raw_events_contract",
     "raw_events_unique_event_ids",
     "mrr_monthly_quality",
     "fct_subscriptions_quality",
 }
 JOBS = {  # scheduled
+    "event_completeness_job": "0 1 * * *",
     "billing_job": "0 2 * * *",
     "audit_archive_job": "0 3 * * *",
     "notification_job": "0 9 * * *",
