@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = LocalStack(tmp_path_factory.mktemp("stack"))
+def local_stack() -> Iterator[LocalStack]:
+    # Not under pytest's basetemp: pytest keeps only its last three basetemps and deletes
+    # older ones, so a second test session on the machine would delete this one's
+    # database files from under a running Postgres.
+    root = Path(tempfile.mkdtemp(prefix="paywall-test-stack-"))
+    stack = LocalStack(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(STATE_DIR_ENV, str(stack.root))
         mp.setenv("PAYWALL_ENV", "test")
@@ -27,6 +33,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         finally:
             stack.down()
             reset_settings()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
