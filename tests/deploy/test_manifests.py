@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from paywall.settings import Settings
 from tests.deploy import contract
 from tests.deploy.conftest import DEPLOY, NAMESPACES, OVERLAYS, by_kind, pod_spec, workloads
 from transactional.services import SERVICES
@@ -144,6 +145,8 @@ def test_workers_job_and_dagster_are_deployed(rendered: Objects, env: str) -> No
     assert deployments["stream-lake"]["spec"]["replicas"] == 1
     job = by_kind(rendered[env], "Job")["db-upgrade"]
     assert tuple(_container(job)["args"]) == contract.MIGRATION_ARGS
+    topics = by_kind(rendered[env], "Job")["topics-sync"]
+    assert tuple(_container(topics)["args"]) == contract.TOPICS_ARGS
     for name in ("dagster-webserver", "dagster-daemon", "dagster-code"):
         assert name in deployments
     assert "dagster-webserver" in by_kind(rendered[env], "Service")
@@ -233,6 +236,26 @@ def test_config_has_no_secrets_and_secrets_come_from_one_out_of_band_secret(
                 ref = env_var.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     assert ref["name"] == "paywall-secrets"
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_production_topics_keep_three_copies_and_acknowledge_on_two(
+    rendered: Objects, env: str
+) -> None:
+    (config,) = [
+        o
+        for o in rendered[env]
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("paywall-config-")
+    ]
+    assert contract.TOPIC_DURABILITY.items() <= config["data"].items()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        **config["data"],
+        LAKE_PII_SALT="s",
+        REGISTRATION_CLIENT_SECRET="r",
+        BILLING_CLIENT_SECRET="b",
+    )
+    assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (3, 2)
 
 
 @pytest.mark.parametrize("env", OVERLAYS)

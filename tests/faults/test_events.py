@@ -10,6 +10,7 @@ its repair brings it back.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -20,16 +21,21 @@ from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from dagster import materialize
 from sqlalchemy import Engine, text
 
+from assets.events.assets import event_completeness
+from assets.shared import FIRST_DAY
 from paywall.clients import kafka_config
 from paywall.db import engine
 from paywall.settings import Settings
 from paywall.stack.local import LocalStack
+from pipelines.resources import build_resources
 from streaming import completeness
 from streaming.admin import sync_topics
 from streaming.consumers import audit
 from streaming.topics import EVENT_ID_HEADER, EVENT_TOPICS
+from tests.conftest import REPO
 from tests.faults.conftest import PaywallProcess
 from transactional.common.outbox import emit
 
@@ -273,14 +279,9 @@ def test_relay_killed_mid_batch_doubles_events_in_kafka_not_in_the_audit_log(
     assert audit.verify(db).ok
 
 
-def test_completeness_finds_and_repairs_events_published_but_never_delivered(
-    db: Engine,
-    paywall_process: Callable[..., PaywallProcess],
-    audit_consumer: PaywallProcess,
-) -> None:
-    # Outbox rows of a day of their own, marked published an hour later without being sent:
-    # what an acknowledged event the broker then lost looks like from the database.
-    day = date(2001, 1, 1) + timedelta(days=uuid.uuid4().int % 3000)
+def inject_gaps(db: Engine, day: date) -> list[str]:
+    """Three events per schema written on `day` and marked published an hour later without
+    being sent: what acknowledged events the broker then lost look like from the database."""
     ids = emit_events(db, list(EVENTS), 3)
     written = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
     with db.begin() as conn:
@@ -292,10 +293,48 @@ def test_completeness_finds_and_repairs_events_published_but_never_delivered(
                 ),
                 {"w": written, "p": written + timedelta(hours=1), "ids": ids},
             )
+    return ids
 
-    report = completeness.check(db, day, grace_seconds=300)
+
+def paywall_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "paywall"), *args],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def materialize_completeness(settings: Settings, day: date) -> tuple[bool, dict[str, Any]]:
+    """The Dagster asset for `day`: its check's verdict and the materialization's metadata."""
+    result = materialize(
+        [event_completeness], partition_key=day.isoformat(), resources=build_resources(settings)
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    [mat] = result.asset_materializations_for_node("event_completeness")
+    return evaluation.passed, {k: v.value for k, v in mat.metadata.items()}
+
+
+def test_completeness_finds_and_repairs_events_published_but_never_delivered(
+    db: Engine,
+    settings: Settings,
+    cli_env: dict[str, str],
+    paywall_process: Callable[..., PaywallProcess],
+    audit_consumer: PaywallProcess,
+) -> None:
+    # Past days of their own (other tests write today), one for the CLI, one for Dagster,
+    # within the Dagster partitions.
+    first = date.fromisoformat(FIRST_DAY)
+    past_days = (datetime.now(UTC).date() - first).days - 2
+    cli_day = first + timedelta(days=uuid.uuid4().int % past_days)
+    dagster_day = cli_day + timedelta(days=1)
+    cli_ids, dagster_ids = inject_gaps(db, cli_day), inject_gaps(db, dagster_day)
+
+    report = completeness.check(db, cli_day, grace_seconds=300)
     assert {s.schema: set(s.missing) for s in report.schemas if s.missing} == {
-        schema: set(ids[i * 3 : i * 3 + 3]) for i, schema in enumerate(EVENTS)
+        schema: set(cli_ids[i * 3 : i * 3 + 3]) for i, schema in enumerate(EVENTS)
     }
     assert report.totals() == {
         "published": 9,
@@ -304,11 +343,28 @@ def test_completeness_finds_and_repairs_events_published_but_never_delivered(
         "unpublished": 0,
         "gaps": 9,
     }
-    assert completeness.repair(db, report) == dict.fromkeys(EVENTS, 3)
+    found = paywall_cli(cli_env, "events", "completeness", "--day", cli_day.isoformat())
+    assert found.returncode == 1, found.stderr
+    assert sorted(found.stdout.count(i) for i in cli_ids) == [1] * 9
+    repaired = paywall_cli(cli_env, "events", "completeness", "--day", str(cli_day), "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "requeued 9 event(s)" in repaired.stdout
     assert completeness.repair(db, report) == dict.fromkeys(EVENTS, 0)  # nothing twice
 
+    passed, metadata = materialize_completeness(settings, dagster_day)
+    assert not passed
+    assert (metadata["published"], metadata["gaps"], metadata["requeued"]) == (9, 9, 9)
+    assert all(i in metadata["missing"] for i in dagster_ids)
+
     relay = paywall_process("relay")
-    settle(db, ids, relay, audit_consumer)
-    assert audited(db, ids) == (9, 9)
-    assert completeness.check(db, day, grace_seconds=0).complete
+    settle(db, cli_ids + dagster_ids, relay, audit_consumer)
+    assert audited(db, cli_ids + dagster_ids) == (18, 18)
     assert audit.verify(db).ok
+    now = settings.model_copy(update={"events_grace_seconds": 0})
+    passed, metadata = materialize_completeness(now, dagster_day)
+    assert passed
+    assert (metadata["published"], metadata["audited"], metadata["gaps"]) == (9, 9, 0)
+    judged_now = {**cli_env, "EVENTS_GRACE_SECONDS": "0"}
+    again = paywall_cli(judged_now, "events", "completeness", "--day", str(cli_day))
+    assert again.returncode == 0, again.stdout
+    assert "no gaps" in again.stdout

@@ -20,7 +20,7 @@ from streaming import relay
 from streaming.admin import sync_topics
 from streaming.consumers import audit, notification
 from streaming.consumers.runner import ConsumerLoop
-from streaming.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS
+from streaming.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, EVENT_TOPICS
 from tests.conftest import Api
 from tests.integration.test_signup import GOOD_CARD, register, signup_body
 
@@ -31,6 +31,21 @@ pytestmark = pytest.mark.integration
 def topics(api: Api) -> None:
     sync_topics(api.settings)
     assert sync_topics(api.settings) == []  # a second sync creates nothing
+
+
+def test_topics_carry_the_durability_the_settings_ask_for(api: Api, topics: None) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient(kafka_config(api.settings))
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, t.name) for t in ALL_TOPICS]
+    )
+    metadata = admin.list_topics(timeout=10).topics
+    for resource, future in described.items():
+        config = future.result(10)
+        assert config["min.insync.replicas"].value == str(api.settings.kafka_min_insync_replicas)
+        for partition in metadata[resource.name].partitions.values():
+            assert len(partition.replicas) == api.settings.kafka_replication_factor
 
 
 @pytest.fixture
