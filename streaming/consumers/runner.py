@@ -117,7 +117,10 @@ class ConsumerLoop:
     def poll_once(self, timeout: float = 0.5) -> bool:
         """Handle at most one message; True when one was handled (and its commit tried)."""
         if time.monotonic() - self._lag_measured > LAG_EVERY_SECONDS:
-            self._survive("assignment", self.measure_lag)
+            try:
+                self.measure_lag()
+            except KafkaException as exc:
+                self._kafka_error("assignment", exc.args[0])
         try:
             msg = self.consumer.poll(timeout)
         except KafkaException as exc:
@@ -129,7 +132,7 @@ class ConsumerLoop:
         if err is not None:
             self._kafka_error("poll", err)
             return False
-        self._topic_missing_since = None
+        self._failures, self._topic_missing_since = 0, None
         self._handle(msg)
         self._commit(msg)
         return True
@@ -168,14 +171,6 @@ class ConsumerLoop:
         failed = next((tp.error for tp in committed if tp.error is not None), None)
         if failed is not None:
             self._kafka_error("commit", failed, msg)
-            return
-        self._failures = 0
-
-    def _survive(self, during: str, call: Callable[[], object]) -> None:
-        try:
-            call()
-        except KafkaException as exc:
-            self._kafka_error(during, exc.args[0])
 
     def _kafka_error(self, during: str, err: KafkaError, msg: Message | None = None) -> None:
         """One line per error, no payload; stop on what cannot pass, else back off."""
