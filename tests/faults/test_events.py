@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -93,7 +94,9 @@ def emit_events(db: Engine, schemas: list[str], per_schema: int) -> list[str]:
 
 
 class Traffic(threading.Thread):
-    """Outbox rows written as the services write them, a few hundred a second, until stopped."""
+    """Outbox rows written as the services write them, some tens a second, until stopped.
+
+    Few on purpose: later tests read every event topic from the start with new groups."""
 
     def __init__(self, db: Engine) -> None:
         super().__init__(daemon=True)
@@ -103,7 +106,7 @@ class Traffic(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.ids += emit_events(self.db, list(EVENTS), 10)
+            self.ids += emit_events(self.db, list(EVENTS), 1)
             time.sleep(0.1)
 
     def stop(self) -> list[str]:
@@ -125,6 +128,11 @@ def published(db: Engine, ids: list[str]) -> set[str]:
                 {"ids": ids},
             )
         }
+
+
+def started(db: Engine, ids: list[str]) -> bool:
+    """The audit consumer has got to these events."""
+    return audited(db, ids)[1] > 0
 
 
 def audited(db: Engine, ids: list[str]) -> tuple[int, int]:
@@ -192,7 +200,7 @@ class KafkaReader:
                 got += 1
         return got
 
-    def read_until_idle(self, ids: Sequence[str] = (), idle_seconds: float = 2) -> None:
+    def read_until_idle(self, ids: Sequence[str] = (), idle_seconds: float = 1) -> None:
         """Read until every one of `ids` was seen and nothing came for `idle_seconds`."""
         deadline = time.monotonic() + WAIT_SECONDS
         idle_since = time.monotonic()
@@ -214,21 +222,34 @@ def test_broker_stopped_mid_relay_while_commits_fail_audits_every_event_once(
     relay = paywall_process("relay")
     traffic = Traffic(db)
     traffic.start()
+    bursts: list[str] = []
     try:
-        # Mid-relay and mid-consume: events flowing, some audited, the consumer behind.
-        wait_for("first events", lambda: audited(db, traffic.ids)[1] > 0, relay, audit_consumer)
+        wait_for("first events", lambda: started(db, traffic.ids), relay, audit_consumer)
+        # Hold the consumer still while it works through a burst, so it keeps fetched
+        # messages to handle and commit while the broker is away (as a busy one would).
+        while True:
+            burst = emit_events(db, list(EVENTS), 100)
+            bursts += burst
+            wait_for("the burst", partial(started, db, burst), relay, audit_consumer)
+            audit_consumer.process.send_signal(signal.SIGSTOP)
+            if audited(db, burst)[1] < len(burst):
+                break
+            audit_consumer.process.send_signal(signal.SIGCONT)
         local_stack.stop("kafka")
+        audit_consumer.process.send_signal(signal.SIGCONT)
         # Longer than the relay's delivery timeout: its batch fails and rolls back (what
         # reached the broker is sent again); the consumer's group ends with the broker.
         time.sleep(20)
         local_stack.start("kafka")
         time.sleep(3)
     finally:
-        ids = traffic.stop()
+        audit_consumer.process.send_signal(signal.SIGCONT)
+        ids = traffic.stop() + bursts
 
     settle(db, ids, relay, audit_consumer)
     assert "relay.broker_unavailable" in relay.log_text()
-    # The commit after the restart is refused (UNKNOWN_MEMBER_ID); the consumer goes on.
+    # Its commits failed (no coordinator while the broker was away, UNKNOWN_MEMBER_ID after
+    # it came back); the consumer went on.
     assert "consumer.commit_failed" in audit_consumer.log_text()
     assert audit_consumer.alive() and relay.alive()
 
@@ -250,14 +271,14 @@ def test_relay_killed_mid_batch_doubles_events_in_kafka_not_in_the_audit_log(
     paywall_process: Callable[..., PaywallProcess],
     audit_consumer: PaywallProcess,
 ) -> None:
-    ids = emit_events(db, ["customer"], 4000)
+    ids = emit_events(db, ["customer"], 800)  # two relay batches
     reader = KafkaReader(settings, ["customer"])
     try:
         relay = paywall_process("relay")
         # Freeze the relay now and then; once Kafka holds events its open batch has not
         # marked published yet, kill it: the next relay sends those again.
         while True:
-            time.sleep(0.1)
+            time.sleep(0.05)
             relay.process.send_signal(signal.SIGSTOP)
             reader.read_until_idle()
             marked = published(db, ids)
