@@ -24,12 +24,14 @@ topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics declared in st
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 stream_app = typer.Typer(no_args_is_help=True, help="Spark Structured Streaming jobs.")
 deploy_app = typer.Typer(no_args_is_help=True, help="What a deploy makes beside the manifests.")
+events_app = typer.Typer(no_args_is_help=True, help="The events the outboxes published.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(audit_app, name="audit")
 app.add_typer(stream_app, name="stream")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(events_app, name="events")
 
 console = Console(log_path=False)
 err_console = Console(stderr=True)
@@ -145,8 +147,13 @@ def topics_sync() -> None:
     """Create every declared topic the broker lacks."""
     from streaming.admin import sync_topics
 
-    created = sync_topics(get_settings())
-    console.print(f"created: {', '.join(created) or 'nothing (all topics exist)'}")
+    settings = get_settings()
+    created = sync_topics(settings)
+    console.print(
+        f"created: {', '.join(created) or 'nothing (all topics exist)'} "
+        f"(replication factor {settings.kafka_replication_factor}, "
+        f"min.insync.replicas {settings.kafka_min_insync_replicas})"
+    )
 
 
 MetricsPort = Annotated[
@@ -278,6 +285,63 @@ def deploy_kong_config(
 
     sys.stdout.write(
         kong_config(kong.read_text(encoding="utf-8"), jwks.read_text(encoding="utf-8"))
+    )
+
+
+MAX_LISTED = 100
+
+
+@events_app.command("completeness")
+def events_completeness(
+    day: Annotated[
+        str | None, typer.Option(help="The UTC day YYYY-MM-DD (default: yesterday).")
+    ] = None,
+    repair: Annotated[
+        bool, typer.Option(help="Mark the missing events unpublished, so the relay resends them.")
+    ] = False,
+) -> None:
+    """Every event the outboxes published that day is in the audit log; exit 1 on gaps left."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from paywall.db import engine
+    from streaming import completeness
+
+    today = datetime.now(UTC).date()
+    try:
+        which = date.fromisoformat(day) if day else today - timedelta(days=1)
+    except ValueError:
+        raise PaywallError(f"--day: {day!r} is not a date (YYYY-MM-DD)") from None
+    if which > today:
+        raise PaywallError(f"--day: {which} is in the future")
+    settings = get_settings()
+    db = engine(settings)
+    report = completeness.check(db, which, settings.events_grace_seconds)
+    grace = f"{settings.events_grace_seconds:.0f}s"
+    table = Table(
+        "schema", "published", "audited", "gaps", "in flight", "unpublished",
+        title=f"events of {which} (UTC); those published in the last {grace} are in flight",
+    )  # fmt: skip
+    for s in report.schemas:
+        table.add_row(
+            s.schema,
+            *map(str, (s.published, s.audited, len(s.missing), s.in_flight, s.unpublished)),
+        )
+    console.print(table)
+    if report.complete:
+        console.print("no gaps: every published event is in the audit log")
+        return
+    missing = [(s.schema, event_id) for s in report.schemas for event_id in s.missing]
+    for schema, event_id in missing[:MAX_LISTED]:
+        console.print(f"missing {schema} {event_id}")
+    if len(missing) > MAX_LISTED:
+        console.print(f"… and {len(missing) - MAX_LISTED} more")
+    if not repair:
+        err_console.print(f"{report.gaps} event(s) missing; --repair republishes them")
+        raise typer.Exit(1)
+    requeued = sum(completeness.repair(db, report).values())
+    console.print(
+        f"requeued {requeued} event(s): the relay publishes them again; "
+        f"check again in {grace} to confirm"
     )
 
 

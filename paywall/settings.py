@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STATE_DIR_ENV = "PAYWALL_STATE_DIR"
@@ -87,6 +87,23 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, alias="REDIS_URL")
     kafka_bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_storage_bucket: str = Field("paywall-kafka", alias="KAFKA_STORAGE_BUCKET")
+    # Topic durability, applied by `paywall topics sync`. Production keeps 3 copies and,
+    # with the producers' acks=all, acknowledges a write only once 2 hold it, so one lost
+    # broker loses no acknowledged event. Elsewhere the default is the local broker's only
+    # copy: PAYWALL_ENV already names the environment (the deploy ConfigMap sets both too).
+    kafka_replication_factor: int = Field(
+        default_factory=lambda data: 3 if data.get("env") == "production" else 1,
+        alias="KAFKA_REPLICATION_FACTOR",
+        ge=1,
+    )
+    kafka_min_insync_replicas: int = Field(
+        default_factory=lambda data: 2 if data.get("env") == "production" else 1,
+        alias="KAFKA_MIN_INSYNC_REPLICAS",
+        ge=1,
+    )
+    # The daily completeness check leaves events published this recently alone: they may
+    # still be in a relay batch or behind a consumer (streaming/completeness.py).
+    events_grace_seconds: float = Field(300.0, alias="EVENTS_GRACE_SECONDS", ge=0)
 
     s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
     aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
@@ -178,6 +195,20 @@ class Settings(BaseSettings):
         """A service's own OAuth client: (client id, secret), for client credentials."""
         client_id: str = getattr(self, f"{service}_client_id")
         return client_id, self.own_secret(f"{service.upper()}_CLIENT_SECRET")
+
+    @model_validator(mode="after")
+    def _acknowledged_writes_survive_a_broker(self) -> Settings:
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                "KAFKA_MIN_INSYNC_REPLICAS: more than KAFKA_REPLICATION_FACTOR; "
+                "every acks=all write would be refused"
+            )
+        if self.is_production and self.kafka_min_insync_replicas < 2:
+            raise ValueError(
+                "KAFKA_MIN_INSYNC_REPLICAS: production needs 2 or more, or one broker's "
+                "loss can lose acknowledged events"
+            )
+        return self
 
     @property
     def api_base_url(self) -> str:

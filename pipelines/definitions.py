@@ -7,6 +7,7 @@ from dagster import Definitions
 
 from assets.audit_archive.assets import audit_archive, audit_archive_verified
 from assets.billing.assets import billing_run
+from assets.events.assets import event_completeness
 from assets.notifications.assets import notification_batch
 from assets.payments.assets import payment_recovery, stripe_reconciliation
 from assets.quality.checks import QUALITY_CHECKS
@@ -22,6 +23,7 @@ ASSETS = [
     notification_batch,
     payment_recovery,
     stripe_reconciliation,
+    event_completeness,
     raw_events,
     paywall_dbt,
 ]

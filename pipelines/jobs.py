@@ -31,6 +31,12 @@ notification_job = define_asset_job(
     op_retry_policy=RETRIES,
     description="Trial-ending reminders, dunning notices and receipts.",
 )
+event_completeness_job = define_asset_job(
+    "event_completeness_job",
+    selection=AssetSelection.assets("event_completeness"),
+    op_retry_policy=RETRIES,
+    description="The day's outbox events against the audit log; gaps republished.",
+)
 
 recovery_job = define_asset_job(
     "recovery_job",
@@ -59,9 +65,11 @@ JOBS = [
     notification_job,
     recovery_job,
     reconciliation_job,
+    event_completeness_job,
     warehouse_job,
 ]
 SCHEDULES = [
+    build_schedule_from_partitioned_job(event_completeness_job, hour_of_day=1, minute_of_hour=0),
     build_schedule_from_partitioned_job(billing_job, hour_of_day=2, minute_of_hour=0),
     build_schedule_from_partitioned_job(audit_archive_job, hour_of_day=3, minute_of_hour=0),
     build_schedule_from_partitioned_job(notification_job, hour_of_day=9, minute_of_hour=0),

@@ -1,9 +1,11 @@
 """Notification consumer: welcome email/SMS, receipts and payment-failed notices.
 
 Contact details come from customer events into this service's own `recipients` table
-(no reads of the customer service's tables). Each send is recorded under a dedupe key
-(event, channel, template) with the provider's message id, so a redelivered event sends
-nothing twice. SMS goes only to customers who opted in; erased customers get nothing.
+(no reads of the customer service's tables), newest event wins: customer and registration
+events come on different topics, and a repair (streaming/completeness.py) resends an old
+event late. Each send is recorded under a dedupe key (event, channel, template) with the
+provider's message id, so a redelivered event sends nothing twice. SMS goes only to
+customers who opted in; erased customers get nothing.
 """
 
 from __future__ import annotations
@@ -86,11 +88,12 @@ class Notifier:
         data: dict[str, Any] = env["data"]
         kind = env["event_type"]
         if kind in ("customer.created", "customer.updated"):
-            self._remember(data)
+            self._remember(data, env["occurred_at"])
         elif kind == "customer.erased":
             self._forget(data["customer_id"])
         elif kind == "registration.completed":
-            self._remember({**data, "marketing_opt_in": data.get("marketing_opt_in", False)})
+            opt_in = data.get("marketing_opt_in", False)
+            self._remember({**data, "marketing_opt_in": opt_in}, env["occurred_at"])
             values = {
                 "name": data.get("name") or "there",
                 "plan": data["plan_id"],
@@ -110,15 +113,18 @@ class Notifier:
                 {**_money(data), "reason": reason},
             )
 
-    def _remember(self, data: dict[str, Any]) -> None:
+    def _remember(self, data: dict[str, Any], as_of: str) -> None:
+        """Keep the customer's details, unless newer ones (by event time) are already kept."""
         with self.engine.begin() as conn:
             conn.execute(
                 text(
                     "INSERT INTO notification.recipients (customer_id, email, phone, name, "
-                    "sms_opt_in) VALUES (:c, :e, :p, :n, :o) ON CONFLICT (customer_id) DO "
-                    "UPDATE SET email = excluded.email, phone = excluded.phone, "
-                    "name = excluded.name, sms_opt_in = excluded.sms_opt_in, updated_at = now() "
-                    "WHERE NOT notification.recipients.erased"
+                    "sms_opt_in, as_of) VALUES (:c, :e, :p, :n, :o, :a) ON CONFLICT "
+                    "(customer_id) DO UPDATE SET email = excluded.email, phone = excluded.phone, "
+                    "name = excluded.name, sms_opt_in = excluded.sms_opt_in, "
+                    "as_of = excluded.as_of, updated_at = now() "
+                    "WHERE NOT notification.recipients.erased AND (notification.recipients.as_of "
+                    "IS NULL OR notification.recipients.as_of <= excluded.as_of)"
                 ),
                 {
                     "c": data["customer_id"],
@@ -126,6 +132,7 @@ class Notifier:
                     "p": data.get("phone"),
                     "n": data.get("name"),
                     "o": bool(data.get("marketing_opt_in")),
+                    "a": as_of,
                 },
             )
         self._release_waiting(data["customer_id"])

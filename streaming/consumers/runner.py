@@ -2,6 +2,13 @@
 
 Delivery is at least once: an offset is committed only after its message was handled
 (or parked in the dead-letter topic), so handlers must be idempotent by event id.
+
+The loop outlives the broker's bad moments. A commit refused because the group moved on
+(UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS after a broker restart) or lost in transport is
+logged and skipped: librdkafka rejoins the group, and the uncommitted message comes again
+to whoever owns its partition, where the handler finds its event id already done.
+Transient poll and assignment errors back off and retry; only errors no retry can fix
+(credentials, permissions, a topic that stays missing) stop the consumer, with one line.
 """
 
 from __future__ import annotations
@@ -12,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter, Gauge
 
 from paywall.clients import kafka_config
+from paywall.errors import PaywallError
 from paywall.logs import get_logger
 from paywall.settings import Settings
 from streaming import contracts
@@ -28,11 +36,35 @@ PROCESSED = Counter(
 LAG = Gauge(
     "paywall_consumer_lag_messages", "Messages behind the end of the topic", ["group", "topic"]
 )
+KAFKA_ERRORS = Counter(
+    "paywall_consumer_kafka_errors_total",
+    "Kafka errors a consumer survived (commit, poll, assignment)",
+    ["group", "during"],
+)
 LAG_EVERY_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 10.0
+# Errors no retry can fix: wrong credentials or missing permissions.
+FATAL_ERRORS = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+# A subscribed topic that does not exist may be being created (`paywall topics sync`):
+# fatal only once it has been missing this long.
+UNKNOWN_TOPIC_ERRORS = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+UNKNOWN_TOPIC_GRACE_SECONDS = 60.0
 
 
 class Retryable(Exception):
     """A passing failure (a provider's 5xx, a timeout): retry, then dead-letter."""
+
+
+class ConsumerStopped(PaywallError):
+    """A Kafka error that retrying cannot fix; the consumer stops."""
 
 
 @dataclass
@@ -79,18 +111,30 @@ class ConsumerLoop:
         self.dlq_topic = DEAD_LETTER_TOPICS[self.group].name
         self.consumer.subscribe(self.topics)
         self._lag_measured = time.monotonic()
+        self._failures = 0  # Kafka errors in a row: the backoff grows with them
+        self._topic_missing_since: float | None = None
 
     def poll_once(self, timeout: float = 0.5) -> bool:
+        """Handle at most one message; True when one was handled (and its commit tried)."""
         if time.monotonic() - self._lag_measured > LAG_EVERY_SECONDS:
-            self.measure_lag()
-        msg = self.consumer.poll(timeout)
+            try:
+                self.measure_lag()
+            except KafkaException as exc:
+                self._kafka_error("assignment", exc.args[0])
+        try:
+            msg = self.consumer.poll(timeout)
+        except KafkaException as exc:
+            self._kafka_error("poll", exc.args[0])
+            return False
         if msg is None:
             return False
-        if msg.error():
-            log.warning("consumer.error", group=self.group, error=str(msg.error()))
+        err = msg.error()
+        if err is not None:
+            self._kafka_error("poll", err)
             return False
+        self._failures, self._topic_missing_since = 0, None
         self._handle(msg)
-        self.consumer.commit(message=msg, asynchronous=False)
+        self._commit(msg)
         return True
 
     def measure_lag(self) -> dict[str, int]:
@@ -111,11 +155,50 @@ class ConsumerLoop:
         return lag
 
     def run(self, stop: Callable[[], bool]) -> None:
+        """Poll until `stop()` is true; Kafka's passing errors back off inside poll_once."""
         try:
             while not stop():
                 self.poll_once()
         finally:
             self.close()
+
+    def _commit(self, msg: Message) -> None:
+        try:
+            committed = self.consumer.commit(message=msg, asynchronous=False) or []
+        except KafkaException as exc:
+            self._kafka_error("commit", exc.args[0], msg)
+            return
+        failed = next((tp.error for tp in committed if tp.error is not None), None)
+        if failed is not None:
+            self._kafka_error("commit", failed, msg)
+
+    def _kafka_error(self, during: str, err: KafkaError, msg: Message | None = None) -> None:
+        """One line per error, no payload; stop on what cannot pass, else back off."""
+        fields: dict[str, Any] = {"group": self.group, "during": during, "error": err.name()}
+        if msg is not None:
+            fields.update(topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+        if self._is_fatal(err):
+            log.error("consumer.fatal", **fields, reason=err.str())
+            raise ConsumerStopped(f"consumer {self.group}: {during}: {err.name()}: {err.str()}")
+        KAFKA_ERRORS.labels(self.group, during).inc()
+        if during == "commit":
+            # Handled, not committed: it comes again after the rebalance and is deduplicated.
+            log.warning("consumer.commit_failed", **fields)
+            return
+        self._failures += 1
+        delay = min(self.backoff * 2 ** (self._failures - 1), MAX_BACKOFF_SECONDS)
+        log.warning("consumer.kafka_error", **fields, retry_in=delay)
+        time.sleep(delay)
+
+    def _is_fatal(self, err: KafkaError) -> bool:
+        if err.fatal() or err.code() in FATAL_ERRORS:
+            return True
+        if err.code() not in UNKNOWN_TOPIC_ERRORS:
+            return False
+        now = time.monotonic()
+        if self._topic_missing_since is None:
+            self._topic_missing_since = now
+        return now - self._topic_missing_since > UNKNOWN_TOPIC_GRACE_SECONDS
 
     def close(self) -> None:
         self.consumer.close()

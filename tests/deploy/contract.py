@@ -33,6 +33,12 @@ PENDING_CLI_COMMANDS: frozenset[tuple[str, ...]] = frozenset()
 
 # The migration Job.
 MIGRATION_ARGS: tuple[str, ...] = ("db", "upgrade")
+# The Job that creates the Kafka topics, and the durability the ConfigMap gives them.
+TOPICS_ARGS: tuple[str, ...] = ("topics", "sync")
+TOPIC_DURABILITY: dict[str, str] = {
+    "KAFKA_REPLICATION_FACTOR": "3",
+    "KAFKA_MIN_INSYNC_REPLICAS": "2",
+}
 
 # Executables other than `paywall` that manifests may run from the same image
 # (Dagster's own CLIs, from the dagster / dagster-webserver packages).

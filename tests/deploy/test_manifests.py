@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from paywall.settings import Settings
 from tests.deploy import contract
 from tests.deploy.conftest import DEPLOY, NAMESPACES, OVERLAYS, by_kind, pod_spec, workloads
 from transactional.services import SERVICES
@@ -145,6 +146,8 @@ def test_workers_job_and_dagster_are_deployed(rendered: Objects, env: str) -> No
     assert deployments["stream-lake"]["spec"]["replicas"] == 1
     job = by_kind(rendered[env], "Job")["db-upgrade"]
     assert tuple(_container(job)["args"]) == contract.MIGRATION_ARGS
+    topics = by_kind(rendered[env], "Job")["topics-sync"]
+    assert tuple(_container(topics)["args"]) == contract.TOPICS_ARGS
     for name in ("dagster-webserver", "dagster-daemon", "dagster-code"):
         assert name in deployments
     assert "dagster-webserver" in by_kind(rendered[env], "Service")
@@ -278,6 +281,26 @@ def test_overlay_images_labels_and_public_host_land(rendered: Objects, env: str)
     (gateway,) = by_kind(rendered[env], "Gateway").values()
     assert {h for server in gateway["spec"]["servers"] for h in server["hosts"]} == {host}
     assert by_kind(rendered[env], "VirtualService")["paywall-public"]["spec"]["hosts"] == [host]
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_production_topics_keep_three_copies_and_acknowledge_on_two(
+    rendered: Objects, env: str
+) -> None:
+    (config,) = [
+        o
+        for o in rendered[env]
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("paywall-config-")
+    ]
+    assert contract.TOPIC_DURABILITY.items() <= config["data"].items()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        **config["data"],
+        LAKE_PII_SALT="s",
+        REGISTRATION_CLIENT_SECRET="r",
+        BILLING_CLIENT_SECRET="b",
+    )
+    assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (3, 2)
 
 
 @pytest.mark.parametrize("env", OVERLAYS)

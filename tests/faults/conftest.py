@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +29,15 @@ pytestmark = pytest.mark.integration
 
 
 @dataclass
-class ServedApi:
-    """`paywall serve` in its own process, on a free loopback port."""
+class PaywallProcess:
+    """A `paywall` command in its own process on the session stack."""
 
-    url: str
     process: subprocess.Popen[bytes]
     log: Path
     env: dict[str, str] = field(repr=False)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no flushing; what a crashed pod looks like."""
@@ -55,25 +57,34 @@ class ServedApi:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def start_api(local_stack: LocalStack, log: Path, **env: str) -> ServedApi:
-    """Start `paywall serve` on the session stack with `env` on top; wait until it answers."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        STATE_DIR_ENV: str(local_stack.root),
-        "PAYWALL_ENV": "test",
-        "API_PORT": str(port),
-        **env,
-    }
+@dataclass
+class ServedApi(PaywallProcess):
+    """`paywall serve` in its own process, on a free loopback port."""
+
+    url: str
+
+
+def start_paywall(
+    local_stack: LocalStack, args: list[str], log: Path, **env: str
+) -> PaywallProcess:
+    """Start `paywall ARGS` on the session stack with `env` on top (no waiting)."""
+    full_env = {**os.environ, STATE_DIR_ENV: str(local_stack.root), "PAYWALL_ENV": "test", **env}
     handle = log.open("ab")
     process = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "paywall"), "serve"],
+        [str(REPO / ".venv" / "bin" / "paywall"), *args],
         env=full_env,
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
     handle.close()
-    served = ServedApi(f"http://127.0.0.1:{port}", process, log, full_env)
+    return PaywallProcess(process, log, full_env)
+
+
+def start_api(local_stack: LocalStack, log: Path, **env: str) -> ServedApi:
+    """Start `paywall serve` on the session stack with `env` on top; wait until it answers."""
+    port = free_port()
+    started = start_paywall(local_stack, ["serve"], log, **{"API_PORT": str(port), **env})
+    served = ServedApi(started.process, log, started.env, url=f"http://127.0.0.1:{port}")
 
     def ready() -> bool:
         try:
@@ -82,9 +93,7 @@ def start_api(local_stack: LocalStack, log: Path, **env: str) -> ServedApi:
             return False
 
     try:
-        wait_until(
-            ready, "paywall serve", timeout=60, alive=lambda: process.poll() is None, log=log
-        )
+        wait_until(ready, "paywall serve", timeout=60, alive=served.alive, log=log)
     except BaseException:
         served.stop()
         raise
@@ -108,5 +117,36 @@ def served_api(
     finally:
         for served in started:
             served.stop()
-        if any(s.process.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL) for s in started):
-            sys.stderr.write("".join(s.log_text()[-3000:] for s in started))
+        _report_crashes(started)
+
+
+@pytest.fixture
+def paywall_process(
+    local_stack: LocalStack, settings: Settings, tmp_path: Path
+) -> Iterator[Callable[..., PaywallProcess]]:
+    """A factory: `paywall_process("relay")` starts `paywall relay`; all stop at the end."""
+    started: list[PaywallProcess] = []
+
+    def start(*args: str, **env: str) -> PaywallProcess:
+        name = "-".join(args).replace("/", "_")
+        process = start_paywall(
+            local_stack, list(args), tmp_path / f"{name}-{len(started)}.log", **env
+        )
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+        _report_crashes(started)
+
+
+# Exit codes of a process stopped on purpose (`paywall` exits 143 on SIGTERM, see cli.main).
+STOPPED = (0, -signal.SIGTERM, 128 + signal.SIGTERM, -signal.SIGKILL)
+
+
+def _report_crashes(started: Sequence[PaywallProcess]) -> None:
+    if any(p.process.returncode not in STOPPED for p in started):
+        sys.stderr.write("".join(p.log_text()[-3000:] for p in started))

@@ -169,3 +169,20 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert (tmp_path / "mrr.png").stat().st_size > 1000
     state = json.loads((tmp_path / "stack.json").read_text())
     assert state == {}  # the demo stopped every server it started
+
+
+@pytest.mark.parametrize(
+    ("day", "problem"),
+    [
+        ("2026-02-30", "--day: '2026-02-30' is not a date (YYYY-MM-DD)"),
+        ("yesterday", "--day: 'yesterday' is not a date (YYYY-MM-DD)"),
+        ("2999-01-01", "--day: 2999-01-01 is in the future"),
+    ],
+)
+def test_events_completeness_refuses_a_bad_day_in_one_line(
+    tmp_path: Path, day: str, problem: str
+) -> None:
+    done = run(["events", "completeness", "--day", day], clean_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {problem}"
+    assert not done.stdout

@@ -29,7 +29,13 @@ from pipelines.sensors import ops_alert_on_run_failure
 from tests.conftest import REPO, Api
 
 # daily partitioned
-ASSETS = {"billing_run", "audit_archive", "notification_batch", "stripe_reconciliation"}
+ASSETS = {
+    "billing_run",
+    "audit_archive",
+    "notification_batch",
+    "stripe_reconciliation",
+    "event_completeness",
+}
 UNPARTITIONED = {"payment_recovery"}
 WAREHOUSE_ASSETS = {"raw_events"}  # one dynamic partition per lake (event_type, day) folder
 DBT_ASSETS = {
@@ -53,6 +59,7 @@ DBT_ASSETS = {
 }
 CHECKS = {
     "audit_archive_verified",
+    "event_completeness_no_gaps",
     "raw_events_contract",
     "raw_events_unique_event_ids",
     "mrr_monthly_quality",
@@ -60,6 +67,7 @@ CHECKS = {
     "stripe_matches_payments",
 }
 JOBS = {  # scheduled
+    "event_completeness_job": "0 1 * * *",
     "billing_job": "0 2 * * *",
     "audit_archive_job": "0 3 * * *",
     "notification_job": "0 9 * * *",

@@ -19,8 +19,8 @@ from paywall.stack.local import LocalStack
 from streaming import relay
 from streaming.admin import sync_topics
 from streaming.consumers import audit, notification
-from streaming.consumers.runner import ConsumerLoop
-from streaming.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS
+from streaming.consumers.runner import ConsumerLoop, Delivery
+from streaming.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, EVENT_TOPICS
 from tests.conftest import Api
 from tests.integration.test_signup import GOOD_CARD, register, signup_body
 
@@ -31,6 +31,21 @@ pytestmark = pytest.mark.integration
 def topics(api: Api) -> None:
     sync_topics(api.settings)
     assert sync_topics(api.settings) == []  # a second sync creates nothing
+
+
+def test_topics_carry_the_durability_the_settings_ask_for(api: Api, topics: None) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient(kafka_config(api.settings))
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, t.name) for t in ALL_TOPICS]
+    )
+    metadata = admin.list_topics(timeout=10).topics
+    for resource, future in described.items():
+        config = future.result(10)
+        assert config["min.insync.replicas"].value == str(api.settings.kafka_min_insync_replicas)
+        for partition in metadata[resource.name].partitions.values():
+            assert len(partition.replicas) == api.settings.kafka_replication_factor
 
 
 @pytest.fixture
@@ -169,6 +184,50 @@ def test_broker_down_during_signups_loses_and_doubles_nothing(
     assert audit.verify(db).ok
     lake = lake_registrations(api, tmp_path)
     assert [lake[reg["registration_id"]] for reg in made] == [1, 1, 1]
+
+
+def test_an_older_event_resent_late_does_not_overwrite_newer_contact_details(
+    api: Api,
+) -> None:
+    """A repair resends a lost customer.created after the customer.updated that followed it."""
+    customer_id = f"cus-{uuid.uuid4().hex[:8]}"
+    notify = notifier(api)
+
+    def deliver(event_type: str, email: str, occurred_at: str) -> None:
+        data = {
+            "customer_id": customer_id,
+            "tenant_id": None,
+            "email": email,
+            "name": "Ada",
+            "phone": None,
+            "marketing_opt_in": False,
+            "status": "active",
+        }
+        envelope = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": event_type,
+            "schema_version": 1,
+            "occurred_at": occurred_at,
+            "producer": "customer-service",
+            "key": customer_id,
+            "data": data,
+        }
+        notify(Delivery(envelope, EVENT_TOPICS["customer"].name, 0, 0))
+
+    def email() -> str:
+        with engine(api.settings).connect() as conn:
+            return str(
+                conn.execute(
+                    text("SELECT email FROM notification.recipients WHERE customer_id = :c"),
+                    {"c": customer_id},
+                ).scalar_one()
+            )
+
+    deliver("customer.updated", "new@example.com", "2026-06-02T10:00:00+00:00")
+    deliver("customer.created", "old@example.com", "2026-06-01T10:00:00+00:00")
+    assert email() == "new@example.com"
+    deliver("customer.updated", "newer@example.com", "2026-06-03T10:00:00+00:00")
+    assert email() == "newer@example.com"
 
 
 def test_poison_message_is_dead_lettered_and_the_consumer_goes_on(

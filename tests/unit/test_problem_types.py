@@ -15,7 +15,7 @@ def test_every_type_is_registered_once_under_its_own_slug() -> None:
 
 def test_the_service_client_waits_on_the_services_in_progress_answer() -> None:
     # The kernel cannot import the registry (it sits below the services): same URI by test.
-    assert service_client.IN_PROGRESS_TYPE == errors.IDEMPOTENCY_IN_PROGRESS.uri
+    assert errors.IDEMPOTENCY_IN_PROGRESS.uri == service_client.IN_PROGRESS_TYPE
 
 
 def test_a_domain_error_renders_its_type_and_leaves_out_empty_members() -> None:

@@ -67,3 +67,32 @@ def test_production_refuses_public_local_secrets_where_they_are_used() -> None:
     # Locally the defaults are fine.
     local = make().service_client("billing")[1].get_secret_value()
     assert local == LOCAL_SECRETS["BILLING_CLIENT_SECRET"]
+
+
+PRODUCTION = {
+    "PAYWALL_ENV": "production",
+    "LAKE_PII_SALT": "s",
+    "REGISTRATION_CLIENT_SECRET": "r",
+    "BILLING_CLIENT_SECRET": "b",
+}
+
+
+def test_topic_durability_is_three_copies_in_production_and_the_local_brokers_one_else() -> None:
+    local, prod = make(), make(**PRODUCTION)
+    assert (local.kafka_replication_factor, local.kafka_min_insync_replicas) == (1, 1)
+    assert (prod.kafka_replication_factor, prod.kafka_min_insync_replicas) == (3, 2)
+    given = make(**PRODUCTION, KAFKA_REPLICATION_FACTOR="5", KAFKA_MIN_INSYNC_REPLICAS="3")
+    assert (given.kafka_replication_factor, given.kafka_min_insync_replicas) == (5, 3)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"KAFKA_MIN_INSYNC_REPLICAS": "2"},  # above the local replication factor 1
+        {**PRODUCTION, "KAFKA_MIN_INSYNC_REPLICAS": "1"},  # one broker lost loses events
+        {**PRODUCTION, "KAFKA_REPLICATION_FACTOR": "1"},  # below the default 2 in sync
+    ],
+)
+def test_topic_durability_that_cannot_hold_is_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ValidationError, match="KAFKA_MIN_INSYNC_REPLICAS"):
+        make(**env)
