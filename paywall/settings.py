@@ -91,16 +91,9 @@ class Settings(BaseSettings):
     # with the producers' acks=all, acknowledges a write only once 2 hold it, so one lost
     # broker loses no acknowledged event. Elsewhere the default is the local broker's only
     # copy: PAYWALL_ENV already names the environment (the deploy ConfigMap sets both too).
-    kafka_replication_factor: int = Field(
-        default_factory=lambda data: 3 if data.get("env") == "production" else 1,
-        alias="KAFKA_REPLICATION_FACTOR",
-        ge=1,
-    )
-    kafka_min_insync_replicas: int = Field(
-        default_factory=lambda data: 2 if data.get("env") == "production" else 1,
-        alias="KAFKA_MIN_INSYNC_REPLICAS",
-        ge=1,
-    )
+    # Unset: 3 and 2 in production (see _acknowledged_writes_survive_a_broker), else 1 and 1.
+    kafka_replication_factor: int = Field(1, alias="KAFKA_REPLICATION_FACTOR", ge=1)
+    kafka_min_insync_replicas: int = Field(1, alias="KAFKA_MIN_INSYNC_REPLICAS", ge=1)
     # The daily completeness check leaves events published this recently alone: they may
     # still be in a relay batch or behind a consumer (streaming/completeness.py).
     events_grace_seconds: float = Field(300.0, alias="EVENTS_GRACE_SECONDS", ge=0)
@@ -198,6 +191,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _acknowledged_writes_survive_a_broker(self) -> Settings:
+        # Defaults that depend on PAYWALL_ENV are settled here, after it validated: a
+        # default factory reading it would fail along with any other bad variable.
+        if self.is_production:
+            if "kafka_replication_factor" not in self.model_fields_set:
+                self.kafka_replication_factor = 3
+            if "kafka_min_insync_replicas" not in self.model_fields_set:
+                self.kafka_min_insync_replicas = 2
         if self.kafka_min_insync_replicas > self.kafka_replication_factor:
             raise ValueError(
                 "KAFKA_MIN_INSYNC_REPLICAS: more than KAFKA_REPLICATION_FACTOR; "
