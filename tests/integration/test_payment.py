@@ -3,15 +3,13 @@
 Auth: most tests swap the `payments:*` dependencies for a Principal chosen per request
 (header `x-test-customer` / `x-test-tenant`; none means an internal service), so they test
 payment logic, not tokens. `test_no_token_is_401` runs the real dependency, and
-`test_real_tokens_from_auth` uses tokens the auth service issues (skipped until auth's
-app exposes ROUTERS for `combined_app`).
+`test_real_tokens_from_auth` uses tokens the auth service issues.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import threading
 import time
@@ -692,15 +690,6 @@ def test_localstripe_delivers_signed_webhooks(
 # -- real tokens from the auth service ---------------------------------------------------
 
 
-def _auth_wired() -> bool:
-    try:
-        auth = importlib.import_module("transactional.auth.app")
-    except ImportError:
-        return False
-    return hasattr(auth, "ROUTERS")
-
-
-@pytest.mark.skipif(not _auth_wired(), reason="auth service not in combined_app yet")
 def test_real_tokens_from_auth(
     api: Any, issue_token: Any, stripe: Any, new_customer: Callable[..., str]
 ) -> None:
