@@ -281,7 +281,7 @@ def deploy_kong_config(
     ),
 ) -> None:
     """Print Kong's declarative config with auth's signing keys (see deploy/kong/kong.yaml)."""
-    from paywall.kong import kong_config
+    from paywall.cli.kong import kong_config
 
     sys.stdout.write(
         kong_config(kong.read_text(encoding="utf-8"), jwks.read_text(encoding="utf-8"))
@@ -350,8 +350,8 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
     signups: Annotated[int, typer.Option(min=1, max=1000, help="How many signups.")] = 12,
 ) -> None:
-    """The end-to-end demo on the local stack (see paywall/demo.py for the stages)."""
-    from paywall import demo as flow
+    """The end-to-end demo on the local stack (see paywall/cli/demo.py for the stages)."""
+    from paywall.cli import demo as flow
 
     stack = _stack()
     before = {p.name for p in stack.status() if p.mode == "started"}
