@@ -76,36 +76,53 @@ def api(settings: Settings) -> Iterator[Api]:
             reset_settings()
 
 
+def register_client(
+    settings: Settings, scopes: str, tenant_id: str | None = None, prefix: str = "test"
+) -> tuple[str, str]:
+    """A client-credentials OAuth client, written straight into auth's table: (id, secret)."""
+    import uuid
+
+    from paywall.db import engine
+    from transactional.auth.clients import create_client
+
+    client_id, secret = f"{prefix}-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    with engine(settings).begin() as conn:
+        create_client(
+            conn,
+            client_id,
+            secret=secret,
+            grant_types=("client_credentials",),
+            scopes=scopes.split(),
+            tenant_id=tenant_id,
+        )
+    return client_id, secret
+
+
+def client_token(base_url: str, client_id: str, secret: str, scopes: str) -> str:
+    """An access token from the auth service at `base_url` (each API is its own issuer)."""
+    import httpx
+
+    resp = httpx.post(
+        f"{base_url}/oauth/token",
+        auth=(client_id, secret),
+        data={"grant_type": "client_credentials", "scope": scopes},
+        timeout=30,
+    )
+    resp.raise_for_status()
+    return str(resp.json()["access_token"])
+
+
 @pytest.fixture(scope="session")
 def issue_token(api: Api) -> Callable[..., str]:
     """Register an OAuth client (client credentials) with auth and return its token."""
-    import uuid
-
-    import httpx
-
     from paywall.db import engine
-    from transactional.auth.clients import create_client, ensure_default_clients
+    from transactional.auth.clients import ensure_default_clients
 
     with engine(api.settings).begin() as conn:
         ensure_default_clients(conn, api.settings)
 
     def issue(scopes: str, tenant_id: str | None = None) -> str:
-        client_id, secret = f"test-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-        with engine(api.settings).begin() as conn:
-            create_client(
-                conn,
-                client_id,
-                secret=secret,
-                grant_types=("client_credentials",),
-                scopes=scopes.split(),
-                tenant_id=tenant_id,
-            )
-        resp = httpx.post(
-            f"{api.url}/oauth/token",
-            auth=(client_id, secret),
-            data={"grant_type": "client_credentials", "scope": scopes},
-        )
-        resp.raise_for_status()
-        return str(resp.json()["access_token"])
+        client_id, secret = register_client(api.settings, scopes, tenant_id)
+        return client_token(api.url, client_id, secret, scopes)
 
     return issue

@@ -22,6 +22,7 @@ from paywall import clients
 from paywall.db import engine
 from paywall.settings import Settings
 from paywall.stack.local import LocalStack
+from tests.conftest import client_token, register_client
 from tests.faults.conftest import ServedApi
 from tests.faults.proxy import FaultProxy
 
@@ -41,25 +42,7 @@ def proxy(settings: Settings) -> Iterator[FaultProxy]:
 
 def token(served: ServedApi, settings: Settings, scopes: str, tenant: str | None) -> str:
     """A client-credentials token from the served API's own auth (its own issuer)."""
-    from transactional.auth.clients import create_client
-
-    client_id, secret = f"fault-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    with engine(settings).begin() as conn:
-        create_client(
-            conn,
-            client_id,
-            secret=secret,
-            grant_types=("client_credentials",),
-            scopes=scopes.split(),
-            tenant_id=tenant,
-        )
-    resp = httpx.post(
-        f"{served.url}/oauth/token",
-        auth=(client_id, secret),
-        data={"grant_type": "client_credentials", "scope": scopes},
-    )
-    resp.raise_for_status()
-    return str(resp.json()["access_token"])
+    return client_token(served.url, *register_client(settings, scopes, tenant, "fault"), scopes)
 
 
 def signup_body(settings: Settings, **overrides: Any) -> dict[str, Any]:
@@ -382,17 +365,8 @@ def test_the_operators_see_recovery_and_reconciliation_in_dagster(
     from assets.payments.assets import payment_recovery, stripe_reconciliation
     from paywall.service_client import SERVICE_SCOPES
     from pipelines.resources import build_resources
-    from transactional.auth.clients import create_client
 
-    client_id, secret = f"svc-ops-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
-    with engine(settings).begin() as conn:
-        create_client(
-            conn,
-            client_id,
-            secret=secret,
-            grant_types=("client_credentials",),
-            scopes=SERVICE_SCOPES["billing"],
-        )
+    client_id, secret = register_client(settings, " ".join(SERVICE_SCOPES["billing"]))
     resources = build_resources(
         api.settings.model_copy(
             update={"billing_client_id": client_id, "billing_client_secret": SecretStr(secret)}

@@ -22,8 +22,8 @@ from paywall import clients
 from paywall.db import engine
 from paywall.settings import Settings
 from paywall.stack.local import LocalStack
+from tests.conftest import client_token, register_client
 from tests.faults.conftest import ServedApi
-from transactional.auth.clients import create_client
 
 pytestmark = pytest.mark.integration
 
@@ -53,24 +53,10 @@ class Partner:
 
 
 def _partner(api: ServedApi, settings: Settings) -> Partner:
-    client_id, secret, tenant = f"outage-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex, "t-outage"
-    with engine(settings).begin() as conn:
-        create_client(
-            conn,
-            client_id,
-            secret=secret,
-            grant_types=("client_credentials",),
-            scopes=PARTNER_SCOPES.split(),
-            tenant_id=tenant,
-        )
-    token = httpx.post(
-        f"{api.url}/oauth/token",
-        auth=(client_id, secret),
-        data={"grant_type": "client_credentials"},
-        timeout=HANG_GUARD,
-    )
-    token.raise_for_status()
-    partner = Partner(api, f"{client_id}:{secret}", token.json()["access_token"], tenant)
+    tenant = "t-outage"
+    client_id, secret = register_client(settings, PARTNER_SCOPES, tenant, "outage")
+    token = client_token(api.url, client_id, secret, PARTNER_SCOPES)
+    partner = Partner(api, f"{client_id}:{secret}", token, tenant)
     with partner.http() as http:  # warm the JWKS cache and the pools, as a live pod has
         assert http.get("/v1/customers").status_code == 200
     return partner

@@ -21,8 +21,8 @@ from paywall.db import engine
 from paywall.settings import Settings
 from paywall.stack.local import LocalStack
 from paywall.stack.process import wait_until
+from tests.conftest import register_client
 from tests.faults.conftest import ServedApi
-from transactional.auth.clients import create_client
 from transactional.common import revocations
 
 pytestmark = pytest.mark.integration
@@ -37,16 +37,8 @@ def http(served_api: Callable[..., ServedApi]) -> Iterator[httpx.Client]:
 def test_revoked_tokens_stay_revoked_when_redis_restarts_or_is_down(
     local_stack: LocalStack, settings: Settings, http: httpx.Client
 ) -> None:
-    client_id, secret = f"partner-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    with engine(settings).begin() as conn:
-        create_client(
-            conn,
-            client_id,
-            secret=secret,
-            grant_types=("client_credentials",),
-            scopes=("customers:read",),
-            tenant_id=f"tenant-{uuid.uuid4().hex[:8]}",
-        )
+    tenant = f"tenant-{uuid.uuid4().hex[:8]}"
+    client_id, secret = register_client(settings, "customers:read", tenant, "partner")
 
     def token() -> str:
         got = http.post(

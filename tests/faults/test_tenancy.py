@@ -28,10 +28,9 @@ from sqlalchemy import Engine, text
 from paywall.clients import stripe_client
 from paywall.db import engine
 from paywall.stack.process import free_port
-from tests.conftest import Api
+from tests.conftest import Api, client_token, register_client
 from tests.faults.conftest import ServedApi
 from tests.integration.test_signup import end_user_token
-from transactional.auth.clients import create_client
 
 pytestmark = pytest.mark.integration
 
@@ -626,22 +625,8 @@ def test_without_the_customer_service_nothing_is_subscribed_or_opened(
     later) and write nothing: the check fails closed."""
     customer = new_customer(api, token_a)
     served = served_api(CUSTOMER_SERVICE_URL=f"http://127.0.0.1:{free_port()}")
-    client_id, secret = f"walk-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    with engine(api.settings).begin() as conn:
-        create_client(
-            conn,
-            client_id,
-            secret=secret,
-            grant_types=("client_credentials",),
-            scopes=PARTNER_SCOPES.split(),
-            tenant_id=tenant_a,
-        )
-    issued = httpx.post(
-        f"{served.url}/oauth/token",
-        auth=(client_id, secret),
-        data={"grant_type": "client_credentials", "scope": PARTNER_SCOPES},
-    )
-    auth = bearer(created(issued)["access_token"])
+    client_id, secret = register_client(api.settings, PARTNER_SCOPES, tenant_a, "walk")
+    auth = bearer(client_token(served.url, client_id, secret, PARTNER_SCOPES))
     db = engine(api.settings)
     before = _counts(db)
 

@@ -32,7 +32,7 @@ from paywall.db import engine
 from paywall.service_client import SERVICE_SCOPES
 from pipelines.resources import build_resources
 from streaming.consumers.audit import CHAIN_LOCK, chain_hash
-from tests.conftest import Api
+from tests.conftest import Api, register_client
 from tests.integration.test_signup import (
     DECLINED_ON_CHARGE,
     GOOD_CARD,
@@ -52,17 +52,9 @@ def resources(api: Api, issue_token: Callable[..., str]) -> dict[str, Any]:
     """The code location's resources, with billing's own OAuth client (client credentials)."""
     from pydantic import SecretStr
 
-    from transactional.auth.clients import create_client
-
-    client_id, secret = f"svc-billing-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
-    with engine(api.settings).begin() as conn:
-        create_client(
-            conn,
-            client_id,
-            secret=secret,
-            grant_types=("client_credentials",),
-            scopes=SERVICE_SCOPES["billing"],
-        )
+    client_id, secret = register_client(
+        api.settings, " ".join(SERVICE_SCOPES["billing"]), prefix="svc-billing"
+    )
     settings = api.settings.model_copy(
         update={
             "billing_client_id": client_id,
