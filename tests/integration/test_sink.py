@@ -17,8 +17,8 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
 from twilio.base.exceptions import TwilioRestException
 
+from paywall.clients import twilio_rest_client
 from paywall.stack.process import free_port
-from paywall.stack.sink_server import twilio_client
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ class Sink:
         return SendGridAPIClient(api_key="SG.test", host=self.url)
 
     def twilio(self, account_sid: str = ACCOUNT_SID) -> Any:
-        return twilio_client(self.url, account_sid, AUTH_TOKEN)
+        return twilio_rest_client(self.url, account_sid, AUTH_TOKEN)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -166,7 +166,7 @@ def test_bad_requests_are_rejected_and_record_nothing(sink: Sink) -> None:
     assert (no_to.value.status, no_to.value.code) == (400, 21604)
 
     with pytest.raises(TwilioRestException) as wrong_account:
-        twilio_client(sink.url, ACCOUNT_SID, AUTH_TOKEN).api.v2010.accounts(
+        twilio_rest_client(sink.url, ACCOUNT_SID, AUTH_TOKEN).api.v2010.accounts(
             "AC" + "1" * 32
         ).messages.create(to="+15551230001", from_="+15559870000", body="hi")
     assert (wrong_account.value.status, wrong_account.value.code) == (401, 20003)
