@@ -25,7 +25,7 @@ from dateutil.relativedelta import relativedelta
 from assets.audit_archive import archive
 from assets.audit_archive.assets import audit_archive, audit_archive_verified
 from assets.billing.assets import billing_run
-from assets.billing.run import idempotency_key
+from assets.billing.charges import idempotency_key
 from assets.notifications.assets import notification_batch
 from paywall import clients
 from paywall.db import engine
