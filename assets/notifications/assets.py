@@ -12,8 +12,9 @@ from dagster import (
 )
 
 from assets.notifications import batches
+from assets.notifications.resources import Senders
 from assets.shared import RETRIES, daily, day_of
-from pipelines.resources import Database, Senders, Services
+from assets.shared.resources import Database, Services
 
 
 @asset(

@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
+from assets.notifications.resources import SENDGRID_MAX_PERSONALIZATIONS, Email, Senders
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient
-from pipelines.resources import SENDGRID_MAX_PERSONALIZATIONS, Email, Senders
 
 log = get_logger(__name__)
 TRIAL_NOTICE_DAYS = 3
