@@ -1,5 +1,6 @@
 """SendGrid's v3 mail/send as the sink serves it: the checks SendGrid makes on a body,
-with its error messages, and one record per recipient of an accepted message."""
+with its error messages, and one record per recipient of an accepted message, with the
+personalization's substitutions made in its subject and content, as SendGrid delivers it."""
 
 from __future__ import annotations
 
@@ -111,16 +112,17 @@ def sendgrid_records(body: Record, message_id: str) -> list[Record]:
         "message_id": message_id,
         "from": body["from"]["email"],
         "from_name": body["from"].get("name"),
-        "text": content.get("text/plain"),
-        "html": content.get("text/html"),
         "template_id": body.get("template_id"),
         "categories": body.get("categories") or [],
         "received_at": now().isoformat(),
     }
     records: list[Record] = []
     for p in body["personalizations"]:
+        subs = _obj(p.get("substitutions"))
         per_personalization = {
-            "subject": p.get("subject") or body.get("subject"),
+            "subject": _substitute(p.get("subject") or body.get("subject"), subs),
+            "text": _substitute(content.get("text/plain"), subs),
+            "html": _substitute(content.get("text/html"), subs),
             "dynamic_template_data": p.get("dynamic_template_data"),
             # SendGrid merges them the same way: the personalization's value wins.
             "custom_args": {**_obj(body.get("custom_args")), **_obj(p.get("custom_args"))},
@@ -138,6 +140,14 @@ def sendgrid_records(body: Record, message_id: str) -> list[Record]:
                 for addr in p.get(kind) or []
             )
     return records
+
+
+def _substitute(text: str | None, substitutions: Record) -> str | None:
+    if text is None:
+        return None
+    for tag, value in substitutions.items():
+        text = text.replace(tag, str(value))
+    return text
 
 
 def _obj(value: Any) -> Record:
