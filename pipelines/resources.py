@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from assets.notifications.resources import Senders
 from assets.shared.resources import Database, Lake, Services
 from assets.warehouse.dbt import dbt_resource
 from assets.warehouse.resources import WarehouseResource
 from paywall.settings import Settings
+from streaming.notifications.senders import Senders
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "database": Database(settings),
         "lake": Lake(settings),
         "services": Services(settings),
-        "senders": Senders(settings, settings.ops_alert_email),
+        "senders": Senders(settings),
         "warehouse": WarehouseResource(settings),
         "dbt": dbt_resource(settings),
     }

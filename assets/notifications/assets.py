@@ -12,9 +12,9 @@ from dagster import (
 )
 
 from assets.notifications import batches
-from assets.notifications.resources import Senders
 from assets.shared import RETRIES, daily, day_of
 from assets.shared.resources import Database, Services
+from streaming.notifications.senders import Senders
 
 
 @asset(

@@ -1,21 +1,23 @@
 """A failed run of this code location emails the ops address (OPS_ALERT_EMAIL) through the
-notification senders."""
+notification toolkit."""
+
+from __future__ import annotations
 
 from dagster import DefaultSensorStatus, ResourceParam, RunFailureSensorContext, run_failure_sensor
 
-from assets.notifications.resources import Senders
+from streaming.notifications.senders import Email, Senders
+from streaming.notifications.templates import Message, render
 
 
-def alert_text(context: RunFailureSensorContext) -> tuple[str, str]:
+def alert(context: RunFailureSensorContext) -> Message:
     run = context.dagster_run
-    partition = run.tags.get("dagster/partition", "-")
-    subject = f"[paywall] {run.job_name} failed (partition {partition})"
-    body = (
-        f"Run {run.run_id} of {run.job_name} failed.\n"
-        f"Partition: {partition}\n"
-        f"Error: {context.failure_event.message}\n"
-    )
-    return subject, body
+    values = {
+        "job": run.job_name,
+        "partition": run.tags.get("dagster/partition", "-"),
+        "run_id": run.run_id,
+        "error": context.failure_event.message,
+    }
+    return render("run_failed", "email", values)
 
 
 @run_failure_sensor(
@@ -27,6 +29,8 @@ def alert_text(context: RunFailureSensorContext) -> tuple[str, str]:
 def ops_alert_on_run_failure(
     context: RunFailureSensorContext, senders: ResourceParam[Senders]
 ) -> None:
-    subject, body = alert_text(context)
-    senders.alert(subject, body)
-    context.log.info(f"alerted {senders.ops_email}: {subject}")
+    message = alert(context)
+    ops = senders.settings.ops_alert_email
+    key = f"alert:{context.dagster_run.run_id}"
+    senders.email([Email(ops, message.subject, message.body, key)])
+    context.log.info(f"alerted {ops}: {message.subject}")

@@ -29,11 +29,11 @@ from dagster import (
     materialize,
 )
 
-from assets.notifications.resources import Senders
 from assets.notifications.sensors import ops_alert_on_run_failure
 from paywall.settings import Settings
 from paywall.stack.process import free_port
 from pipelines.definitions import build_defs
+from streaming.notifications.senders import Senders
 from tests.conftest import REPO, Api
 
 # daily partitioned
@@ -315,7 +315,7 @@ def test_a_failed_run_emails_the_ops_address(api: Api) -> None:
     instance = DagsterInstance.ephemeral()
     result = materialize([broken], instance=instance, raise_on_error=False)
     assert not result.success
-    senders = Senders(api.settings, ops)
+    senders = Senders(api.settings.model_copy(update={"ops_alert_email": ops}))
     context = build_run_status_sensor_context(
         sensor_name="ops_alert_on_run_failure",
         dagster_event=result.get_run_failure_event(),
