@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from paywall.settings import Settings
 
@@ -72,17 +73,33 @@ def sendgrid_client(settings: Settings) -> Any:
 
 
 def twilio_client(settings: Settings) -> Any:
-    from twilio.rest import Client
-
     token = settings.twilio_auth_token
     if not settings.twilio_account_sid or token is None:
         from paywall.errors import ConfigError
 
         raise ConfigError("TWILIO_AUTH_TOKEN", "unset; run `paywall stack up` or set it")
-    if settings.twilio_api_base:
-        from paywall.stack.sink_server import twilio_client as rebased_client
+    return twilio_rest_client(
+        settings.twilio_account_sid, token.get_secret_value(), settings.twilio_api_base
+    )
 
-        return rebased_client(
-            settings.twilio_api_base, settings.twilio_account_sid, token.get_secret_value()
-        )
-    return Client(settings.twilio_account_sid, token.get_secret_value())
+
+def twilio_rest_client(account_sid: str, auth_token: str, api_base: str | None = None) -> Any:
+    """A real `twilio.rest.Client`; with `api_base`, every request goes there instead of
+    *.twilio.com (TWILIO_API_BASE: the local sink, or a proxy)."""
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    if not api_base:
+        return Client(account_sid, auth_token)
+    base = api_base.rstrip("/")
+
+    class RebasedHttpClient(TwilioHttpClient):
+        # Rewriting at the transport keeps every SDK resource working; the SDK has no base
+        # URL setting, and patching one domain's base_url would miss the others.
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            parts = urlsplit(url)
+            if parts.hostname and parts.hostname.endswith("twilio.com"):
+                url = base + parts.path + (f"?{parts.query}" if parts.query else "")
+            return super().request(method, url, *args, **kwargs)
+
+    return Client(account_sid, auth_token, http_client=RebasedHttpClient())

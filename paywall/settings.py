@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 STATE_DIR_ENV = "PAYWALL_STATE_DIR"
 LOCAL_STRIPE_KEY = "sk_test_paywall_local"
 LOCAL_PII_SALT = "paywall-local-lake-salt"
+# Twilio's magic "From" number: valid with test credentials only (and with the local sink).
+TWILIO_TEST_FROM = "+15005550006"
 # Public (they are in this file): fine on a laptop, refused in production where used.
 LOCAL_SECRETS = {
     "LAKE_PII_SALT": LOCAL_PII_SALT,
@@ -131,6 +133,9 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = Field(None, alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: SecretStr | None = Field(None, alias="TWILIO_AUTH_TOKEN")
     twilio_api_base: str | None = Field(None, alias="TWILIO_API_BASE")
+    # Who notices (real-time and batched) come from; production sets its own phone number.
+    notify_from_email: str = Field("billing@paywall.dev", alias="NOTIFY_FROM_EMAIL")
+    notify_from_phone: str = Field(TWILIO_TEST_FROM, alias="NOTIFY_FROM_PHONE")
 
     datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
 

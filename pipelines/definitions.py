@@ -1,44 +1,35 @@
-"""The code location: every asset, check, job, schedule and sensor, with resources for the
-environment that `paywall.settings` describes (chosen once, here)."""
+"""The code location: each domain's assets, checks, jobs, schedules and sensors
+(`assets/<domain>/definitions.py`), with the resources for the environment that
+`paywall.settings` describes, chosen once, here.
+
+`defs` is lazy (Dagster's `@definitions`): importing this module builds nothing and runs
+nothing; Dagster calls it when it loads the location, and only then is the dbt manifest
+read (or parsed, see assets/warehouse/dbt_project.py).
+"""
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, definitions
 
-from assets.audit_archive.assets import audit_archive, audit_archive_verified
-from assets.billing.assets import billing_run
-from assets.events.assets import event_completeness
-from assets.notifications.assets import notification_batch
-from assets.payments.assets import payment_recovery, stripe_reconciliation
-from assets.quality.checks import QUALITY_CHECKS
-from assets.warehouse.assets import paywall_dbt, raw_events
+from assets.audit_archive import definitions as audit_archive
+from assets.billing import definitions as billing
+from assets.events import definitions as events
+from assets.notifications import definitions as notifications
+from assets.payments import definitions as payments
+from assets.warehouse import definitions as warehouse
 from paywall.settings import Settings, get_settings
-from pipelines.jobs import JOBS, SCHEDULES
 from pipelines.resources import build_resources
-from pipelines.sensors import SENSORS
 
-ASSETS = [
-    billing_run,
-    audit_archive,
-    notification_batch,
-    payment_recovery,
-    stripe_reconciliation,
-    event_completeness,
-    raw_events,
-    paywall_dbt,
-]
-CHECKS = [audit_archive_verified, *QUALITY_CHECKS]
+DOMAINS = (billing, audit_archive, notifications, payments, events, warehouse)
 
 
 def build_defs(settings: Settings) -> Definitions:
-    return Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
-        jobs=JOBS,
-        schedules=SCHEDULES,
-        sensors=SENSORS,
-        resources=build_resources(settings),
+    return Definitions.merge(
+        *(domain.defs(settings) for domain in DOMAINS),
+        Definitions(resources=build_resources(settings)),
     )
 
 
-defs = build_defs(get_settings())
+@definitions
+def defs() -> Definitions:
+    return build_defs(get_settings())

@@ -16,7 +16,7 @@ from dagster import (
 
 from assets.audit_archive import archive
 from assets.shared import RETRIES, daily, day_of
-from pipelines.resources import Database, Lake
+from assets.shared.resources import Database, Lake
 
 
 @asset(

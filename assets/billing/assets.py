@@ -13,7 +13,7 @@ from dagster import (
 
 from assets.billing.run import BillingRun
 from assets.shared import RETRIES, daily, day_of
-from pipelines.resources import Database, Services
+from assets.shared.resources import Database, Services
 
 
 @asset(

@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from assets.shared import RETRIES, daily, day_of
-from pipelines.resources import Database
+from assets.shared.resources import Database
 from streaming import completeness
 
 NO_GAPS = "event_completeness_no_gaps"

@@ -13,7 +13,8 @@ from dagster import (
 
 from assets.notifications import batches
 from assets.shared import RETRIES, daily, day_of
-from pipelines.resources import Database, Senders, Services
+from assets.shared.resources import Database, Services
+from streaming.notifications.senders import Senders
 
 
 @asset(

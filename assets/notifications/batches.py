@@ -1,4 +1,4 @@
-"""Batched notices, sent once per (customer, reason, period, channel).
+"""Batched notices, sent once per notice, whichever path sends it.
 
 Candidates come from the day (the partition): trials ending in three days (the
 subscription service's internal due list), dunning attempts made that day
@@ -6,12 +6,16 @@ subscription service's internal due list), dunning attempts made that day
 (`billing.invoices`). Contact details come from the notification service's own
 projection, `notification.recipients`.
 
-Each notice is claimed in `billing.notification_sends` under its unique key before it
-is sent, so a re-run sends nothing new. Email goes to SendGrid in batches of up to 1000
-personalizations per call; SMS to Twilio, one call per message, only with opt-in. A
-notice whose recipient is not known yet stays pending and goes with a later run. Delivery
-is at least once: a crash between the provider's answer and the row update resends that
-batch, and each email carries its dedupe key as a custom arg.
+Each notice is claimed in the notification toolkit's ledger (`notification.sends`, the
+table the real-time consumer records in too) under its dedupe key before it is sent, so a
+re-run sends nothing new. A failed charge's notice is keyed by its payment, as the
+consumer's payment-failed notice is: whichever path is first tells the customer, the
+other sends nothing. The last attempt's notice (the subscription is canceled) has its own
+key. Email goes to SendGrid in batches of up to 1000 personalizations per call; SMS to
+Twilio, one call per message, only with opt-in. A notice whose recipient is not known yet
+stays pending and goes with a later run. Delivery is at least once: a crash between the
+provider's answer and the row update resends that batch, and each email carries its
+dedupe key as a custom arg.
 """
 
 from __future__ import annotations
@@ -19,47 +23,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from string import Template
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Engine, text
 
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient
-from pipelines.resources import SENDGRID_MAX_PERSONALIZATIONS, Email, Senders
+from streaming.notifications import ledger
+from streaming.notifications.senders import (
+    SENDGRID_MAX_PERSONALIZATIONS,
+    Email,
+    ProviderError,
+    Senders,
+)
+from streaming.notifications.templates import render
 
 log = get_logger(__name__)
 TRIAL_NOTICE_DAYS = 3
 
-TEMPLATES: dict[tuple[str, str], tuple[str, str]] = {
-    ("trial_ending", "email"): (
-        "Your Paywall trial ends on ${trial_end}",
-        "Hi ${name},\n\nyour free trial of ${plan} ends on ${trial_end}. From then on we will "
-        "charge ${amount} ${currency} per ${interval} to your saved card.\n",
-    ),
-    ("trial_ending", "sms"): (
-        "",
-        "Paywall: your ${plan} trial ends on ${trial_end}; then ${amount} ${currency}/${interval}.",
-    ),
-    ("dunning", "email"): (
-        "Your Paywall payment did not go through",
-        "Hi ${name},\n\nwe could not collect ${amount} ${currency} for ${plan} (${reason}). "
-        "${next_step}\n",
-    ),
-    ("receipt", "email"): (
-        "Your Paywall receipt for ${month}",
-        "Hi ${name},\n\nin ${month} we received ${count} payment(s) totalling ${amount} "
-        "${currency}. Thank you.\n",
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Notice:
+    key: str
     customer_id: str
-    reason: str
-    period: str
+    template: str
     channel: str
     values: dict[str, Any]
 
@@ -105,8 +92,10 @@ def trial_ending(subscriptions: ServiceClient, day: date) -> Iterator[Notice]:
                 "interval": plan["interval"],
                 "trial_end": ends.isoformat(),
             }
+            customer_id = sub["customer_id"]
             for channel in ("email", "sms"):
-                yield Notice(sub["customer_id"], "trial_ending", ends.isoformat(), channel, values)
+                key = ledger.notice_key(customer_id, "trial_ending", ends.isoformat(), channel)
+                yield Notice(key, customer_id, "trial_ending", channel, values)
         after = page.get("next_after")
         if not after:
             return
@@ -117,8 +106,10 @@ def dunning(engine: Engine, day: date) -> Iterator[Notice]:
         rows = conn.execute(
             text(
                 "SELECT d.invoice_id, d.customer_id, d.failures, d.next_attempt_on, d.status, "
-                "d.last_decline_code, i.amount, i.currency, i.plan_id FROM billing.dunning d "
-                "JOIN billing.invoices i ON i.id = d.invoice_id WHERE d.last_attempt_on = :d "
+                "d.last_decline_code, i.amount, i.currency, i.plan_id, a.payment_id "
+                "FROM billing.dunning d JOIN billing.invoices i ON i.id = d.invoice_id "
+                "LEFT JOIN billing.attempts a ON a.invoice_id = d.invoice_id "
+                "AND a.attempt = d.failures WHERE d.last_attempt_on = :d "
                 "AND d.status IN ('retrying', 'exhausted')"
             ),
             {"d": day},
@@ -136,7 +127,13 @@ def dunning(engine: Engine, day: date) -> Iterator[Notice]:
             "reason": r.last_decline_code or "declined",
             "next_step": next_step,
         }
-        yield Notice(r.customer_id, "dunning", f"{r.invoice_id}#{r.failures}", "email", values)
+        if r.status == "retrying" and r.payment_id:
+            # The same notice as the consumer's for this payment.failed event.
+            key = ledger.notice_key(r.customer_id, "payment_failed", r.payment_id, "email")
+        else:
+            period = f"{r.invoice_id}#{r.failures}"
+            key = ledger.notice_key(r.customer_id, "dunning", period, "email")
+        yield Notice(key, r.customer_id, "dunning", "email", values)
 
 
 def receipts(engine: Engine, day: date) -> Iterator[Notice]:
@@ -161,7 +158,8 @@ def receipts(engine: Engine, day: date) -> Iterator[Notice]:
             "amount": _money(r.total),
             "currency": r.currency.upper(),
         }
-        yield Notice(r.customer_id, "receipt", f"{month}:{r.currency}", "email", values)
+        key = ledger.notice_key(r.customer_id, "receipt", f"{month}:{r.currency}", "email")
+        yield Notice(key, r.customer_id, "monthly_receipt", "email", values)
 
 
 # -- claim, then send -----------------------------------------------------------------------
@@ -171,31 +169,10 @@ def send(engine: Engine, senders: Senders, notices: list[Notice], day: date) -> 
     counts = BatchCounts(candidates=len(notices))
     with engine.begin() as conn:
         for n in notices:
-            counts.claimed += conn.execute(
-                text(
-                    "INSERT INTO billing.notification_sends (customer_id, reason, period, "
-                    "channel, batch_date, values) VALUES (:c, :r, :p, :ch, :d, :v) "
-                    "ON CONFLICT ON CONSTRAINT notification_once DO NOTHING"
-                ).bindparams(bindparam("v", type_=JSONB)),
-                {
-                    "c": n.customer_id,
-                    "r": n.reason,
-                    "p": n.period,
-                    "ch": n.channel,
-                    "d": day,
-                    "v": n.values,
-                },
-            ).rowcount
-        pending = conn.execute(
-            text(
-                "SELECT s.id, s.customer_id, s.reason, s.period, s.channel, s.values, "
-                "r.customer_id AS known, r.email, r.phone, r.name, r.sms_opt_in, r.erased "
-                "FROM billing.notification_sends s LEFT JOIN notification.recipients r "
-                "ON r.customer_id = s.customer_id WHERE s.status = 'pending' "
-                "AND s.batch_date <= :d ORDER BY s.id"
-            ),
-            {"d": day},
-        ).all()
+            counts.claimed += ledger.claim(
+                conn, n.key, n.customer_id, n.channel, n.template, day, n.values
+            )
+        pending = ledger.due(conn, day)
     emails: list[tuple[int, Email]] = []
     sms: list[tuple[int, str, str]] = []
     skipped: list[int] = []
@@ -207,61 +184,42 @@ def send(engine: Engine, senders: Senders, notices: list[Notice], day: date) -> 
         if row.erased or not address or (row.channel == "sms" and not row.sms_opt_in):
             skipped.append(row.id)
             continue
-        subject_t, body_t = TEMPLATES[(row.reason, row.channel)]
-        values = {"name": row.name or "there", **row.values}
-        subject = Template(subject_t).safe_substitute(values)
-        body = Template(body_t).safe_substitute(values)
-        key = f"{row.customer_id}:{row.reason}:{row.period}:{row.channel}"
+        message = render(row.template, row.channel, {"name": row.name or "there", **row.values})
         if row.channel == "email":
-            emails.append((row.id, Email(address, subject, body, key)))
+            emails.append((row.id, Email(address, message.subject, message.body, row.dedupe_key)))
         else:
-            sms.append((row.id, address, body))
-    _mark(engine, skipped, "skipped")
+            sms.append((row.id, address, message.body))
+    ledger.mark(engine, skipped, "skipped")
     counts.skipped = len(skipped)
     for start in range(0, len(emails), SENDGRID_MAX_PERSONALIZATIONS):
         chunk = emails[start : start + SENDGRID_MAX_PERSONALIZATIONS]
         ids = [i for i, _ in chunk]
         try:
-            message_id = senders.email_batch([e for _, e in chunk])
-        except Exception as exc:
+            message_id = senders.email([e for _, e in chunk])
+        except ProviderError as exc:
             _provider_error(engine, ids, exc, counts)
             continue
         counts.email_api_calls += 1
         counts.emails_sent += len(chunk)
-        _mark(engine, ids, "sent", message_id)
+        ledger.mark(engine, ids, "sent", message_id)
     for send_id, to, body in sms:
         try:
             sid = senders.sms(to, body)
-        except Exception as exc:
+        except ProviderError as exc:
             _provider_error(engine, [send_id], exc, counts)
             continue
         counts.sms_sent += 1
-        _mark(engine, [send_id], "sent", sid)
+        ledger.mark(engine, [send_id], "sent", sid)
     return counts
 
 
-def _provider_error(engine: Engine, ids: list[int], exc: Exception, counts: BatchCounts) -> None:
-    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
-    if isinstance(status, int) and 400 <= status < 500 and status != 429:
-        counts.failed += len(ids)  # the provider refused the request: a retry cannot help
-        _mark(engine, ids, "failed", error=str(exc)[:500])
-    else:
-        counts.errors += len(ids)  # left pending: the next attempt sends them
-        counts.problems.append(f"{type(exc).__name__}: {str(exc)[:200]}")
-    log.warning("notification_batch.provider_error", error=str(exc)[:200], notices=len(ids))
-
-
-def _mark(
-    engine: Engine, ids: list[int], status: str, provider_id: str | None = None, error: str = ""
+def _provider_error(
+    engine: Engine, ids: list[int], exc: ProviderError, counts: BatchCounts
 ) -> None:
-    if not ids:
-        return
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE billing.notification_sends SET status = :s, provider_message_id = :p, "
-                "error = :e, sent_at = CASE WHEN :s = 'sent' THEN now() END "
-                "WHERE id = ANY(:ids) AND status = 'pending'"
-            ),
-            {"s": status, "p": provider_id, "e": error or None, "ids": ids},
-        )
+    if exc.retryable:
+        counts.errors += len(ids)  # left pending: the next attempt sends them
+        counts.problems.append(str(exc)[:200])
+    else:
+        counts.failed += len(ids)  # the provider refused the request: a retry cannot help
+        ledger.mark(engine, ids, "failed", error=str(exc)[:500])
+    log.warning("notification_batch.provider_error", error=str(exc)[:200], notices=len(ids))

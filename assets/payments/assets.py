@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from assets.shared import RETRIES, daily, day_of, markdown_table
-from pipelines.resources import Services
+from assets.shared.resources import Services
 
 # Signups and payments untouched this long are abandoned: their request is over.
 RECOVER_AFTER_SECONDS = 300

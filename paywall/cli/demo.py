@@ -185,7 +185,7 @@ def run_billing_days(settings: Settings) -> dict[str, dict[str, int]]:
     from dateutil.relativedelta import relativedelta
 
     from assets.billing.run import BillingRun
-    from pipelines.resources import Services
+    from assets.shared.resources import Services
 
     with db.engine(settings).begin() as conn:
         from transactional.auth.clients import ensure_default_clients

@@ -3,79 +3,27 @@
 Contact details come from customer events into this service's own `recipients` table
 (no reads of the customer service's tables), newest event wins: customer and registration
 events come on different topics, and a repair (streaming/completeness.py) resends an old
-event late. Each send is recorded under a dedupe key (event, channel, template) with the
-provider's message id, so a redelivered event sends nothing twice. SMS goes only to
-customers who opted in; erased customers get nothing.
+event late. Each notice goes through the notification toolkit (streaming/notifications):
+rendered from its templates, sent with its senders, and recorded in its ledger under a
+dedupe key with the provider's message id, so a redelivered event sends nothing twice. A
+failed payment's notice is keyed by the payment, as the billing batch's dunning notice of
+that payment is: the customer hears of a failed charge once, from whichever path is first.
+SMS goes only to customers who opted in; erased customers get nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from string import Template
 from typing import Any
 
 from sqlalchemy import Engine, text
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.expression import bindparam
 
-from paywall import clients
 from paywall.logs import get_logger
-from paywall.settings import Settings
 from streaming.consumers.runner import Delivery, Retryable
+from streaming.notifications import ledger
+from streaming.notifications.senders import Email, ProviderError, Senders
+from streaming.notifications.templates import render
 
 log = get_logger(__name__)
-TEMPLATES = Path(__file__).parent / "templates"
-SENDER_EMAIL = "billing@paywall.dev"
-SENDER_PHONE = "+15005550006"
-
-
-@dataclass(frozen=True)
-class Message:
-    subject: str
-    body: str
-
-
-def render(template: str, **values: Any) -> Message:
-    raw = Template((TEMPLATES / f"{template}.txt").read_text()).substitute(values)
-    first, _, rest = raw.partition("\n")
-    if first.startswith("Subject: "):
-        return Message(first.removeprefix("Subject: "), rest.strip() + "\n")
-    return Message("", raw.strip())
-
-
-class Senders:
-    """The real SendGrid and Twilio SDKs (pointed at the local sink when it runs)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def email(self, to: str, message: Message, dedupe_key: str) -> str:
-        from python_http_client.exceptions import HTTPError
-        from sendgrid.helpers.mail import CustomArg, Mail
-
-        mail = Mail(SENDER_EMAIL, to, message.subject, plain_text_content=message.body)
-        mail.add_custom_arg(CustomArg("dedupe_key", dedupe_key))
-        try:
-            resp = clients.sendgrid_client(self.settings).send(mail)
-        except HTTPError as exc:
-            if exc.status_code >= 500 or exc.status_code == 429:
-                raise Retryable(f"sendgrid {exc.status_code}") from exc
-            raise
-        return str(resp.headers.get("X-Message-Id", ""))
-
-    def sms(self, to: str, message: Message) -> str:
-        from twilio.base.exceptions import TwilioRestException
-
-        try:
-            sent = clients.twilio_client(self.settings).messages.create(
-                to=to, from_=SENDER_PHONE, body=message.body
-            )
-        except TwilioRestException as exc:
-            if exc.status >= 500 or exc.status == 429:
-                raise Retryable(f"twilio {exc.status}") from exc
-            raise
-        return str(sent.sid)
 
 
 class Notifier:
@@ -87,6 +35,7 @@ class Notifier:
         env = delivery.envelope
         data: dict[str, Any] = env["data"]
         kind = env["event_type"]
+        event_id = str(env["event_id"])
         if kind in ("customer.created", "customer.updated"):
             self._remember(data, env["occurred_at"])
         elif kind == "customer.erased":
@@ -99,19 +48,18 @@ class Notifier:
                 "plan": data["plan_id"],
                 "status": data["subscription_status"],
             }
-            self._send(env, data["customer_id"], "email", "welcome", values)
-            self._send(env, data["customer_id"], "sms", "welcome", values)
+            for channel in ("email", "sms"):
+                key = ledger.event_key(event_id, channel, "welcome")
+                self._send(key, event_id, data["customer_id"], channel, "welcome", values)
         elif kind == "payment.succeeded":
-            self._send(env, data["customer_id"], "email", "receipt", _money(data))
+            key = ledger.event_key(event_id, "email", "receipt")
+            self._send(key, event_id, data["customer_id"], "email", "receipt", _money(data))
         elif kind == "payment.failed":
             reason = data.get("decline_code") or data.get("failure_code") or "declined"
-            self._send(
-                env,
-                data["customer_id"],
-                "email",
-                "payment_failed",
-                {**_money(data), "reason": reason},
-            )
+            customer_id = data["customer_id"]
+            key = ledger.notice_key(customer_id, "payment_failed", data["payment_id"], "email")
+            values = {**_money(data), "reason": reason}
+            self._send(key, event_id, customer_id, "email", "payment_failed", values)
 
     def _remember(self, data: dict[str, Any], as_of: str) -> None:
         """Keep the customer's details, unless newer ones (by event time) are already kept."""
@@ -150,19 +98,21 @@ class Notifier:
 
     def _send(
         self,
-        env: dict[str, Any],
+        key: str,
+        event_id: str,
         customer_id: str,
         channel: str,
         template: str,
         values: dict[str, Any],
         releasing: bool = False,
     ) -> None:
-        key = f"{env['event_id']}:{channel}:{template}"
         with self.engine.begin() as conn:
-            done = conn.execute(
-                text("SELECT status FROM notification.sends WHERE dedupe_key = :k"), {"k": key}
-            ).scalar()
-            if done in ("sent", "skipped", "failed") or (done == "waiting" and not releasing):
+            found = ledger.find(conn, key)
+            if found is not None and (
+                found.status in ledger.DONE
+                or found.due_on is not None  # the batch claimed it: the batch sends it
+                or (found.status == "waiting" and not releasing)
+            ):
                 return
             who = conn.execute(
                 text(
@@ -171,78 +121,49 @@ class Notifier:
                 ),
                 {"c": customer_id},
             ).first()
+        step: dict[str, Any] = {
+            "event_id": event_id,
+            "customer_id": customer_id,
+            "channel": channel,
+            "template": template,
+        }
         if who is None:
             # The customer's own event is on another topic and may arrive later: park the
             # send; remembering the customer releases it.
-            self._record(key, env, customer_id, channel, template, "waiting", None, None, values)
+            ledger.record(self.engine, key, status="waiting", values=values, **step)
             return
         address = who.email if channel == "email" else who.phone
         if who.erased or not address or (channel == "sms" and not who.sms_opt_in):
-            self._record(key, env, customer_id, channel, template, "skipped", None, None)
+            ledger.record(self.engine, key, status="skipped", **step)
             return
-        self._record(key, env, customer_id, channel, template, "pending", None, None)
-        message = render(f"{template}.{channel}", **{"name": who.name or "there", **values})
+        ledger.record(self.engine, key, status="pending", **step)
+        message = render(template, channel, {"name": who.name or "there", **values})
         try:
             provider_id = (
-                self.senders.email(address, message, key)
+                self.senders.email([Email(address, message.subject, message.body, key)])
                 if channel == "email"
-                else self.senders.sms(address, message)
+                else self.senders.sms(address, message.body)
             )
-        except Retryable:
-            raise
-        except Exception as exc:  # a provider's 4xx: retrying cannot help
-            self._record(key, env, customer_id, channel, template, "failed", None, str(exc))
+        except ProviderError as exc:
+            if exc.retryable:
+                raise Retryable(str(exc)) from exc
+            ledger.record(self.engine, key, status="failed", error=str(exc), **step)
             log.warning("notification.rejected", channel=channel, error=str(exc)[:200])
             return
-        self._record(key, env, customer_id, channel, template, "sent", provider_id, None)
+        ledger.record(self.engine, key, status="sent", provider_id=provider_id, **step)
 
     def _release_waiting(self, customer_id: str) -> None:
         with self.engine.connect() as conn:
-            waiting = conn.execute(
-                text(
-                    "SELECT event_id, channel, template, values FROM notification.sends "
-                    "WHERE customer_id = :c AND status = 'waiting' ORDER BY id"
-                ),
-                {"c": customer_id},
-            ).all()
-        for row in waiting:
-            env = {"event_id": row.event_id}
-            self._send(env, customer_id, row.channel, row.template, row.values or {}, True)
-
-    def _record(
-        self,
-        key: str,
-        env: dict[str, Any],
-        customer_id: str,
-        channel: str,
-        template: str,
-        status: str,
-        provider_id: str | None,
-        error: str | None,
-        values: dict[str, Any] | None = None,
-    ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO notification.sends (dedupe_key, event_id, customer_id, channel, "
-                    "template, status, provider_message_id, attempts, error, values, sent_at) "
-                    "VALUES (:k, :e, :c, :ch, :t, :s, :pid, 1, :err, :v, "
-                    "CASE WHEN :s = 'sent' THEN now() END) ON CONFLICT (dedupe_key) DO UPDATE "
-                    "SET status = excluded.status, provider_message_id = "
-                    "excluded.provider_message_id, attempts = notification.sends.attempts + 1, "
-                    "error = excluded.error, sent_at = excluded.sent_at"
-                ).bindparams(bindparam("v", type_=JSONB)),
-                {
-                    "k": key,
-                    "e": env["event_id"],
-                    "c": customer_id,
-                    "ch": channel,
-                    "t": template,
-                    "s": status,
-                    "pid": provider_id,
-                    "err": error,
-                    "v": values,
-                },
+            parked = ledger.waiting(conn, customer_id)
+        for row in parked:
+            self._send(
+                row.dedupe_key,
+                row.event_id,
+                customer_id,
+                row.channel,
+                row.template,
+                row.values or {},
+                releasing=True,
             )
 
 

@@ -25,13 +25,17 @@ from dateutil.relativedelta import relativedelta
 from assets.audit_archive import archive
 from assets.audit_archive.assets import audit_archive, audit_archive_verified
 from assets.billing.assets import billing_run
-from assets.billing.run import idempotency_key
+from assets.billing.charges import idempotency_key
 from assets.notifications.assets import notification_batch
 from paywall import clients
 from paywall.db import engine
 from paywall.service_client import SERVICE_SCOPES
 from pipelines.resources import build_resources
 from streaming.consumers.audit import CHAIN_LOCK, chain_hash
+from streaming.consumers.notification import Notifier
+from streaming.consumers.runner import Delivery
+from streaming.notifications.senders import Senders
+from streaming.topics import EVENT_TOPICS
 from tests.conftest import Api, register_client
 from tests.integration.test_signup import (
     DECLINED_ON_CHARGE,
@@ -569,3 +573,46 @@ def test_notification_batch_rerun_sends_nothing_new(
     assert len(sink(api, trial_email)) == 1
     assert len(sink(api, phone)) == 1
     assert len(sink(api, failing_email)) == 1
+
+
+def test_a_failed_charge_is_notified_once_whichever_path_is_first(
+    api: Api, token: str, resources: dict[str, Any]
+) -> None:
+    """The payment service's payment.failed event (the consumer's path) and the day's dunning
+    notice (the batch's) are one notice in the one ledger: the first path to it sends it."""
+    day = date(2026, 8, 20)
+    customers = {}
+    for first in ("consumer", "batch"):
+        reg = signup(api, token, DECLINED_ON_CHARGE, trial=True)
+        move_period_end(api, reg["subscription_id"], at(day, 9))
+        email = f"{first}-first-{uuid.uuid4().hex[:8]}@example.com"
+        remember(api, reg["customer_id"], email, f"+1777{uuid.uuid4().int % 10**7:07d}")
+        customers[first] = (reg["customer_id"], email)
+    assert bill(resources, day)["failed"] >= 2
+    notify = Notifier(engine(api.settings), Senders(api.settings))
+
+    def deliver_payment_failed(customer_id: str) -> None:
+        [(envelope,)] = sql(
+            api,
+            "SELECT payload FROM payment.outbox WHERE type = 'payment.failed' "
+            "AND payload->'data'->>'customer_id' = %s",
+            customer_id,
+        )
+        notify(Delivery(envelope, EVENT_TOPICS["payment"].name, 0, 0))
+
+    deliver_payment_failed(customers["consumer"][0])
+    batch = materialize([notification_batch], partition_key=day.isoformat(), resources=resources)
+    assert batch.success
+    deliver_payment_failed(customers["batch"][0])
+    deliver_payment_failed(customers["consumer"][0])  # a redelivery changes nothing either
+
+    [by_consumer] = sink(api, customers["consumer"][1])
+    assert "was declined" in by_consumer["text"]  # the consumer's payment_failed template
+    [by_batch] = sink(api, customers["batch"][1])
+    assert "We will try again on 2026-08-21" in by_batch["text"]  # the batch's dunning one
+    for customer_id, _ in customers.values():
+        assert sql(
+            api,
+            "SELECT template, status FROM notification.sends WHERE customer_id = %s",
+            customer_id,
+        ) in ([("payment_failed", "sent")], [("dunning", "sent")])

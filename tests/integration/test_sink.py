@@ -14,11 +14,11 @@ import httpx
 import pytest
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import CustomArg, Mail
+from sendgrid.helpers.mail import Content, CustomArg, Mail, Personalization, Substitution, To
 from twilio.base.exceptions import TwilioRestException
 
+from paywall.clients import twilio_rest_client
 from paywall.stack.process import free_port
-from paywall.stack.sink_server import twilio_client
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ class Sink:
         return SendGridAPIClient(api_key="SG.test", host=self.url)
 
     def twilio(self, account_sid: str = ACCOUNT_SID) -> Any:
-        return twilio_client(self.url, account_sid, AUTH_TOKEN)
+        return twilio_rest_client(account_sid, AUTH_TOKEN, self.url)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -122,6 +122,24 @@ def test_email_through_sendgrid_sdk_is_recorded(sink: Sink) -> None:
     assert sink.messages(to="someone-else@example.com") == []
 
 
+def test_each_personalization_gets_its_own_substitutions(sink: Sink) -> None:
+    mail = Mail(from_email="billing@paywall.example.com")
+    mail.add_content(Content("text/plain", "Hi -name-, your code is -code-."))
+    for name, code in (("Ada", "111"), ("Grace", "222")):
+        p = Personalization()
+        p.add_to(To(f"{name.lower()}@example.com"))
+        p.subject = "Code for -name-"
+        p.add_substitution(Substitution("-name-", name))
+        p.add_substitution(Substitution("-code-", code))
+        mail.add_personalization(p)
+    assert sink.sendgrid().send(mail).status_code == 202
+
+    [ada] = sink.messages(to="ada@example.com")
+    [grace] = sink.messages(to="grace@example.com")
+    assert (ada["subject"], ada["text"]) == ("Code for Ada", "Hi Ada, your code is 111.")
+    assert (grace["subject"], grace["text"]) == ("Code for Grace", "Hi Grace, your code is 222.")
+
+
 def test_sms_through_twilio_sdk_is_recorded(sink: Sink) -> None:
     client = sink.twilio()
     sent = client.messages.create(to="+15551230001", from_="+15559870000", body="Code 123456")
@@ -166,7 +184,7 @@ def test_bad_requests_are_rejected_and_record_nothing(sink: Sink) -> None:
     assert (no_to.value.status, no_to.value.code) == (400, 21604)
 
     with pytest.raises(TwilioRestException) as wrong_account:
-        twilio_client(sink.url, ACCOUNT_SID, AUTH_TOKEN).api.v2010.accounts(
+        twilio_rest_client(ACCOUNT_SID, AUTH_TOKEN, sink.url).api.v2010.accounts(
             "AC" + "1" * 32
         ).messages.create(to="+15551230001", from_="+15559870000", body="hi")
     assert (wrong_account.value.status, wrong_account.value.code) == (401, 20003)

@@ -1,5 +1,4 @@
-"""Sensors: a failed run emails the ops address through the notification senders; new or
-changed lake partitions are loaded into the warehouse (and dbt builds on them)."""
+"""New or changed lake partitions are loaded into the warehouse (and dbt builds on them)."""
 
 import hashlib
 
@@ -7,49 +6,21 @@ import duckdb
 from dagster import (
     DefaultSensorStatus,
     ResourceParam,
-    RunFailureSensorContext,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    run_failure_sensor,
     sensor,
 )
 
 from assets.warehouse.assets import lake_partitions, partition_key
 from assets.warehouse.lake import PartitionStats, lake_partition_stats
 from assets.warehouse.loader import partitions_to_load
-from pipelines.jobs import warehouse_job
-from pipelines.resources import Senders, WarehouseResource
+from assets.warehouse.resources import WarehouseResource
 
+WAREHOUSE_JOB = "warehouse_job"  # defined with the dbt assets (definitions.py)
 # Runs requested per tick; the rest are still "to load" at the next tick.
 MAX_RUNS_PER_TICK = 100
-
-
-def alert_text(context: RunFailureSensorContext) -> tuple[str, str]:
-    run = context.dagster_run
-    partition = run.tags.get("dagster/partition", "-")
-    subject = f"[paywall] {run.job_name} failed (partition {partition})"
-    body = (
-        f"Run {run.run_id} of {run.job_name} failed.\n"
-        f"Partition: {partition}\n"
-        f"Error: {context.failure_event.message}\n"
-    )
-    return subject, body
-
-
-@run_failure_sensor(
-    name="ops_alert_on_run_failure",
-    default_status=DefaultSensorStatus.RUNNING,
-    monitor_all_code_locations=False,
-    description="Emails the ops address (OPS_ALERT_EMAIL) when any run of this location fails.",
-)
-def ops_alert_on_run_failure(
-    context: RunFailureSensorContext, senders: ResourceParam[Senders]
-) -> None:
-    subject, body = alert_text(context)
-    senders.alert(subject, body)
-    context.log.info(f"alerted {senders.ops_email}: {subject}")
 
 
 def fingerprint(stats: PartitionStats) -> str:
@@ -61,7 +32,7 @@ def fingerprint(stats: PartitionStats) -> str:
 
 @sensor(
     name="lake_partitions_sensor",
-    job=warehouse_job,
+    job_name=WAREHOUSE_JOB,
     minimum_interval_seconds=120,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
@@ -94,6 +65,3 @@ def lake_partitions_sensor(
         if new_keys
         else [],
     )
-
-
-SENSORS = [ops_alert_on_run_failure, lake_partitions_sensor]

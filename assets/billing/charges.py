@@ -1,0 +1,143 @@
+"""Charges: the day's first attempts and the dunning retries due, made through the payment
+service with an Idempotency-Key per (invoice, attempt) recorded before the call."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+
+from sqlalchemy import Engine, RowMapping, text
+
+from assets.billing.dunning import record
+from assets.billing.outcomes import Counts, Outcome
+from paywall.service_client import ServiceClient, ServiceError
+
+
+def idempotency_key(invoice_id: uuid.UUID | str, attempt: int) -> str:
+    return f"billing:{invoice_id}:{attempt}"
+
+
+class Charges:
+    def __init__(
+        self,
+        engine: Engine,
+        subscriptions: ServiceClient,
+        payments: ServiceClient,
+        concurrency: int,
+    ) -> None:
+        self.engine = engine
+        self.subscriptions = subscriptions
+        self.payments = payments
+        self.concurrency = concurrency
+
+    def first_attempts(self, day: date) -> list[RowMapping]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT * FROM billing.invoices WHERE billing_date = :d "
+                        "AND status = 'open' ORDER BY id"
+                    ),
+                    {"d": day},
+                ).mappings()
+            )
+
+    def retries(self, day: date) -> list[RowMapping]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT i.* FROM billing.dunning d JOIN billing.invoices i "
+                        "ON i.id = d.invoice_id WHERE d.status = 'retrying' "
+                        "AND d.next_attempt_on <= :d AND i.status = 'past_due' ORDER BY i.id"
+                    ),
+                    {"d": day},
+                ).mappings()
+            )
+
+    def charge_all(
+        self, invoices: list[RowMapping], day: date, counts: Counts, *, retry: bool
+    ) -> None:
+        if retry:
+            invoices = [inv for inv in invoices if self._still_wanted(inv, day, counts)]
+
+        def one(invoice: RowMapping) -> tuple[RowMapping, int, Outcome]:
+            attempt = invoice["attempts"] + 1
+            return invoice, attempt, self._charge(invoice, attempt, day)
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            results = list(pool.map(one, invoices))
+        for invoice, attempt, outcome in results:
+            counts.charged += 1
+            counts.retried += int(retry)
+            record(self.engine, invoice, attempt, outcome, day, counts)
+
+    def _still_wanted(self, invoice: RowMapping, day: date, counts: Counts) -> bool:
+        """A subscription canceled (by its customer) during dunning is not charged again."""
+        status, sub = self.subscriptions.call(
+            "GET", f"/v1/subscriptions/{invoice['subscription_id']}"
+        )
+        if status == 200 and sub.get("status") != "canceled":
+            return True
+        if status not in (200, 404):
+            counts.errors += 1
+            counts.problems.append(f"subscription {invoice['subscription_id']}: {status}")
+            return False
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE billing.invoices SET status = 'void', pending_action = NULL, "
+                    "updated_at = now() WHERE id = :i"
+                ),
+                {"i": invoice["id"]},
+            )
+            conn.execute(
+                text(
+                    "UPDATE billing.dunning SET status = 'abandoned', next_attempt_on = NULL, "
+                    "updated_at = now() WHERE invoice_id = :i"
+                ),
+                {"i": invoice["id"]},
+            )
+        return False
+
+    def _charge(self, invoice: RowMapping, attempt: int, day: date) -> Outcome:
+        key = idempotency_key(invoice["id"], attempt)
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO billing.attempts (invoice_id, attempt, attempted_on, "
+                    "idempotency_key) VALUES (:i, :a, :d, :k) ON CONFLICT DO NOTHING"
+                ),
+                {"i": invoice["id"], "a": attempt, "d": day, "k": key},
+            )
+        if invoice["amount"] == 0:
+            return Outcome("succeeded", payment_id=f"free:{invoice['id']}")
+        body = {
+            "customer_id": invoice["customer_id"],
+            "amount": invoice["amount"],
+            "currency": invoice["currency"],
+            "description": f"{invoice['plan_id']} from {invoice['period_start']:%Y-%m-%d}",
+            "metadata": {
+                "invoice_id": str(invoice["id"]),
+                "subscription_id": str(invoice["subscription_id"]),
+                "attempt": str(attempt),
+            },
+        }
+        try:
+            status, answer = self.payments.call(
+                "POST", "/v1/payments", json=body, idempotency_key=key
+            )
+        except ServiceError as exc:
+            return Outcome("error", detail=str(exc))
+        if status == 201:
+            return Outcome("succeeded", payment_id=str(answer["id"]))
+        if status == 402:
+            code = answer.get("decline_code") or answer.get("failure_code") or "declined"
+            return Outcome("failed", answer.get("payment_id"), str(code))
+        if status in (404, 422):  # no payment account or method: dunning, the customer can fix it
+            reason = str(answer.get("type", "")).rsplit("/", 1)[-1] or f"http_{status}"
+            return Outcome("failed", None, reason, str(answer.get("detail")))
+        if status in (202, 409):  # still processing / in flight: the next run asks again
+            return Outcome("pending", detail=f"payment service answered {status}")
+        return Outcome("error", detail=f"payment service answered {status}: {answer}")

@@ -1,0 +1,31 @@
+"""The billing domain's part of the code location: the daily run, its job and schedule."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetSelection,
+    Definitions,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+)
+
+from assets.billing.assets import billing_run
+from assets.shared import RETRIES
+from assets.shared.schedules import schedule_status
+from paywall.settings import Settings
+
+billing_job = define_asset_job(
+    "billing_job",
+    selection=AssetSelection.assets(billing_run),
+    op_retry_policy=RETRIES,
+    # The instance's run queue admits one run with this tag at a time (dagster.yaml).
+    tags={"paywall/billing": "run"},
+    description="The daily billing run: renewals, invoices, charges, dunning.",
+)
+
+
+def defs(settings: Settings) -> Definitions:
+    daily = build_schedule_from_partitioned_job(
+        billing_job, hour_of_day=2, minute_of_hour=0, default_status=schedule_status(settings)
+    )
+    return Definitions(assets=[billing_run], jobs=[billing_job], schedules=[daily])

@@ -1,0 +1,48 @@
+"""Payments' part of the code location: the recovery sweep every ten minutes and the daily
+Stripe reconciliation, with their jobs and schedules."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetSelection,
+    Definitions,
+    ScheduleDefinition,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+)
+
+from assets.payments.assets import payment_recovery, stripe_reconciliation
+from assets.shared import RETRIES
+from assets.shared.schedules import schedule_status
+from paywall.settings import Settings
+
+recovery_job = define_asset_job(
+    "recovery_job",
+    selection=AssetSelection.assets(payment_recovery),
+    description="Finish signups and settle payments that a crash or a lost client left.",
+)
+reconciliation_job = define_asset_job(
+    "reconciliation_job",
+    selection=AssetSelection.assets(stripe_reconciliation),
+    op_retry_policy=RETRIES,
+    description="A day of Stripe charges against the payments table, per currency.",
+)
+
+
+def defs(settings: Settings) -> Definitions:
+    status = schedule_status(settings)
+    return Definitions(
+        assets=[payment_recovery, stripe_reconciliation],
+        jobs=[recovery_job, reconciliation_job],
+        schedules=[
+            build_schedule_from_partitioned_job(
+                reconciliation_job, hour_of_day=4, minute_of_hour=0, default_status=status
+            ),
+            ScheduleDefinition(
+                job=recovery_job,
+                cron_schedule="*/10 * * * *",
+                execution_timezone="UTC",
+                default_status=status,
+            ),
+        ],
+    )

@@ -1,0 +1,94 @@
+"""The Great Expectations suites as Dagster asset checks.
+
+raw_events_contract          blocking, run by raw_events itself before it loads (see
+                             assets.py): a lake partition that breaks the contract (null ids
+                             or times, an unknown event type, a clear-text email) is not
+                             loaded and the run stops before dbt.
+raw_events_unique_event_ids  warning: at-least-once delivery files replays; staging dedupes.
+mrr_monthly_quality          marts, after dbt build: MRR non-negative, one row per month x
+fct_subscriptions_quality    currency; subscription status in the allowed set. Made from the
+                             dbt assets (`mart_checks()`), which exist once the manifest does.
+"""
+
+from functools import cache
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    Failure,
+    ResourceParam,
+    asset_check,
+)
+
+from assets.shared.resources import Lake
+from assets.warehouse.assets import lake_partition, raw_events
+from assets.warehouse.dbt import dbt_key
+from assets.warehouse.lake import partition_files, read_files
+from assets.warehouse.quality import validation_result
+from assets.warehouse.resources import WarehouseResource
+from assets.warehouse.suites import (
+    Suite,
+    fct_subscriptions_suite,
+    lake_unique_ids_suite,
+    mrr_monthly_suite,
+    validate,
+)
+
+MARTS_SCHEMA = "marts"
+
+
+@asset_check(
+    asset=raw_events,
+    description="GX: event ids unique in the lake partition (replays are a warning).",
+)
+def raw_events_unique_event_ids(
+    context: AssetCheckExecutionContext, lake: ResourceParam[Lake]
+) -> AssetCheckResult:
+    """The lake partition just loaded (the run's partition tag; Dagster 1.13 cannot run a
+    partitioned check on its own). At-least-once delivery files a replayed event again;
+    staging deduplicates on event_id, so this warns."""
+    key = context.run.tags.get("dagster/partition")
+    if not key:
+        raise Failure("raw_events_unique_event_ids runs with a raw_events partition")
+    part = lake_partition(key)
+    df = read_files(lake.settings, partition_files(lake.settings, part)).to_pandas()
+    return validation_result(validate(lake_unique_ids_suite(), df), AssetCheckSeverity.WARN)
+
+
+def _mart(warehouse: WarehouseResource, suite: Suite, sql: str) -> AssetCheckResult:
+    return validation_result(validate(suite, warehouse.query(sql)), AssetCheckSeverity.ERROR)
+
+
+@cache
+def mart_checks() -> list[AssetChecksDefinition]:
+    """The checks of the marts dbt builds (made once the dbt assets are)."""
+
+    @asset_check(
+        asset=dbt_key("mrr_monthly"),
+        name="mrr_monthly_quality",
+        description="GX: mrr >= 0, one row per month x currency.",
+    )
+    def mrr_monthly_quality(warehouse: ResourceParam[WarehouseResource]) -> AssetCheckResult:
+        return _mart(
+            warehouse,
+            mrr_monthly_suite(),
+            f"SELECT month, currency, mrr FROM {MARTS_SCHEMA}.mrr_monthly",
+        )
+
+    @asset_check(
+        asset=dbt_key("fct_subscriptions"),
+        name="fct_subscriptions_quality",
+        description="GX: status in the allowed set.",
+    )
+    def fct_subscriptions_quality(
+        warehouse: ResourceParam[WarehouseResource],
+    ) -> AssetCheckResult:
+        return _mart(
+            warehouse,
+            fct_subscriptions_suite(),
+            f"SELECT subscription_state_id, status FROM {MARTS_SCHEMA}.fct_subscriptions",
+        )
+
+    return [mrr_monthly_quality, fct_subscriptions_quality]
