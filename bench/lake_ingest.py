@@ -210,7 +210,7 @@ def signup_latency(spark: SparkSession, cfg: LakeConfig, samples: int) -> list[f
     import threading
 
     from paywall import db
-    from paywall.cli.demo import GOOD_CARD, api_server, new_card, partner_token
+    from paywall.cli.demo_flow import GOOD_CARD, api_server, new_card, partner_token
     from paywall.settings import get_settings
     from streaming import relay
     from streaming.admin import sync_topics

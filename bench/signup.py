@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.fresh_stack import fresh_stack  # noqa: E402
 from paywall import clients, db  # noqa: E402
-from paywall.cli.demo import GOOD_CARD, new_card, partner_token  # noqa: E402
+from paywall.cli.demo_flow import GOOD_CARD, new_card, partner_token  # noqa: E402
 from paywall.settings import get_settings, reset_settings  # noqa: E402
 from paywall.stack.process import free_port, stop_pid, wait_until  # noqa: E402
 from transactional.auth.passwords import hash_secret  # noqa: E402

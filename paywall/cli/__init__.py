@@ -350,8 +350,8 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
     signups: Annotated[int, typer.Option(min=1, max=1000, help="How many signups.")] = 12,
 ) -> None:
-    """The end-to-end demo on the local stack (see paywall/cli/demo.py for the stages)."""
-    from paywall.cli import demo as flow
+    """The end-to-end demo on the local stack (see paywall/cli/demo_flow.py for the stages)."""
+    from paywall.cli import demo_flow as flow
 
     stack = _stack()
     before = {p.name for p in stack.status() if p.mode == "started"}
