@@ -89,13 +89,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, alias="REDIS_URL")
     kafka_bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_storage_bucket: str = Field("paywall-kafka", alias="KAFKA_STORAGE_BUCKET")
-    # Topic durability, applied by `paywall topics sync`. Production keeps 3 copies and,
-    # with the producers' acks=all, acknowledges a write only once 2 hold it, so one lost
-    # broker loses no acknowledged event. Elsewhere the default is the local broker's only
-    # copy: PAYWALL_ENV already names the environment (the deploy ConfigMap sets both too).
-    # Unset: 3 and 2 in production (see _acknowledged_writes_survive_a_broker), else 1 and 1.
-    kafka_replication_factor: int = Field(1, alias="KAFKA_REPLICATION_FACTOR", ge=1)
-    kafka_min_insync_replicas: int = Field(1, alias="KAFKA_MIN_INSYNC_REPLICAS", ge=1)
+    # Topic durability, applied by `paywall topics sync`; unset, the environment decides
+    # (see replication_factor and min_insync_replicas).
+    kafka_replication_factor: int | None = Field(None, alias="KAFKA_REPLICATION_FACTOR", ge=1)
+    kafka_min_insync_replicas: int | None = Field(None, alias="KAFKA_MIN_INSYNC_REPLICAS", ge=1)
     # The daily completeness check leaves events published this recently alone: they may
     # still be in a relay batch or behind a consumer (streaming/completeness.py).
     events_grace_seconds: float = Field(300.0, alias="EVENTS_GRACE_SECONDS", ge=0)
@@ -196,24 +193,29 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _acknowledged_writes_survive_a_broker(self) -> Settings:
-        # Defaults that depend on PAYWALL_ENV are settled here, after it validated: a
-        # default factory reading it would fail along with any other bad variable.
-        if self.is_production:
-            if "kafka_replication_factor" not in self.model_fields_set:
-                self.kafka_replication_factor = 3
-            if "kafka_min_insync_replicas" not in self.model_fields_set:
-                self.kafka_min_insync_replicas = 2
-        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+        if self.min_insync_replicas > self.replication_factor:
             raise ValueError(
                 "KAFKA_MIN_INSYNC_REPLICAS: more than KAFKA_REPLICATION_FACTOR; "
                 "every acks=all write would be refused"
             )
-        if self.is_production and self.kafka_min_insync_replicas < 2:
+        if self.is_production and self.min_insync_replicas < 2:
             raise ValueError(
                 "KAFKA_MIN_INSYNC_REPLICAS: production needs 2 or more, or one broker's "
                 "loss can lose acknowledged events"
             )
         return self
+
+    @property
+    def replication_factor(self) -> int:
+        """Copies of each topic: production keeps 3 and, with the producers' acks=all,
+        acknowledges a write once `min_insync_replicas` (2) hold it, so one lost broker
+        loses no acknowledged event. Elsewhere the default is the local broker's only copy:
+        PAYWALL_ENV already names the environment (the deploy ConfigMap sets both too)."""
+        return self.kafka_replication_factor or (3 if self.is_production else 1)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return self.kafka_min_insync_replicas or (2 if self.is_production else 1)
 
     @property
     def api_base_url(self) -> str:

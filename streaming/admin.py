@@ -16,10 +16,10 @@ def new_topic(topic: Topic, settings: Settings) -> NewTopic:
     return NewTopic(
         topic.name,
         topic.partitions,
-        settings.kafka_replication_factor,
+        settings.replication_factor,
         config={
             "retention.ms": str(topic.retention_ms),
-            "min.insync.replicas": str(settings.kafka_min_insync_replicas),
+            "min.insync.replicas": str(settings.min_insync_replicas),
         },
     )
 

@@ -151,8 +151,8 @@ def topics_sync() -> None:
     created = sync_topics(settings)
     console.print(
         f"created: {', '.join(created) or 'nothing (all topics exist)'} "
-        f"(replication factor {settings.kafka_replication_factor}, "
-        f"min.insync.replicas {settings.kafka_min_insync_replicas})"
+        f"(replication factor {settings.replication_factor}, "
+        f"min.insync.replicas {settings.min_insync_replicas})"
     )
 
 

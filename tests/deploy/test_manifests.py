@@ -300,7 +300,7 @@ def test_production_topics_keep_three_copies_and_acknowledge_on_two(
         REGISTRATION_CLIENT_SECRET="r",
         BILLING_CLIENT_SECRET="b",
     )
-    assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (3, 2)
+    assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
 
 
 @pytest.mark.parametrize("env", OVERLAYS)

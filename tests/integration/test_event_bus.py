@@ -43,9 +43,9 @@ def test_topics_carry_the_durability_the_settings_ask_for(api: Api, topics: None
     metadata = admin.list_topics(timeout=10).topics
     for resource, future in described.items():
         config = future.result(10)
-        assert config["min.insync.replicas"].value == str(api.settings.kafka_min_insync_replicas)
+        assert config["min.insync.replicas"].value == str(api.settings.min_insync_replicas)
         for partition in metadata[resource.name].partitions.values():
-            assert len(partition.replicas) == api.settings.kafka_replication_factor
+            assert len(partition.replicas) == api.settings.replication_factor
 
 
 @pytest.fixture

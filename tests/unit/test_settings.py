@@ -79,10 +79,10 @@ PRODUCTION = {
 
 def test_topic_durability_is_three_copies_in_production_and_the_local_brokers_one_else() -> None:
     local, prod = make(), make(**PRODUCTION)
-    assert (local.kafka_replication_factor, local.kafka_min_insync_replicas) == (1, 1)
-    assert (prod.kafka_replication_factor, prod.kafka_min_insync_replicas) == (3, 2)
+    assert (local.replication_factor, local.min_insync_replicas) == (1, 1)
+    assert (prod.replication_factor, prod.min_insync_replicas) == (3, 2)
     given = make(**PRODUCTION, KAFKA_REPLICATION_FACTOR="5", KAFKA_MIN_INSYNC_REPLICAS="3")
-    assert (given.kafka_replication_factor, given.kafka_min_insync_replicas) == (5, 3)
+    assert (given.replication_factor, given.min_insync_replicas) == (5, 3)
 
 
 @pytest.mark.parametrize(
