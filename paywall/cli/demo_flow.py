@@ -218,7 +218,7 @@ def load_and_build(settings: Settings) -> dict[str, str]:
     todo = partitions_to_load(warehouse)
     rows = sum(load_partition(warehouse, p.event_type, p.event_date).rows for p in todo)
     path = warehouse_config(settings).duckdb_path
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     target = path.parent / "dbt-target"
     done = subprocess.run(
         [
