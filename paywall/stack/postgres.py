@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import signal
 import subprocess
 import tempfile
@@ -119,7 +120,13 @@ def _run(argv: list[object], user: str | None, what: str) -> None:
         out.seek(0)
         lines = out.read().strip().splitlines()
     if result.returncode != 0:
-        raise PaywallError(f"postgres {what} failed: {lines[-1] if lines else result.returncode}")
+        # initdb ends with its clean-up ("removing contents of data directory"); the cause
+        # is the first line that says what went wrong.
+        cause = next((ln for ln in lines if _SAYS_WHY.search(ln)), lines[-1] if lines else "")
+        raise PaywallError(f"postgres {what} failed: {cause or result.returncode}")
+
+
+_SAYS_WHY = re.compile(r"error|fatal|could not|cannot|no space|permission denied", re.I)
 
 
 def _accepts(url: str) -> bool:
