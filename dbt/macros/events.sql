@@ -44,16 +44,6 @@ events as (
     where copy_rank = 1
 )
 {%- endmacro %}
-
-{#- Monthly amount in major units from an amount in minor units per interval. -#}
-{% macro monthly_amount(amount, interval) -%}
-  cast(
-    cast({{ amount }} as numeric(18, 6))
-    / (case when {{ interval }} = 'year' then 1200 else 100 end)
-    as numeric(18, 6)
-  )
-{%- endmacro %}
-
 {#- is_incremental(), except when compiling without a connection (`--vars
     '{offline_compile: true, offline_incremental: true|false}'`, used by the SQL tests to
     render either branch for Redshift): is_incremental() asks the warehouse. -#}

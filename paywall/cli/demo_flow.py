@@ -300,7 +300,8 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
     with engine.connect() as conn:
         mrr: float = conn.execute(
             text(
-                "SELECT coalesce(sum(CASE p.interval WHEN 'year' THEN p.amount / 12.0 "
+                # The marts' rule: a yearly price's monthly share rounded to the cent first.
+                "SELECT coalesce(sum(CASE p.interval WHEN 'year' THEN round(p.amount / 12.0) "
                 "ELSE p.amount END), 0) FROM subscription.subscriptions s JOIN "
                 "subscription.plans p ON p.id = s.plan_id WHERE s.status IN ('active', 'past_due')"
             )

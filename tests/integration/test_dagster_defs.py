@@ -62,6 +62,7 @@ DBT_ASSETS = {
     "marts/fct_payments",
     "marts/fct_invoices",
     "marts/mrr_monthly",
+    "marts/time_spine_daily",
     "marts/churn_monthly",
     "marts/cohort_retention",
 }

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlglot
@@ -35,7 +36,12 @@ MODELS = {
     "mrr_monthly",
     "churn_monthly",
     "cohort_retention",
+    "time_spine_daily",
 }
+# What analysts query through MetricFlow (models/semantic).
+METRICS = {"mrr", "arpu", "customer_churn_rate", "net_revenue_retention", "failed_payment_rate"}
+MONEY = re.compile(r"amount|mrr|net_paid")
+RATIO = re.compile(r"_rate$|retention$")
 # Functions of another warehouse that must not leak into the Redshift SQL.
 NOT_REDSHIFT = re.compile(
     r"json_extract_string|->>|::json|\bnow\(\)|to_months|date_add\(|\binterval 1\b", re.I
@@ -151,6 +157,29 @@ def test_project_has_every_model_the_singular_tests_and_redshift_keys(tmp_path: 
         if n["resource_type"] == "model" and "marts" in n["fqn"]
     }
     assert all(c.get("dist") for c in marts.values()), "every mart names its Redshift dist"
+    _marts_are_governed(manifest)
+    semantic = json.loads((tmp_path / "target" / "semantic_manifest.json").read_text())
+    assert {m["name"] for m in semantic["metrics"]} >= METRICS
+    exposed = {dep for e in manifest["exposures"].values() for dep in e["depends_on"]["nodes"]}
+    assert "model.paywall.mrr_monthly" in exposed
+
+
+def _marts_are_governed(manifest: dict[str, Any]) -> None:
+    """Every mart: an enforced contract, every column typed and described, money as
+    numeric(18,2) with a currency column beside it."""
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model" or "marts" not in node["fqn"]:
+            continue
+        name, columns = node["name"], node["columns"]
+        assert node["config"]["contract"]["enforced"], f"{name}: contract not enforced"
+        assert node["description"], f"{name}: no description"
+        for column, spec in columns.items():
+            assert spec["description"], f"{name}.{column}: no description"
+            assert spec["data_type"], f"{name}.{column}: no data type"
+            if MONEY.search(column) and not RATIO.search(column):
+                assert spec["data_type"] == "numeric(18,2)", f"{name}.{column}: money type"
+            if spec["data_type"] == "numeric(18,2)":
+                assert "currency" in columns, f"{name}.{column}: no currency beside it"
 
 
 # --- the Redshift lake load -------------------------------------------------------------

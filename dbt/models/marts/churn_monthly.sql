@@ -20,26 +20,23 @@ with movements as (
 select
     month,
     currency,
-    customers_at_start,
-    churned_customers,
-    mrr_at_start,
-    churned_mrr,
-    contraction_mrr,
-    expansion_mrr,
+    cast(customers_at_start as bigint) as customers_at_start,
+    cast(churned_customers as bigint) as churned_customers,
+    {{ money('mrr_at_start') }} as mrr_at_start,
+    {{ money('churned_mrr') }} as churned_mrr,
+    {{ money('contraction_mrr') }} as contraction_mrr,
+    {{ money('expansion_mrr') }} as expansion_mrr,
     case
-        when customers_at_start > 0
-            then cast(cast(churned_customers as numeric(18, 6)) / customers_at_start
-                as numeric(18, 6))
+        when customers_at_start > 0 then {{ ratio('churned_customers', 'customers_at_start') }}
     end as customer_churn_rate,
     case
         when mrr_at_start > 0
-            then cast((churned_mrr + contraction_mrr) / mrr_at_start as numeric(18, 6))
+            then {{ ratio('churned_mrr + contraction_mrr', 'mrr_at_start') }}
     end as gross_mrr_churn_rate,
     case
         when mrr_at_start > 0
-            then cast(
-                (mrr_at_start + expansion_mrr - contraction_mrr - churned_mrr) / mrr_at_start
-                as numeric(18, 6)
-            )
+            then {{ ratio(
+                'mrr_at_start + expansion_mrr - contraction_mrr - churned_mrr', 'mrr_at_start'
+            ) }}
     end as net_mrr_retention
 from movements

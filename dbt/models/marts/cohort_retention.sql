@@ -23,18 +23,16 @@ select
     customer_months.currency,
     customer_months.month,
     customer_months.months_since_first_paid,
-    cohorts.cohort_customers,
-    sum(case when customer_months.mrr > 0 then 1 else 0 end) as active_customers,
-    cast(
-        cast(sum(case when customer_months.mrr > 0 then 1 else 0 end) as numeric(18, 6))
-        / cohorts.cohort_customers
-        as numeric(18, 6)
-    ) as customer_retention,
-    cohorts.cohort_starting_mrr,
-    sum(customer_months.mrr) as mrr,
+    cast(cohorts.cohort_customers as bigint) as cohort_customers,
+    cast(sum(case when customer_months.mrr > 0 then 1 else 0 end) as bigint) as active_customers,
+    {{ ratio(
+        'sum(case when customer_months.mrr > 0 then 1 else 0 end)', 'cohorts.cohort_customers'
+    ) }} as customer_retention,
+    {{ money('cohorts.cohort_starting_mrr') }} as cohort_starting_mrr,
+    {{ money('sum(customer_months.mrr)') }} as mrr,
     case
         when cohorts.cohort_starting_mrr > 0
-            then cast(sum(customer_months.mrr) / cohorts.cohort_starting_mrr as numeric(18, 6))
+            then {{ ratio('sum(customer_months.mrr)', 'cohorts.cohort_starting_mrr') }}
     end as net_revenue_retention
 from customer_months
 inner join cohorts

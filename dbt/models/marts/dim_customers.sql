@@ -61,7 +61,9 @@ payments as (
     select
         customer_id,
         min(succeeded_at) as first_paid_at,
-        sum(net_amount) as lifetime_net_paid
+        -- a customer pays in one currency; amounts in two are not added up
+        case when count(distinct currency) = 1 then max(currency) end as currency,
+        case when count(distinct currency) = 1 then sum(net_amount) end as lifetime_net_paid
     from {{ ref('fct_payments') }}
     group by customer_id
 )
@@ -85,9 +87,10 @@ select
     registration.is_trial as signed_up_with_trial,
     account.stripe_customer_id,
     subscriptions.first_subscribed_at,
-    coalesce(subscriptions.subscriptions, 0) as subscriptions,
+    cast(coalesce(subscriptions.subscriptions, 0) as bigint) as subscriptions,
     payments.first_paid_at,
-    coalesce(payments.lifetime_net_paid, 0) as lifetime_net_paid,
+    payments.currency,
+    {{ money('payments.lifetime_net_paid') }} as lifetime_net_paid,
     lifecycle.deleted_at,
     lifecycle.erased_at
 from customer_ids as ids

@@ -22,7 +22,7 @@ catalog as (
 select
     coalesce(observed.plan_id, catalog.plan_id) as plan_id,
     catalog.plan_name,
-    coalesce(observed.amount, catalog.amount) as amount,
+    {{ minor_to_major('coalesce(observed.amount, catalog.amount)') }} as amount,
     coalesce(observed.currency, catalog.currency) as currency,
     coalesce(observed.billing_interval, catalog.billing_interval) as billing_interval,
     catalog.trial_days,

@@ -53,8 +53,8 @@ select
         when ended.canceled_at > outcomes.past_due_at then 'uncollectible'
         else 'past_due'
     end as invoice_status,
-    invoice.currency,
-    cast(invoice.amount as numeric(18, 2)) / 100 as amount,
+    coalesce(invoice.currency, plans.currency) as currency,
+    coalesce({{ minor_to_major('invoice.amount') }}, plans.amount) as amount,
     case when outcomes.paid_at is not null then invoice.current_period_start end
         as period_start,
     case when outcomes.paid_at is not null then invoice.current_period_end end as period_end,
@@ -66,4 +66,6 @@ select
 from invoice_events as invoice
 inner join outcomes on invoice.invoice_id = outcomes.invoice_id
 left join ended on invoice.subscription_id = ended.subscription_id
+-- subscription.past_due carries no amount: an invoice not yet paid is priced at its plan
+left join {{ ref('dim_plans') }} as plans on invoice.plan_id = plans.plan_id
 where invoice.paid_first = 1

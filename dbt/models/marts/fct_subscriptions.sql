@@ -38,7 +38,7 @@ select
     case
         when states.status in ('{{ var("mrr_statuses") | join("', '") }}')
             then coalesce(plans.monthly_amount, 0)
-        else cast(0 as numeric(18, 6))
+        else {{ money(0) }}
     end as mrr
 from states
 left join {{ ref('dim_plans') }} as plans on states.plan_id = plans.plan_id

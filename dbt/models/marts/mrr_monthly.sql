@@ -7,17 +7,21 @@
 select
     month,
     currency,
-    sum(previous_mrr) as starting_mrr,
-    sum(case when movement = 'new' then mrr_change else 0 end) as new_mrr,
-    sum(case when movement = 'expansion' then mrr_change else 0 end) as expansion_mrr,
-    sum(case when movement = 'contraction' then mrr_change else 0 end) as contraction_mrr,
-    sum(case when movement = 'churn' then mrr_change else 0 end) as churned_mrr,
-    sum(case when movement = 'reactivation' then mrr_change else 0 end) as reactivation_mrr,
-    sum(mrr_change) as net_new_mrr,
-    sum(mrr) as mrr,
-    sum(case when mrr > 0 then 1 else 0 end) as paying_customers,
-    sum(case when movement = 'new' then 1 else 0 end) as new_customers,
-    sum(case when movement = 'churn' then 1 else 0 end) as churned_customers,
-    sum(case when movement = 'reactivation' then 1 else 0 end) as reactivated_customers
+    {{ money('sum(previous_mrr)') }} as starting_mrr,
+    {{ money("sum(case when movement = 'new' then mrr_change else 0 end)") }} as new_mrr,
+    {{ money("sum(case when movement = 'expansion' then mrr_change else 0 end)") }}
+        as expansion_mrr,
+    {{ money("sum(case when movement = 'contraction' then mrr_change else 0 end)") }}
+        as contraction_mrr,
+    {{ money("sum(case when movement = 'churn' then mrr_change else 0 end)") }} as churned_mrr,
+    {{ money("sum(case when movement = 'reactivation' then mrr_change else 0 end)") }}
+        as reactivation_mrr,
+    {{ money('sum(mrr_change)') }} as net_new_mrr,
+    {{ money('sum(mrr)') }} as mrr,
+    cast(sum(case when mrr > 0 then 1 else 0 end) as bigint) as paying_customers,
+    cast(sum(case when movement = 'new' then 1 else 0 end) as bigint) as new_customers,
+    cast(sum(case when movement = 'churn' then 1 else 0 end) as bigint) as churned_customers,
+    cast(sum(case when movement = 'reactivation' then 1 else 0 end) as bigint)
+        as reactivated_customers
 from {{ ref('int_customer_mrr_monthly') }}
 group by month, currency
