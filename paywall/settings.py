@@ -8,6 +8,7 @@ variable at a real server is the only change needed to run against it.
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     )
     # At most 16: each charge in flight holds a database connection while it records.
     billing_payment_concurrency: int = Field(8, alias="BILLING_PAYMENT_CONCURRENCY", ge=1, le=16)
+    # The first billing day Dagster's daily partitions offer (the go-live date in
+    # production); unset, the first of last month, so a new install shows weeks, not years.
+    partitions_start: date | None = Field(None, alias="PARTITIONS_START")
     ops_alert_email: str = Field("ops@paywall.dev", alias="OPS_ALERT_EMAIL")
     service_timeout_seconds: float = Field(10.0, alias="SERVICE_TIMEOUT_SECONDS", gt=0)
     # Argon2id cost of new password and client-secret hashes. The defaults are OWASP's
@@ -204,6 +208,13 @@ class Settings(BaseSettings):
                 "loss can lose acknowledged events"
             )
         return self
+
+    @property
+    def first_partition_day(self) -> date:
+        if self.partitions_start is not None:
+            return self.partitions_start
+        this_month = datetime.now(UTC).date().replace(day=1)
+        return (this_month - timedelta(days=1)).replace(day=1)
 
     @property
     def replication_factor(self) -> int:

@@ -13,6 +13,7 @@ from dagster import (
 from assets.audit_archive.assets import audit_archive, audit_archive_verified
 from assets.shared import RETRIES
 from assets.shared.schedules import schedule_status
+from assets.shared.stewardship import daily_by, stewarded
 from paywall.settings import Settings
 
 audit_archive_job = define_asset_job(
@@ -28,7 +29,9 @@ def defs(settings: Settings) -> Definitions:
         audit_archive_job, hour_of_day=3, minute_of_hour=0, default_status=schedule_status(settings)
     )
     return Definitions(
-        assets=[audit_archive],
+        assets=stewarded(
+            [audit_archive], owner="team:platform", freshness={"audit_archive": daily_by(5)}
+        ),
         asset_checks=[audit_archive_verified],
         jobs=[audit_archive_job],
         schedules=[daily],

@@ -12,6 +12,7 @@ from dagster import (
 from assets.billing.assets import billing_run
 from assets.shared import RETRIES
 from assets.shared.schedules import schedule_status
+from assets.shared.stewardship import daily_by, stewarded
 from paywall.settings import Settings
 
 billing_job = define_asset_job(
@@ -28,4 +29,10 @@ def defs(settings: Settings) -> Definitions:
     daily = build_schedule_from_partitioned_job(
         billing_job, hour_of_day=2, minute_of_hour=0, default_status=schedule_status(settings)
     )
-    return Definitions(assets=[billing_run], jobs=[billing_job], schedules=[daily])
+    return Definitions(
+        assets=stewarded(
+            [billing_run], owner="team:billing", freshness={"billing_run": daily_by(4)}
+        ),
+        jobs=[billing_job],
+        schedules=[daily],
+    )

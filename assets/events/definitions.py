@@ -13,6 +13,7 @@ from dagster import (
 from assets.events.assets import event_completeness
 from assets.shared import RETRIES
 from assets.shared.schedules import schedule_status
+from assets.shared.stewardship import daily_by, stewarded
 from paywall.settings import Settings
 
 event_completeness_job = define_asset_job(
@@ -31,5 +32,11 @@ def defs(settings: Settings) -> Definitions:
         default_status=schedule_status(settings),
     )
     return Definitions(
-        assets=[event_completeness], jobs=[event_completeness_job], schedules=[daily]
+        assets=stewarded(
+            [event_completeness],
+            owner="team:platform",
+            freshness={"event_completeness": daily_by(3)},
+        ),
+        jobs=[event_completeness_job],
+        schedules=[daily],
     )

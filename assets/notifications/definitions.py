@@ -14,6 +14,7 @@ from assets.notifications.assets import notification_batch
 from assets.notifications.sensors import ops_alert_on_run_failure
 from assets.shared import RETRIES
 from assets.shared.schedules import schedule_status
+from assets.shared.stewardship import daily_by, stewarded
 from paywall.settings import Settings
 
 notification_job = define_asset_job(
@@ -29,7 +30,11 @@ def defs(settings: Settings) -> Definitions:
         notification_job, hour_of_day=9, minute_of_hour=0, default_status=schedule_status(settings)
     )
     return Definitions(
-        assets=[notification_batch],
+        assets=stewarded(
+            [notification_batch],
+            owner="team:billing",
+            freshness={"notification_batch": daily_by(11)},
+        ),
         jobs=[notification_job],
         schedules=[daily],
         sensors=[ops_alert_on_run_failure],

@@ -3,9 +3,12 @@ Stripe reconciliation, with their jobs and schedules."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dagster import (
     AssetSelection,
     Definitions,
+    FreshnessPolicy,
     ScheduleDefinition,
     build_schedule_from_partitioned_job,
     define_asset_job,
@@ -14,6 +17,7 @@ from dagster import (
 from assets.payments.assets import payment_recovery, stripe_reconciliation
 from assets.shared import RETRIES
 from assets.shared.schedules import schedule_status
+from assets.shared.stewardship import daily_by, stewarded
 from paywall.settings import Settings
 
 recovery_job = define_asset_job(
@@ -31,8 +35,18 @@ reconciliation_job = define_asset_job(
 
 def defs(settings: Settings) -> Definitions:
     status = schedule_status(settings)
+    every_10_minutes = FreshnessPolicy.time_window(
+        fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=20)
+    )
     return Definitions(
-        assets=[payment_recovery, stripe_reconciliation],
+        assets=stewarded(
+            [payment_recovery, stripe_reconciliation],
+            owner="team:payments",
+            freshness={
+                "payment_recovery": every_10_minutes,
+                "stripe_reconciliation": daily_by(6),
+            },
+        ),
         jobs=[recovery_job, reconciliation_job],
         schedules=[
             build_schedule_from_partitioned_job(

@@ -7,8 +7,13 @@ from datetime import date
 
 from dagster import Backoff, DailyPartitionsDefinition, Jitter, RetryPolicy
 
-FIRST_DAY = "2026-01-01"
-daily = DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC")
+from paywall.settings import get_settings
+
+# The first day comes from settings (PARTITIONS_START) when the asset modules are first
+# imported, that is when the code location loads.
+daily = DailyPartitionsDefinition(
+    start_date=get_settings().first_partition_day.isoformat(), timezone="UTC"
+)
 
 RETRIES = RetryPolicy(
     max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS

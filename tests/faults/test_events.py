@@ -27,7 +27,6 @@ from dagster import materialize
 from sqlalchemy import Engine, text
 
 from assets.events.assets import event_completeness
-from assets.shared import FIRST_DAY
 from paywall.clients import kafka_config
 from paywall.db import engine
 from paywall.settings import Settings
@@ -386,7 +385,7 @@ def test_completeness_finds_and_repairs_events_published_but_never_delivered(
 ) -> None:
     # Past days of their own (other tests write today), one for the CLI, one for Dagster,
     # within the Dagster partitions.
-    first = date.fromisoformat(FIRST_DAY)
+    first = settings.first_partition_day
     past_days = (datetime.now(UTC).date() - first).days - 2
     cli_day = first + timedelta(days=uuid.uuid4().int % past_days)
     dagster_day = cli_day + timedelta(days=1)

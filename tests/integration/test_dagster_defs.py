@@ -103,6 +103,14 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
         assert isinstance(partitions, DailyPartitionsDefinition)
         assert partitions.timezone == "UTC"
 
+    # Every asset has an owner; every one an operator waits on says how fresh it must be.
+    assert all(graph.get(AssetKey.from_user_string(k)).owners for k in keys)
+    operated = ASSETS | UNPARTITIONED | WAREHOUSE_ASSETS | {k for k in DBT_ASSETS if "marts/" in k}
+    stale = [
+        k for k in operated if graph.get(AssetKey.from_user_string(k)).freshness_policy is None
+    ]
+    assert not stale, f"no freshness policy: {sorted(stale)}"
+
     raw = graph.get(AssetKey("raw_events"))
     assert isinstance(raw.partitions_def, DynamicPartitionsDefinition)
     assert raw.partitions_def.name == "lake_partitions"
