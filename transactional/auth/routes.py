@@ -1,5 +1,6 @@
 """Every auth endpoint: discovery, JWKS, token, revocation, introspection, userinfo, the
-login form, and the internal users API. Mounting `router` mounts the whole auth service.
+login form, the internal users API and the admin API (`admin_routes`). Mounting `router`
+mounts the whole auth service.
 
 The form-posted endpoints read their body before they touch the database (a slow client
 holds no connection), so they take the engine (`Db`) and the service opens the
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from transactional.auth import openapi, service, throttle
+from transactional.auth import admin_routes, openapi, service, throttle
 from transactional.auth.authorize import LOGIN_HEADERS, AuthorizeRedirect, refused
 from transactional.auth.errors import NO_STORE, OAuthError, invalid_request
 from transactional.auth.forms import FormError, parse_params, read_form
@@ -174,3 +175,4 @@ def create_user_endpoint(body: NewUser, principal: UserWriter, conn: Transaction
 
 router.include_router(oauth)
 router.include_router(users)
+router.include_router(admin_routes.router)
