@@ -29,11 +29,12 @@ from transactional.auth.admin_models import (
     TenantPage,
 )
 from transactional.auth.clients import create_client
-from transactional.auth.config import ADMIN_SCOPE, PARTNER_SCOPES
+from transactional.auth.config import ADMIN_SCOPE
 from transactional.auth.passwords import hash_secret
 from transactional.common import errors, idempotency
 from transactional.common.errors import DomainError, not_found
 from transactional.common.idempotency import Answer
+from transactional.common.security import PARTNER_SCOPES
 
 CLIENT_GRANTS = ("client_credentials",)
 

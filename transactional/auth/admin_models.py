@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from transactional.auth.config import PARTNER_SCOPES
+from transactional.common.security import PARTNER_SCOPES
 
 TENANT_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 

@@ -22,17 +22,8 @@ OIDC_SCOPES = ("openid", "email")
 # Request bodies at auth endpoints are a few hundred bytes; refuse megabytes early.
 MAX_FORM_BYTES = 16 * 1024
 
-# What the admin API may grant. A tenant's client gets partner scopes only: `internal`,
-# `operations` and `users:write` act across tenants and belong to the services' own
-# clients (from settings), never to a client an admin makes. `admin` is the platform
-# operator's: it manages every tenant, so only a client of no tenant may hold it.
-PARTNER_SCOPES: dict[str, str] = {
-    "registrations:write": "Sign customers up (POST /v1/registrations)",
-    "customers:read": "Read the tenant's customers",
-    "customers:write": "Create, change and erase the tenant's customers",
-    "subscriptions:read": "Read the tenant's subscriptions",
-    "subscriptions:write": "Create and change the tenant's subscriptions",
-    "payments:read": "Read the tenant's payments",
-    "payments:write": "Charge and refund the tenant's customers",
-}
+# The platform operator's scope (the admin API): it manages every tenant, so only a client
+# of no tenant may hold it. A tenant's client gets `security.PARTNER_SCOPES` only:
+# `internal`, `operations` and `users:write` act across tenants and belong to the
+# services' own clients (from settings), never to a client an admin makes.
 ADMIN_SCOPE = "admin"

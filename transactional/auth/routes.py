@@ -23,6 +23,8 @@ from transactional.auth.authorize import LOGIN_HEADERS, AuthorizeRedirect, refus
 from transactional.auth.errors import NO_STORE, OAuthError, invalid_request
 from transactional.auth.forms import FormError, parse_params, read_form
 from transactional.auth.models import NewUser, UserOut
+from transactional.common import errors
+from transactional.common.api_document import problems_answered
 from transactional.common.deps import CurrentSettings, Db, ReadConn, Transaction
 from transactional.common.security import Principal, require
 
@@ -108,13 +110,18 @@ def _caller(request: Request) -> tuple[str | None, str]:
     return request.headers.get("authorization"), throttle.peer_ip(request)
 
 
-@oauth.get("/userinfo", summary="OpenID Connect UserInfo")
+_USERINFO = problems_answered(errors.INVALID_TOKEN, errors.INSUFFICIENT_SCOPE)
+
+
+@oauth.get("/userinfo", summary="OpenID Connect UserInfo", openapi_extra=_USERINFO)
 def userinfo(request: Request, conn: ReadConn, settings: CurrentSettings) -> JSONResponse:
     claims = service.userinfo(conn, settings.issuer, request.headers.get("authorization"))
     return JSONResponse(claims, headers=NO_STORE)
 
 
-@oauth.post("/userinfo", summary="OpenID Connect UserInfo (POST form of the same)")
+@oauth.post(
+    "/userinfo", summary="OpenID Connect UserInfo (POST form of the same)", openapi_extra=_USERINFO
+)
 def userinfo_post(request: Request, conn: ReadConn, settings: CurrentSettings) -> JSONResponse:
     return userinfo(request, conn, settings)
 
