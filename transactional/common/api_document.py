@@ -6,10 +6,12 @@ problem+json with its schema and an example of every problem type it can answer.
 - The problem types an operation can answer are generated from the registry
   (`errors.REGISTRY`): those its shape implies (a token → invalid-token and
   insufficient-scope; a tenant's scope → tenant-required; parameters or a body →
-  validation; an Idempotency-Key → its four; a path id or a documented 404 → not-found;
-  a cursor → bad-cursor; a body naming `tenant_id` → forbidden-tenant; and
-  dependency-unavailable everywhere), plus the domain ones its route declares with
-  `problems_answered(...)` in `openapi_extra`.
+  validation; a body → malformed-body and unprocessable-value; an Idempotency-Key → its
+  four; a path id or a documented 404 → not-found; a cursor → bad-cursor; a body naming
+  `tenant_id` → forbidden-tenant; and dependency-unavailable everywhere), plus the domain
+  ones its route declares with `problems_answered(...)` in `openapi_extra`. The public
+  document, the whole one (/internal/openapi.json) and the docs pages are made here and
+  in `docs_pages`; /docs and /redoc show the public one.
 - A route answering errors in another shape (OAuth's RFC 6749 JSON) sets `OWN_ERRORS` and
   documents them itself.
 """
@@ -40,6 +42,7 @@ _REF = "#/components/schemas/"
 # without one here is shown with its title.
 DETAILS: dict[str, str] = {
     "invalid-header": "Idempotency-Key: String should have at most 255 characters",
+    "malformed-body": "There was an error parsing the body",
     "idempotency-key-required": "send the Idempotency-Key header",
     "idempotency-key-reused": "this Idempotency-Key was used with other parameters",
     "idempotency-in-progress": "a request with this Idempotency-Key is still running; "
@@ -187,7 +190,7 @@ def answered(schema: dict[str, Any], operation: dict[str, Any]) -> list[ProblemT
     if params or body:
         found.append(errors.VALIDATION)
     if body:
-        found.append(errors.UNPROCESSABLE_VALUE)
+        found += [errors.MALFORMED_BODY, errors.UNPROCESSABLE_VALUE]
         if "tenant_id" in _body_properties(schema, body):
             found.append(errors.FORBIDDEN_TENANT)
     for param in params:

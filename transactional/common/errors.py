@@ -37,6 +37,7 @@ def _register(slug: str, status: int, title: str) -> ProblemType:
 # -- the request itself ------------------------------------------------------------------
 VALIDATION = _register("validation", 422, "Validation Failed")
 INVALID_HEADER = _register("invalid-header", 400, "Invalid Header")
+MALFORMED_BODY = _register("malformed-body", 400, "Malformed Body")
 IDEMPOTENCY_KEY_REQUIRED = _register("idempotency-key-required", 400, "Idempotency-Key Required")
 IDEMPOTENCY_KEY_REUSED = _register("idempotency-key-reused", 422, "Idempotency Key Reused")
 IDEMPOTENCY_IN_PROGRESS = _register("idempotency-in-progress", 409, "Request In Progress")

@@ -122,6 +122,9 @@ def install(app: Any) -> None:
             )
         if exc.status_code == 404:
             return problem_response(DomainError(errors.ROUTE_NOT_FOUND, detail), request)
+        if exc.status_code == 400:
+            # FastAPI's only 400: a body that is not JSON (or not text) at all.
+            return problem_response(DomainError(errors.MALFORMED_BODY, detail), request)
         generic = errors.ProblemType("about:blank", exc.status_code, "Error")
         body = {"type": "about:blank", "title": generic.title, "status": exc.status_code}
         if detail:
