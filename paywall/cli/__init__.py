@@ -37,6 +37,17 @@ console = Console(log_path=False)
 err_console = Console(stderr=True)
 
 
+def _add_onboarding(root: typer.Typer) -> None:
+    from paywall.cli.partners import cards_app, clients_app, tenants_app
+
+    root.add_typer(tenants_app, name="tenants")
+    root.add_typer(clients_app, name="clients")
+    root.add_typer(cards_app, name="cards")
+
+
+_add_onboarding(app)
+
+
 def _stack():
     from paywall.stack.local import LocalStack
 

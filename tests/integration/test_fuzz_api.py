@@ -4,9 +4,10 @@
 content types, headers and bodies, invalid input refused and valid input accepted,
 required headers enforced, 405 with a complete `Allow`, auth enforced, and created
 resources readable. It runs twice: with a partner's token (client credentials, every
-partner scope, a tenant) and with a user's token (authorization code + PKCE). Every public
-operation is tested, the internal ones (scope `internal`) included: neither token holds
-that scope, so they must answer 401/403 and nothing else. What a document cannot say
+partner scope, a tenant) and with a user's token (authorization code + PKCE). Every
+operation is tested, from the whole document (/internal/openapi.json), the operator ones
+(scopes `internal`, `operations`, `admin`) included: neither token holds those, so they
+must answer 401/403 and nothing else. What a document cannot say
 (which plan ids exist, a cursor the API never issued) is in fuzz_hooks.py, one rule each.
 """
 
@@ -111,7 +112,8 @@ def test_every_check_passes(api: Api, issue_token: Callable[..., str], caller: s
         [
             str(REPO / ".venv" / "bin" / "st"),
             "run",
-            f"{api.url}/openapi.json",
+            # The whole document: the public one (/openapi.json) is a part of it.
+            f"{api.url}/internal/openapi.json",
             "--checks",
             "all",
             "--header",

@@ -8,6 +8,7 @@ because tests serve on free ports, never on 8000.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -167,3 +168,36 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _raw_block(containing: str) -> str:
+    """The text of the ```sh block holding `containing`, exactly as a reader copies it."""
+    return next(b for b in re.findall(r"```sh\n(.*?)```", README, flags=re.S) if containing in b)
+
+
+def test_the_partner_walkthrough_runs_word_for_word(
+    local_stack: LocalStack, served: ServedApi, tmp_path: Path
+) -> None:
+    """Pasted into bash as it stands: tenant → client → token → card → signup → the
+    subscription read back. The API's address is the one substitution."""
+    script = _raw_block("paywall tenants create").replace(README_PORT, served.url)
+    for entry in REPO.iterdir():
+        if entry.name not in {".git", ".paywall"}:
+            (tmp_path / entry.name).symlink_to(entry)
+    env = {k: v for k, v in served.env.items() if k != "PAYWALL_ENV"}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    signup = json.loads((tmp_path / "signup.json").read_text())
+    assert signup["subscription_status"] == "active", signup
+    subscription = json.loads(done.stdout.splitlines()[-1])
+    assert subscription["id"] == signup["subscription_id"]
+    assert subscription["status"] == "active" and subscription["plan_id"] == "pro-monthly"
+    assert "CLIENT_SECRET=" in (tmp_path / "acme.env").read_text()

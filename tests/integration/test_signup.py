@@ -292,3 +292,55 @@ def test_a_customers_token_is_refused_on_another_customer(
         f"{api.url}/v1/customers/{a['customer_id']}", json={"name": "X"}, headers=auth
     )
     assert write.status_code == 403
+
+
+def test_one_email_signs_up_under_two_tenants_each_with_its_own_login(
+    api: Api, issue_token: Callable[..., str]
+) -> None:
+    """Emails are unique per tenant: the second tenant's signup gets a login of its own,
+    never a 409 it would take for someone else's login."""
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    signed_up = {}
+    for tenant, password in ((f"tenant-{uuid.uuid4().hex[:8]}", f"password {n}") for n in (1, 2)):
+        token = issue_token("registrations:write customers:read", tenant)
+        body = signup_body(api, email=email, password=password)
+        resp = register(api, token, body, str(uuid.uuid4()))
+        assert resp.status_code == 201, resp.text
+        signed_up[tenant] = (password, resp.json()["customer_id"])
+    assert len({customer for _, customer in signed_up.values()}) == 2
+    for tenant, (password, customer) in signed_up.items():
+        user = end_user_token(api, tenant, email, password)
+        own = httpx.get(f"{api.url}/v1/customers", headers={"Authorization": f"Bearer {user}"})
+        assert [c["id"] for c in own.json()["data"]] == [customer]
+
+
+def test_a_login_of_another_customer_is_never_taken_as_this_signups(
+    api: Api, client_token: str, tenant: str, issue_token: Callable[..., str]
+) -> None:
+    """The email logs in as another customer of this tenant (made outside a signup): the
+    signup is refused and that login keeps its customer."""
+    email, other = f"{uuid.uuid4().hex[:10]}@example.com", str(uuid.uuid4())
+    internal = issue_token("users:write internal")
+    login = {
+        "email": email,
+        "password": "someone else's",
+        "customer_id": other,
+        "tenant_id": tenant,
+    }
+    made = httpx.post(
+        f"{api.url}/v1/users", json=login, headers={"Authorization": f"Bearer {internal}"}
+    )
+    assert made.status_code == 201, made.text
+
+    resp = register(api, client_token, signup_body(api, email=email), str(uuid.uuid4()))
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["type"].endswith("/already-registered")
+    assert api.settings.database_url
+    with psycopg.connect(api.settings.database_url) as conn:
+        logins = conn.execute(
+            "SELECT customer_id FROM auth.users WHERE email = %s AND tenant_id = %s",
+            (email, tenant),
+        ).fetchall()
+    assert logins == [(other,)]
+    # The other customer's password still logs in; the signup's never does.
+    assert end_user_token(api, tenant, email, "someone else's")

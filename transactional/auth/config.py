@@ -21,3 +21,9 @@ SUPPORTED_GRANTS = frozenset({"authorization_code", "client_credentials", "refre
 OIDC_SCOPES = ("openid", "email")
 # Request bodies at auth endpoints are a few hundred bytes; refuse megabytes early.
 MAX_FORM_BYTES = 16 * 1024
+
+# The platform operator's scope (the admin API): it manages every tenant, so only a client
+# of no tenant may hold it. A tenant's client gets `security.PARTNER_SCOPES` only:
+# `internal`, `operations` and `users:write` act across tenants and belong to the
+# services' own clients (from settings), never to a client an admin makes.
+ADMIN_SCOPE = "admin"

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from transactional.auth import repository
+from transactional.auth import registry, repository
 from transactional.auth.clients import check_grant
-from transactional.auth.errors import OAuthError, invalid_grant, invalid_request
+from transactional.auth.errors import OAuthError, invalid_client, invalid_grant, invalid_request
 from transactional.auth.models import Client
 from transactional.auth.tokens import (
     bearer,
@@ -95,7 +95,9 @@ def client_credentials(
     if not scopes <= client.scopes:
         extra = " ".join(sorted(scopes - client.scopes))
         raise OAuthError("invalid_scope", f"scope not allowed for this client: {extra}")
-    access, _, _ = issue_access_token(
+    if not registry.enabled_for_issuing(conn, client.client_id):
+        raise invalid_client("unknown client or bad credentials")  # disabled meanwhile
+    access, jti, exp = issue_access_token(
         conn,
         issuer,
         subject=client.client_id,
@@ -103,6 +105,8 @@ def client_credentials(
         scopes=scopes,
         tenant_id=client.tenant_id,
     )
+    # Recorded so that disabling the client revokes what it still holds.
+    registry.record_client_token(conn, jti, client.client_id, exp)
     return bearer(access, scopes)
 
 

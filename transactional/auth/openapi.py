@@ -11,6 +11,8 @@ from typing import Any
 from transactional.auth.config import SUPPORTED_GRANTS
 from transactional.auth.forms import FORM_TYPE
 from transactional.auth.models import IntrospectionBody, OAuthErrorBody, TokenBody
+from transactional.common import errors
+from transactional.common.api_document import problems_answered
 from transactional.common.problems import OWN_ERRORS, PROBLEM_JSON, ProblemModel
 
 _CLIENT_AUTH = {
@@ -180,10 +182,11 @@ AUTHORIZE_PAGE: dict[str, Any] = {
         400: _BAD_REQUEST,
     },
     "openapi_extra": {
+        **problems_answered(errors.INVALID_AUTHORIZATION_REQUEST),
         "parameters": [
             {"name": name, "in": "query", "required": name in _REQUIRED, "schema": schema}
             for name, schema in _AUTHORIZATION_REQUEST.items()
-        ]
+        ],
     },
 }
 
@@ -195,12 +198,15 @@ AUTHORIZE_LOGIN: dict[str, Any] = {
         401: {"description": "Wrong email or password: the form again", "content": _PAGE},
         429: {"description": "Too many attempts: the form, with Retry-After", "content": _PAGE},
     },
-    "openapi_extra": _form(
-        [*_REQUIRED, "email", "password"],
-        {
-            **_AUTHORIZATION_REQUEST,
-            "email": {"type": "string", "maxLength": 254},
-            "password": {"type": "string", "maxLength": 1024},
-        },
-    ),
+    "openapi_extra": {
+        **problems_answered(errors.INVALID_AUTHORIZATION_REQUEST),
+        **_form(
+            [*_REQUIRED, "email", "password"],
+            {
+                **_AUTHORIZATION_REQUEST,
+                "email": {"type": "string", "maxLength": 254},
+                "password": {"type": "string", "maxLength": 1024},
+            },
+        ),
+    },
 }

@@ -54,7 +54,11 @@ def save_client(conn: Connection, client: Client, *, replace: bool) -> bool:
 
 def get_client(conn: Connection, client_id: str) -> Client | None:
     row = (
-        conn.execute(text("SELECT * FROM auth.clients WHERE client_id = :c"), {"c": client_id})
+        conn.execute(
+            # A disabled client is unknown to every grant, login page and revocation.
+            text("SELECT * FROM auth.clients WHERE client_id = :c AND disabled_at IS NULL"),
+            {"c": client_id},
+        )
         .mappings()
         .one_or_none()
     )
@@ -324,7 +328,7 @@ def revocations_since(
 def purge_expired(conn: Connection) -> int:
     """Delete codes, refresh tokens and revocations nothing can use any more (for a schedule)."""
     deleted = 0
-    for table in ("authorization_codes", "refresh_tokens", "revoked_tokens"):
+    for table in ("authorization_codes", "refresh_tokens", "revoked_tokens", "client_tokens"):
         result = conn.execute(
             text(f"DELETE FROM auth.{table} WHERE expires_at < now() - interval '1 day'")
         )

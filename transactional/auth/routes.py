@@ -1,5 +1,6 @@
 """Every auth endpoint: discovery, JWKS, token, revocation, introspection, userinfo, the
-login form, and the internal users API. Mounting `router` mounts the whole auth service.
+login form, the internal users API and the admin API (`admin_routes`). Mounting `router`
+mounts the whole auth service.
 
 The form-posted endpoints read their body before they touch the database (a slow client
 holds no connection), so they take the engine (`Db`) and the service opens the
@@ -17,11 +18,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from transactional.auth import openapi, service, throttle
+from transactional.auth import admin_routes, openapi, service, throttle
 from transactional.auth.authorize import LOGIN_HEADERS, AuthorizeRedirect, refused
 from transactional.auth.errors import NO_STORE, OAuthError, invalid_request
 from transactional.auth.forms import FormError, parse_params, read_form
 from transactional.auth.models import NewUser, UserOut
+from transactional.common import errors
+from transactional.common.api_document import problems_answered
 from transactional.common.deps import CurrentSettings, Db, ReadConn, Transaction
 from transactional.common.security import Principal, require
 
@@ -107,13 +110,18 @@ def _caller(request: Request) -> tuple[str | None, str]:
     return request.headers.get("authorization"), throttle.peer_ip(request)
 
 
-@oauth.get("/userinfo", summary="OpenID Connect UserInfo")
+_USERINFO = problems_answered(errors.INVALID_TOKEN, errors.INSUFFICIENT_SCOPE)
+
+
+@oauth.get("/userinfo", summary="OpenID Connect UserInfo", openapi_extra=_USERINFO)
 def userinfo(request: Request, conn: ReadConn, settings: CurrentSettings) -> JSONResponse:
     claims = service.userinfo(conn, settings.issuer, request.headers.get("authorization"))
     return JSONResponse(claims, headers=NO_STORE)
 
 
-@oauth.post("/userinfo", summary="OpenID Connect UserInfo (POST form of the same)")
+@oauth.post(
+    "/userinfo", summary="OpenID Connect UserInfo (POST form of the same)", openapi_extra=_USERINFO
+)
 def userinfo_post(request: Request, conn: ReadConn, settings: CurrentSettings) -> JSONResponse:
     return userinfo(request, conn, settings)
 
@@ -174,3 +182,4 @@ def create_user_endpoint(body: NewUser, principal: UserWriter, conn: Transaction
 
 router.include_router(oauth)
 router.include_router(users)
+router.include_router(admin_routes.router)

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywall.logs import get_logger, request_id
-from transactional.common import errors, problems
+from transactional.common import api_document, docs_pages, errors, problems
 from transactional.common.errors import DomainError
 
 REQUESTS = Counter(
@@ -116,10 +116,13 @@ def create_app(
         title=f"Paywall {service} API",
         description=description,
         version="1.0.0",
-        responses=problems.ERROR_RESPONSES,
+        docs_url=None,
+        redoc_url=None,
         **kwargs,
     )
     problems.install(app)
+    api_document.install(app)
+    docs_pages.install(app)
     for router in routers:
         app.include_router(router)
 

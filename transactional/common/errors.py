@@ -37,6 +37,7 @@ def _register(slug: str, status: int, title: str) -> ProblemType:
 # -- the request itself ------------------------------------------------------------------
 VALIDATION = _register("validation", 422, "Validation Failed")
 INVALID_HEADER = _register("invalid-header", 400, "Invalid Header")
+MALFORMED_BODY = _register("malformed-body", 400, "Malformed Body")
 IDEMPOTENCY_KEY_REQUIRED = _register("idempotency-key-required", 400, "Idempotency-Key Required")
 IDEMPOTENCY_KEY_REUSED = _register("idempotency-key-reused", 422, "Idempotency Key Reused")
 IDEMPOTENCY_IN_PROGRESS = _register("idempotency-in-progress", 409, "Request In Progress")
@@ -67,6 +68,9 @@ EMAIL_TAKEN = _register("email-taken", 409, "Email Taken")
 USER_EXISTS = _register("user-exists", 409, "User Exists")
 ALREADY_REGISTERED = _register("already-registered", 409, "Already Registered")
 ALREADY_ERASED = _register("already-erased", 409, "Already Erased")
+UNKNOWN_TENANT = _register("unknown-tenant", 422, "Unknown Tenant")
+SCOPE_NOT_ALLOWED = _register("scope-not-allowed", 422, "Scope Not Allowed")
+CLIENT_DISABLED = _register("client-disabled", 409, "Client Disabled")
 # -- money ---------------------------------------------------------------------------------
 PAYMENT_DECLINED = _register("payment-declined", 402, "Payment Declined")
 NO_PAYMENT_METHOD = _register("no-payment-method", 422, "No Payment Method")

@@ -66,33 +66,9 @@ def problem_response(error: DomainError, request: Request) -> JSONResponse:
     )
 
 
-# Which responses each route documents besides its own.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": text}
-    for code, text in {
-        400: "Malformed request",
-        401: "Missing or invalid access token",
-        403: "Token lacks the scope, its client has no tenant, or it names another tenant",
-        422: "Validation failed",
-        503: "A dependency (database, cache) is unavailable; retry after Retry-After seconds",
-    }.items()
-}
-
-
 # A route that answers its errors in another shape (OAuth's RFC 6749 JSON) sets this in its
-# `openapi_extra` and documents its errors itself: the defaults above are left out of its docs.
+# `openapi_extra` and documents its errors itself (see `api_document`).
 OWN_ERRORS = "x-own-errors"
-
-
-def _without_default_errors(schema: dict[str, Any]) -> None:
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            if isinstance(operation, dict) and operation.pop(OWN_ERRORS, False):
-                responses = operation.get("responses", {})
-                for code in [
-                    c for c, r in responses.items() if PROBLEM_JSON in r.get("content", {})
-                ]:
-                    del responses[code]
 
 
 # What a 405's Allow may list: the methods RFC 9110 defines that an API would route.
@@ -127,17 +103,7 @@ def _bad_header(error: dict[str, Any]) -> DomainError:
 
 
 def install(app: Any) -> None:
-    """Answer every error as a problem, and document the defaults where routes use them."""
-    build_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        fresh = app.openapi_schema is None
-        schema: dict[str, Any] = build_openapi()
-        if fresh:
-            _without_default_errors(schema)
-        return schema
-
-    app.openapi = openapi
+    """Answer every error as a problem (`api_document` documents them)."""
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -156,6 +122,9 @@ def install(app: Any) -> None:
             )
         if exc.status_code == 404:
             return problem_response(DomainError(errors.ROUTE_NOT_FOUND, detail), request)
+        if exc.status_code == 400:
+            # FastAPI's only 400: a body that is not JSON (or not text) at all.
+            return problem_response(DomainError(errors.MALFORMED_BODY, detail), request)
         generic = errors.ProblemType("about:blank", exc.status_code, "Error")
         body = {"type": "about:blank", "title": generic.title, "status": exc.status_code}
         if detail:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from fastapi import Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import HTTPAuthorizationCredentials, OAuth2
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -40,6 +41,22 @@ JWKS_TTL_SECONDS = 300.0
 # every request into a call to auth. Short, because right after a rotation a token with
 # the new kid can meet a cache fetched a moment before it; it is rejected until then.
 JWKS_MIN_REFETCH_SECONDS = 1.0
+
+# The scopes a partner's client may hold (the admin API grants these and no others), as
+# the API document offers them.
+PARTNER_SCOPES: dict[str, str] = {
+    "registrations:write": "Sign customers up (POST /v1/registrations)",
+    "customers:read": "Read the tenant's customers",
+    "customers:write": "Create, change and erase the tenant's customers",
+    "subscriptions:read": "Read the tenant's subscriptions",
+    "subscriptions:write": "Create and change the tenant's subscriptions",
+    "payments:read": "Read the tenant's payments",
+    "payments:write": "Charge and refund the tenant's customers",
+}
+# Scopes that act across tenants: the services' own (`internal`), the operations sweeps'
+# and the platform operator's. An endpoint needing one is not in the public API document.
+OPERATOR_SCOPES = frozenset({"internal", "operations", "admin"})
+TOKEN_URL = "/oauth/token"
 
 
 def audience() -> str:
@@ -238,7 +255,24 @@ def _unauthorized(description: str) -> DomainError:
     return DomainError(errors.INVALID_TOKEN, description, headers={"WWW-Authenticate": challenge})
 
 
-_bearer = HTTPBearer(auto_error=False, description="An access token from the auth service")
+# Documented as OAuth2 client credentials: what a partner's backend uses, and what /docs's
+# Authorize button runs. It reads the Authorization header, whatever its scheme.
+_oauth2 = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_URL, scopes=PARTNER_SCOPES)
+    ),
+    scheme_name="OAuth2",
+    description="An access token from the auth service (client credentials at "
+    f"{TOKEN_URL}), sent as `Authorization: Bearer <token>`",
+    auto_error=False,
+)
+
+
+def _bearer(authorization: str | None = Depends(_oauth2)) -> HTTPAuthorizationCredentials | None:
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if not scheme or not credentials.strip():
+        return None
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials.strip())
 
 
 def require(*scopes: str) -> Callable[..., Principal]:
@@ -250,7 +284,7 @@ def require(*scopes: str) -> Callable[..., Principal]:
 
     # Sync on purpose (see the module docstring): FastAPI runs it in the threadpool.
     def dependency(
-        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        credentials: HTTPAuthorizationCredentials | None = Security(_bearer, scopes=sorted(needed)),
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise _unauthorized("missing bearer token")

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from transactional.common import tenancy
+from transactional.common import errors, tenancy
+from transactional.common.api_document import problems_answered
 from transactional.common.deps import Db, Transaction
 from transactional.common.security import Principal
 from transactional.customer import service
@@ -27,6 +28,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status_code=status.HTTP_201_CREATED,
     response_model=Customer,
     responses={409: {"description": "A live customer of this tenant has that email"}},
+    openapi_extra=problems_answered(errors.EMAIL_TAKEN),
 )
 def create_customer(
     body: CustomerCreate, principal: Writer, conn: Transaction, response: Response
@@ -58,6 +60,7 @@ def delete_customer(customer_id: uuid.UUID, principal: Writer, db: Db) -> Respon
     "/{customer_id}/erase",
     response_model=Customer,
     responses={**NOT_FOUND, 409: {"description": "Already erased"}},
+    openapi_extra=problems_answered(errors.ALREADY_ERASED),
     summary="Erase personal data (GDPR art. 17)",
 )
 def erase_customer(customer_id: uuid.UUID, principal: Writer, db: Db) -> Customer:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from transactional.common import customer_lookup, errors, idempotency, tenancy
+from transactional.common.api_document import problems_answered
 from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.deps import Db
 from transactional.common.errors import DomainError
@@ -55,6 +56,7 @@ def _problem(description: str) -> dict[str, Any]:
         404: _problem("No such customer visible to the caller"),
         503: _problem("Stripe or the customer service unreachable; retry"),
     },
+    openapi_extra=problems_answered(errors.PROCESSOR_REJECTED, errors.PROCESSOR_UNAVAILABLE),
 )
 def create_account(
     body: AccountCreate,
@@ -78,6 +80,9 @@ def create_account(
         404: _problem("Unknown customer"),
         503: _problem("Stripe unreachable; retry"),
     },
+    openapi_extra=problems_answered(
+        errors.PAYMENT_DECLINED, errors.PROCESSOR_REJECTED, errors.PROCESSOR_UNAVAILABLE
+    ),
 )
 def attach_payment_method(
     body: PaymentMethodAttach,
@@ -101,6 +106,12 @@ def attach_payment_method(
         404: _problem("Unknown customer"),
         503: _problem("Stripe unreachable; retry with the same Idempotency-Key"),
     },
+    openapi_extra=problems_answered(
+        errors.PAYMENT_DECLINED,
+        errors.NO_PAYMENT_METHOD,
+        errors.PROCESSOR_REJECTED,
+        errors.PROCESSOR_UNAVAILABLE,
+    ),
 )
 def create_payment(
     body: PaymentCreate, key: IdempotencyKey, principal: Writer, db: Db, stripe: StripeGateway
@@ -128,6 +139,12 @@ def get_payment(payment_id: uuid.UUID, principal: Reader, db: Db) -> Payment:
         404: _problem("Unknown payment"),
         503: _problem("Stripe unreachable; retry with the same Idempotency-Key"),
     },
+    openapi_extra=problems_answered(
+        errors.NOT_REFUNDABLE,
+        errors.REFUND_EXCEEDS_PAYMENT,
+        errors.REFUND_REJECTED,
+        errors.PROCESSOR_UNAVAILABLE,
+    ),
 )
 def create_refund(
     payment_id: uuid.UUID,

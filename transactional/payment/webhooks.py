@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from paywall.logs import get_logger
 from transactional.common import errors
+from transactional.common.api_document import problems_answered
 from transactional.common.deps import CurrentSettings, Db
 from transactional.common.errors import DomainError
 from transactional.common.problems import PROBLEM_JSON, ProblemModel
@@ -46,6 +47,7 @@ def _bad_signature(detail: str) -> DomainError:
             "description": "Missing, forged or expired signature; nothing recorded",
         }
     },
+    openapi_extra=problems_answered(errors.INVALID_WEBHOOK, errors.NOT_CONFIGURED),
 )
 async def stripe_webhook(
     request: Request,

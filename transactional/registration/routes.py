@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from transactional.common import idempotency, tenancy
+from transactional.common import errors, idempotency, tenancy
+from transactional.common.api_document import problems_answered
 from transactional.common.deps import Db
 from transactional.common.idempotency import IdempotencyKey
 from transactional.common.security import Principal, require
@@ -32,6 +33,12 @@ Operator = Annotated[Principal, Depends(require("operations", "internal"))]
         409: {"description": "Already registered, or the same key is still in progress"},
         503: {"description": "Could not finish now; retry with the same key (it resumes)"},
     },
+    openapi_extra=problems_answered(
+        errors.ALREADY_REGISTERED,
+        errors.PAYMENT_DECLINED,
+        errors.UNKNOWN_PLAN,
+        errors.SIGNUP_UNFINISHED,
+    ),
 )
 def register(
     body: RegistrationRequest, principal: Caller, key: IdempotencyKey, db: Db

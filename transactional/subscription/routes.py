@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from transactional.common import customer_lookup, idempotency, tenancy
+from transactional.common import customer_lookup, errors, idempotency, tenancy
+from transactional.common.api_document import problems_answered
 from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.deps import Db, ReadConn, Transaction
 from transactional.common.idempotency import OptionalIdempotencyKey
@@ -36,8 +37,11 @@ Writer = Annotated[Principal, Depends(tenancy.member("subscriptions:write"))]
 Internal = Annotated[Principal, Depends(tenancy.member("subscriptions:write", "internal"))]
 InternalReader = Annotated[Principal, Depends(tenancy.member("subscriptions:read", "internal"))]
 Customers = Annotated[CustomerLookup, Depends(customer_lookup.as_service("subscription"))]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such subscription visible to the caller"}
+}
 CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such subscription visible to the caller"},
+    **NOT_FOUND,
     409: {"description": "The change is not allowed in the subscription's state"},
 }
 
@@ -60,6 +64,7 @@ def list_plans(db: ReadConn) -> list[Plan]:
         },
         503: {"description": "The customer service could not be asked; retry"},
     },
+    openapi_extra=problems_answered(errors.ALREADY_SUBSCRIBED, errors.UNKNOWN_PLAN),
 )
 def create_subscription(
     body: SubscriptionCreate,
@@ -74,7 +79,7 @@ def create_subscription(
     return response
 
 
-@router.get("/v1/subscriptions/{sub_id}", response_model=Subscription, responses=CHANGE_ERRORS)
+@router.get("/v1/subscriptions/{sub_id}", response_model=Subscription, responses=NOT_FOUND)
 def get_subscription(sub_id: uuid.UUID, principal: Reader, db: ReadConn) -> Subscription:
     return service.get(db, principal, sub_id)
 
@@ -109,6 +114,9 @@ def activate(
     "/v1/subscriptions/{sub_id}/change-plan",
     response_model=PlanChanged,
     responses=CHANGE_ERRORS,
+    openapi_extra=problems_answered(
+        errors.TRANSITION, errors.SAME_PLAN, errors.UNKNOWN_PLAN, errors.INCOMPATIBLE_PLAN
+    ),
     summary="Upgrade now (prorated by day) or downgrade at period end",
 )
 def change_plan(
@@ -118,21 +126,30 @@ def change_plan(
 
 
 @router.post(
-    "/v1/subscriptions/{sub_id}/cancel", response_model=Subscription, responses=CHANGE_ERRORS
+    "/v1/subscriptions/{sub_id}/cancel",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    openapi_extra=problems_answered(errors.TRANSITION),
 )
 def cancel(sub_id: uuid.UUID, body: Cancel, principal: Writer, db: Transaction) -> Subscription:
     return service.cancel(db, principal, sub_id, body.at_period_end)
 
 
 @router.post(
-    "/v1/subscriptions/{sub_id}/pause", response_model=Subscription, responses=CHANGE_ERRORS
+    "/v1/subscriptions/{sub_id}/pause",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    openapi_extra=problems_answered(errors.TRANSITION),
 )
 def pause(sub_id: uuid.UUID, principal: Writer, db: Transaction) -> Subscription:
     return service.pause(db, principal, sub_id)
 
 
 @router.post(
-    "/v1/subscriptions/{sub_id}/resume", response_model=Subscription, responses=CHANGE_ERRORS
+    "/v1/subscriptions/{sub_id}/resume",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    openapi_extra=problems_answered(errors.TRANSITION),
 )
 def resume(sub_id: uuid.UUID, principal: Writer, db: Transaction) -> Subscription:
     return service.resume(db, principal, sub_id)
