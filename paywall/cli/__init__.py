@@ -231,9 +231,13 @@ def consume(
     idle_exit: Annotated[
         float | None, typer.Option(help="Stop after this many seconds without messages.")
     ] = None,
+    group_id: Annotated[
+        str | None,
+        typer.Option(help="The Kafka consumer group (default: the consumer's name)."),
+    ] = None,
     metrics_port: MetricsPort = None,
 ) -> None:
-    """Run one event consumer in its own consumer group."""
+    """Run one event consumer; more processes in its group share the topics' partitions."""
     import time
 
     from paywall.logs import configure_logging
@@ -244,7 +248,7 @@ def consume(
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
-    loop = consumer_loop(consumer, settings)
+    loop = consumer_loop(consumer, settings, group_id)
     handled, last = 0, time.monotonic()
     try:
         while max_messages is None or handled < max_messages:
