@@ -9,6 +9,7 @@ Every process serves its own /metrics: what each one did is read there.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Callable
 
@@ -29,14 +30,18 @@ __all__ = ["db"]  # the fixture, shared with test_events
 PARTITIONS = {f"{t.name}/{p}" for t in EVENT_TOPICS.values() for p in range(t.partitions)}
 
 
-def metric(port: int, name: str) -> float:
-    """The sum of a metric's samples on a worker's own /metrics."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with `labels` on a worker's own /metrics; NaN (false
+    in every comparison) while the process does not serve them yet."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    except httpx.ConnectError:
+        return math.nan
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == name
+        if sample.name == name and labels.items() <= sample.labels.items()
     )
 
 
