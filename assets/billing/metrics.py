@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
@@ -22,8 +23,26 @@ from paywall.logs import get_logger
 
 log = get_logger(__name__)
 JOB = "paywall_billing"
-# Charge attempts of a run by outcome label, from the run's counts.
+# Every series a run pushes: name -> (help, label names). The deploy tests read this.
+GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "paywall_billing_run_duration_seconds": ("How long the last billing run took", ()),
+    "paywall_billing_run_billing_day_timestamp_seconds": ("The last run's billing day", ()),
+    "paywall_billing_run_last_success_timestamp_seconds": (
+        "When a billing run last ended successfully",
+        (),
+    ),
+    "paywall_billing_run_last_failure_timestamp_seconds": ("When a billing run last failed", ()),
+    "paywall_billing_run_invoices": ("Invoices the last billing run created", ()),
+    "paywall_billing_run_charges": (
+        "Charge attempts of the last billing run by outcome (paid, failed, pending, error)",
+        ("outcome",),
+    ),
+}
+# Charge outcome label -> the run's count of it.
 CHARGE_OUTCOMES = {"paid": "paid", "failed": "failed", "pending": "pending", "error": "errors"}
+# In a pod, the namespace it runs in (Kubernetes mounts it): the label the dashboards and
+# alerts select by, as the scrape of every other paywall pod gives it.
+POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class RunMetrics:
@@ -37,29 +56,27 @@ class RunMetrics:
         """Only what this run knows: a success must not push a zero time of failure."""
         registry = CollectorRegistry()
 
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-            return Gauge(f"paywall_billing_run_{name}", doc, labels, registry=registry)
+        def gauge(suffix: str) -> Gauge:
+            name = f"paywall_billing_run_{suffix}"
+            doc, labels = GAUGES[name]
+            return Gauge(name, doc, labels, registry=registry)
 
-        gauge("duration_seconds", "How long the last billing run took").set(seconds)
-        gauge("billing_day_timestamp_seconds", "The billing day of the last run").set(
-            calendar.timegm(self.day.timetuple())
-        )
-        ended = (
-            gauge("last_failure_timestamp_seconds", "When a billing run last failed")
-            if failed
-            else gauge("last_success_timestamp_seconds", "When a billing run last succeeded")
-        )
-        ended.set_to_current_time()
+        gauge("duration_seconds").set(seconds)
+        gauge("billing_day_timestamp_seconds").set(calendar.timegm(self.day.timetuple()))
+        ended = "last_failure_timestamp_seconds" if failed else "last_success_timestamp_seconds"
+        gauge(ended).set_to_current_time()
         if self.counts is not None:
-            gauge("invoices", "Invoices the last billing run created").set(self.counts.invoiced)
-            charges = gauge(
-                "charges",
-                "Charge attempts of the last billing run by outcome (paid, failed, pending, error)",
-                ("outcome",),
-            )
+            gauge("invoices").set(self.counts.invoiced)
+            charges = gauge("charges")
             for outcome, field in CHARGE_OUTCOMES.items():
                 charges.labels(outcome).set(getattr(self.counts, field))
         return registry
+
+
+def grouping_key() -> dict[str, str]:
+    if POD_NAMESPACE.exists():
+        return {"namespace": POD_NAMESPACE.read_text(encoding="utf-8").strip()}
+    return {}
 
 
 @contextmanager
@@ -77,6 +94,12 @@ def pushed(pushgateway_url: str | None, day: date) -> Iterator[RunMetrics]:
             try:
                 # pushadd: the metrics pushed replace their namesakes only, so a success
                 # keeps the time of the last failure (and the other way round).
-                pushadd_to_gateway(pushgateway_url, job=JOB, registry=registry, timeout=10)
+                pushadd_to_gateway(
+                    pushgateway_url,
+                    job=JOB,
+                    registry=registry,
+                    grouping_key=grouping_key(),
+                    timeout=10,
+                )
             except OSError as exc:
                 log.warning("billing.metrics_not_pushed", error=str(exc)[:200])
