@@ -83,7 +83,10 @@ def start_paywall(
 def start_api(local_stack: LocalStack, log: Path, *args: str, **env: str) -> ServedApi:
     """Start `paywall serve ARGS` on the stack with `env` on top; wait until it answers."""
     port = free_port()
-    started = start_paywall(local_stack, ["serve", *args], log, **{"API_PORT": str(port), **env})
+    # One worker unless asked: these tests warm a process's caches (JWKS, pools) before a
+    # fault and count what one process holds in memory; test_workers runs several.
+    env = {"API_PORT": str(port), "WEB_CONCURRENCY": "1", **env}
+    started = start_paywall(local_stack, ["serve", *args], log, **env)
     served = ServedApi(started.process, log, started.env, url=f"http://127.0.0.1:{port}")
 
     def ready() -> bool:
