@@ -78,13 +78,18 @@ def test_signups_and_payments_are_counted_by_outcome(api: Api, token: str) -> No
 
 
 @pytest.fixture(scope="module")
-def pushgateway() -> Iterator[str]:
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("prometheus-pushgateway")
     assert binary, "Debian's prometheus-pushgateway is missing: ./dev sync installs it"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            # Debian's build keeps what was pushed in /var/lib/prometheus by default.
+            f"--persistence.file={tmp_path_factory.mktemp('pushgateway') / 'pushed.data'}",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
