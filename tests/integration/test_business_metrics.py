@@ -4,10 +4,8 @@ signups and payments on the API's /metrics, the billing run's on a real Pushgate
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -20,7 +18,6 @@ from pydantic import SecretStr
 from assets.billing.assets import billing_run
 from assets.billing.metrics import pushed
 from paywall.service_client import SERVICE_SCOPES
-from paywall.stack.process import free_port, wait_until
 from pipelines.resources import build_resources
 from tests.conftest import Api, register_client
 from tests.integration.test_billing import move_period_end, signup
@@ -75,37 +72,6 @@ def test_signups_and_payments_are_counted_by_outcome(api: Api, token: str) -> No
     assert delta("paywall_signups_total") == 2
     assert delta("paywall_payments_total", outcome="succeeded") == 1
     assert delta("paywall_payments_total", outcome="failed") == 1
-
-
-@pytest.fixture(scope="module")
-def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("prometheus-pushgateway")
-    assert binary, "Debian's prometheus-pushgateway is missing: ./dev sync installs it"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--web.listen-address=127.0.0.1:{port}",
-            # Debian's build keeps what was pushed in /var/lib/prometheus by default.
-            f"--persistence.file={tmp_path_factory.mktemp('pushgateway') / 'pushed.data'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(ready, "the pushgateway", timeout=30, alive=lambda: process.poll() is None)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
