@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
@@ -46,16 +46,32 @@ def metric(port: int, name: str, **labels: str) -> float:
 
 
 def start_at_the_end(settings: Settings, group: str) -> None:
-    """Commit the group's offsets at the topics' ends: it handles only what comes next."""
-    consumer = Consumer(kafka_config(settings, **{"group.id": group}))
+    """Read the event topics to their ends in `group` and commit there: the group handles
+    only what comes next. Read, not asked: the local broker's offset listing may lag the
+    end its fetches report (see ConsumerLoop.measure_lag)."""
+    consumer = Consumer(
+        kafka_config(
+            settings,
+            **{
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            },
+        )
+    )
     try:
-        ends = []
-        for partition in PARTITIONS:
-            topic, number = partition.rsplit("/", 1)
-            tp = TopicPartition(topic, int(number))
-            _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            ends.append(TopicPartition(topic, int(number), high))
-        consumer.commit(offsets=ends, asynchronous=False)
+        consumer.subscribe([t.name for t in EVENT_TOPICS.values()])
+        empty = 0
+        # Done once it holds every partition and three reads in a row brought nothing.
+        while empty < 3:
+            got = consumer.consume(1000, 1.0)
+            held = len(consumer.assignment()) == len(PARTITIONS)
+            empty = empty + 1 if held and not got else 0
+        # Partitions never written stay without an offset: from their start is their end.
+        read = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+        if read:
+            consumer.commit(offsets=read, asynchronous=False)
     finally:
         consumer.close()
 
