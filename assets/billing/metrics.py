@@ -10,11 +10,11 @@ compares). A Pushgateway that cannot be reached costs a warning, never the billi
 from __future__ import annotations
 
 import calendar
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
@@ -40,9 +40,9 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 # Charge outcome label -> the run's count of it.
 CHARGE_OUTCOMES = {"paid": "paid", "failed": "failed", "pending": "pending", "error": "errors"}
-# In a pod, the namespace it runs in (Kubernetes mounts it): the label the dashboards and
-# alerts select by, as the scrape of every other paywall pod gives it.
-POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# In a pod, its namespace (the downward API, deploy/k8s/base/dagster/dagster.yaml): the
+# label dashboards and alerts select by, as the scrape of every other paywall pod gives it.
+POD_NAMESPACE = "POD_NAMESPACE"
 
 
 class RunMetrics:
@@ -74,9 +74,8 @@ class RunMetrics:
 
 
 def grouping_key() -> dict[str, str]:
-    if POD_NAMESPACE.exists():
-        return {"namespace": POD_NAMESPACE.read_text(encoding="utf-8").strip()}
-    return {}
+    namespace = os.environ.get(POD_NAMESPACE)
+    return {"namespace": namespace} if namespace else {}
 
 
 @contextmanager

@@ -115,9 +115,13 @@ def test_a_billing_run_pushes_invoices_charges_and_duration(
 
     # A run that fails pushes the time of its failure and keeps that of the last success,
     # which is what the PaywallBillingRunFailed alert compares.
-    with pytest.raises(RuntimeError), pushed(pushgateway, BILLING_DAY):
-        raise RuntimeError("the subscription service is down")
+    # In a pod, the run's namespace (the downward API's POD_NAMESPACE) labels what it pushes.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("POD_NAMESPACE", "paywall-test")
+        with pytest.raises(RuntimeError), pushed(pushgateway, BILLING_DAY):
+            raise RuntimeError("the subscription service is down")
     page = samples(pushgateway)
-    failed = value(page, "paywall_billing_run_last_failure_timestamp_seconds", **job)
+    failure = "paywall_billing_run_last_failure_timestamp_seconds"
+    failed = value(page, failure, namespace="paywall-test", **job)
     assert failed >= succeeded
     assert value(page, "paywall_billing_run_last_success_timestamp_seconds", **job) == succeeded
