@@ -4,7 +4,7 @@ The baseline, measured in the same run on the same database, is a bare FastAPI e
 doing one INSERT (bench/baseline_app.py). Both run under uvicorn in their own process;
 the load comes from this process over loopback with the same concurrency.
 
-    .venv/bin/python bench/signup.py [--signups 200] [--concurrency 8]
+    .venv/bin/python bench/signup.py [--signups 200] [--concurrency 8] [--workers 2]
 
 Targets (issue 3): throughput at least 0.5x the baseline's, p99 at most 2x the baseline's.
 A signup is several HTTP calls between services and to Stripe (localstripe here), so the
@@ -117,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--signups", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="`paywall serve --workers`")
     args = parser.parse_args()
 
     with fresh_stack("paywall-bench-") as (root, settings):
@@ -126,7 +127,12 @@ def main() -> None:
             api_port, base_port = free_port(), free_port()
             env = {**os.environ, "API_PORT": str(api_port), "LOG_LEVEL": "WARNING"}
             procs.append(
-                serve([str(REPO / ".venv/bin/paywall"), "serve"], env, api_port, root / "api.log")
+                serve(
+                    [str(REPO / ".venv/bin/paywall"), "serve", "--workers", str(args.workers)],
+                    env,
+                    api_port,
+                    root / "api.log",
+                )
             )
             procs.append(
                 serve(
@@ -203,7 +209,10 @@ def main() -> None:
             for proc in procs:
                 stop_pid(proc.pid)
 
-    print(f"signups: {args.signups} at concurrency {args.concurrency}")
+    print(
+        f"signups: {args.signups} at concurrency {args.concurrency}, "
+        f"{args.workers} API worker process(es)"
+    )
     print(
         f"baseline (one INSERT): {base_rps:8.1f} req/s  p50 {pct(base_lat, 50):7.1f} ms  "
         f"p99 {pct(base_lat, 99):7.1f} ms"

@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     notify_from_phone: str = Field(TWILIO_TEST_FROM, alias="NOTIFY_FROM_PHONE")
 
     datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
+    # Where batch runs (billing) push their metrics for Prometheus; unset: not pushed.
+    pushgateway_url: str | None = Field(None, alias="PUSHGATEWAY_URL")
 
     @field_validator(
         "database_url",
@@ -148,6 +150,7 @@ class Settings(BaseSettings):
         "stripe_api_base",
         "sendgrid_api_host",
         "twilio_api_base",
+        "pushgateway_url",
         mode="before",
     )
     @classmethod

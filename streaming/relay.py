@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from paywall.clients import kafka_config
 from paywall.logs import get_logger
@@ -137,12 +138,21 @@ def run(engine: Engine, settings: Settings, stop: Any, idle_sleep: float = 0.2) 
         except BrokerUnavailable as exc:
             stats.failed_batches += 1
             log.warning("relay.broker_unavailable", error=str(exc), retry_in=backoff)
+            # The lag grows while the broker is away: what the outbox-lag alert is for.
+            _measure_lag_quietly(engine)
             time.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
             # A fresh producer: timed-out idempotent sends can leave the old one fenced.
             producer = make_producer(settings)
     producer.flush(10)
     return stats
+
+
+def _measure_lag_quietly(engine: Engine) -> None:
+    try:
+        measure_lag(engine)
+    except SQLAlchemyError as exc:
+        log.warning("relay.lag_unmeasured", error=type(exc).__name__)
 
 
 def _lock_key(schema: str) -> int:

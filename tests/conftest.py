@@ -126,3 +126,42 @@ def issue_token(api: Api) -> Callable[..., str]:
         return client_token(api.url, client_id, secret, scopes)
 
     return issue
+
+
+@pytest.fixture(scope="module")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's prometheus-pushgateway (./dev installs it) on a free port: its URL."""
+    import shutil
+    import subprocess
+
+    import httpx
+
+    from paywall.stack.process import free_port, wait_until
+
+    binary = shutil.which("prometheus-pushgateway")
+    assert binary, "Debian's prometheus-pushgateway is missing: ./dev sync installs it"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            # Debian's build keeps what was pushed in /var/lib/prometheus by default.
+            f"--persistence.file={tmp_path_factory.mktemp('pushgateway') / 'pushed.data'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, "the pushgateway", timeout=30, alive=lambda: process.poll() is None)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

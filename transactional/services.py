@@ -6,11 +6,15 @@ import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from transactional.common.app import ReadyCheck, create_app
+if TYPE_CHECKING:
+    # Not at run time: `paywall serve`'s supervisor imports this module for SERVICES and
+    # must not register metrics itself (each worker does, under multiprocess mode).
+    from transactional.common.app import ReadyCheck
 
 SERVICES = ("auth", "customer", "subscription", "payment", "registration")
 
@@ -34,6 +38,8 @@ def combined_app() -> FastAPI:
     BACKGROUND: context managers its own app keeps entered while it serves (auth's
     revocation sync).
     """
+    from transactional.common.app import create_app
+
     routers: list[APIRouter] = []
     checks: dict[str, ReadyCheck] = {}
     startup: list[Callable[[], None]] = []

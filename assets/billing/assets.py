@@ -11,6 +11,7 @@ from dagster import (
     asset,
 )
 
+from assets.billing.metrics import pushed
 from assets.billing.run import BillingRun
 from assets.shared import RETRIES, daily, day_of
 from assets.shared.resources import Database, Services
@@ -36,14 +37,16 @@ def billing_run(
     run = BillingRun(
         database.engine, services.subscription, services.payment, services.payment_concurrency
     )
-    counts = run.run(day)
-    metadata: dict[str, Any] = {**counts.numbers(), "billing_day": day.isoformat()}
-    if counts.errors:
-        # Fail so the retry policy (or an operator) runs the day again; nothing doubles.
-        raise Failure(
-            description=f"{counts.errors} billing step(s) failed on {day}",
-            metadata={**metadata, "problems": MetadataValue.md("\n".join(counts.problems[:50]))},
-        )
+    with pushed(database.settings.pushgateway_url, day) as metrics:
+        counts = metrics.counts = run.run(day)
+        metadata: dict[str, Any] = {**counts.numbers(), "billing_day": day.isoformat()}
+        if counts.errors:
+            # Fail so the retry policy (or an operator) runs the day again; nothing doubles.
+            problems = MetadataValue.md("\n".join(counts.problems[:50]))
+            raise Failure(
+                description=f"{counts.errors} billing step(s) failed on {day}",
+                metadata={**metadata, "problems": problems},
+            )
     if counts.problems:
         metadata["problems"] = MetadataValue.md("\n".join(f"- {p}" for p in counts.problems[:50]))
     return MaterializeResult(metadata=metadata)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -32,6 +33,9 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(stream_app, name="stream")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(events_app, name="events")
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 console = Console(log_path=False)
 err_console = Console(stderr=True)
@@ -122,35 +126,62 @@ def _print_health() -> bool:
     return all(r.ok for r in results)
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
 @app.command()
 def serve(
     service: Annotated[
         str, typer.Option(help="auth, customer, subscription, payment, registration or all")
     ] = "all",
+    host: Annotated[
+        str | None, typer.Option(help="Bind to this address (default: API_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Bind to this port (default: API_PORT, 8000).", min=1, max=65535),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (default: WEB_CONCURRENCY, else the number of cores).",
+            envvar="WEB_CONCURRENCY",
+            min=1,
+            max=256,
+            show_default=False,
+        ),
+    ] = None,
     check: Annotated[bool, typer.Option(help="Only check the settings and the port.")] = False,
 ) -> None:
-    """Serve the HTTP API of one service, or of all of them in one process."""
-    import uvicorn
-
-    from paywall.stack.process import port_open
-    from transactional.common.serving import server_config
-    from transactional.services import SERVICES
-
+    """Serve the HTTP API of one service, or of all of them, from worker processes."""
+    # The services reach each other at API_HOST:API_PORT: the options set them for all.
+    if host is not None:
+        os.environ["API_HOST"] = host
+    if port is not None:
+        os.environ["API_PORT"] = str(port)
+    reset_settings()
     settings = get_settings()
-    if service != "all" and service not in SERVICES:
-        raise PaywallError(f"--service: unknown service {service!r}")
-    if port_open(settings.api_host, settings.api_port):
-        raise ConfigError("API_PORT", f"{settings.api_host}:{settings.api_port} is already in use")
-    if check:
-        console.print(f"ready to serve {service} on {settings.api_base_url}")
-        return
-    from paywall.logs import configure_logging
+    from paywall.stack.process import port_open
+    from transactional import services
+    from transactional.common import workers as worker_pool
 
-    configure_logging(settings)
-    from transactional.services import combined_app, service_app
+    # Before the workers import any service: prometheus_client reads it at import.
+    with worker_pool.metrics_dir():
+        if service != "all" and service not in services.SERVICES:
+            raise PaywallError(f"--service: unknown service {service!r}")
+        if port_open(settings.api_host, settings.api_port):
+            where = f"{settings.api_host}:{settings.api_port}"
+            raise ConfigError("API_PORT", f"{where} is already in use")
+        count = workers or _cores()
+        if check:
+            console.print(f"ready to serve {service} on {settings.api_base_url} ({count} workers)")
+            return
 
-    api = combined_app() if service == "all" else service_app(service)
-    uvicorn.Server(server_config(api, settings.api_host, settings.api_port)).run()
+        def factory() -> FastAPI:
+            return services.combined_app() if service == "all" else services.service_app(service)
+
+        worker_pool.run_workers(factory, settings.api_host, settings.api_port, count)
 
 
 @topics_app.command("sync")
@@ -211,9 +242,13 @@ def consume(
     idle_exit: Annotated[
         float | None, typer.Option(help="Stop after this many seconds without messages.")
     ] = None,
+    group_id: Annotated[
+        str | None,
+        typer.Option(help="The Kafka consumer group (default: the consumer's name)."),
+    ] = None,
     metrics_port: MetricsPort = None,
 ) -> None:
-    """Run one event consumer in its own consumer group."""
+    """Run one event consumer; more processes in its group share the topics' partitions."""
     import time
 
     from paywall.logs import configure_logging
@@ -224,7 +259,7 @@ def consume(
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
-    loop = consumer_loop(consumer, settings)
+    loop = consumer_loop(consumer, settings, group_id)
     handled, last = 0, time.monotonic()
     try:
         while max_messages is None or handled < max_messages:

@@ -19,7 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client import Counter, Gauge
 
 from paywall.clients import kafka_config
@@ -109,7 +116,7 @@ class ConsumerLoop:
             )
         )
         self.dlq_topic = DEAD_LETTER_TOPICS[self.group].name
-        self.consumer.subscribe(self.topics)
+        self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
         self._lag_measured = time.monotonic()
         self._failures = 0  # Kafka errors in a row: the backoff grows with them
         self._topic_missing_since: float | None = None
@@ -153,6 +160,14 @@ class ConsumerLoop:
         for topic, behind in lag.items():
             LAG.labels(self.group, topic).set(behind)
         return lag
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Several processes in one group share the partitions: each says which it holds.
+        held = sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)
+        log.info("consumer.assigned", group=self.group, partitions=held)
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("consumer.revoked", group=self.group, partitions=len(partitions))
 
     def run(self, stop: Callable[[], bool]) -> None:
         """Poll until `stop()` is true; Kafka's passing errors back off inside poll_once."""

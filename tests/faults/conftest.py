@@ -80,10 +80,13 @@ def start_paywall(
     return PaywallProcess(process, log, full_env)
 
 
-def start_api(local_stack: LocalStack, log: Path, **env: str) -> ServedApi:
-    """Start `paywall serve` on the session stack with `env` on top; wait until it answers."""
+def start_api(local_stack: LocalStack, log: Path, *args: str, **env: str) -> ServedApi:
+    """Start `paywall serve ARGS` on the stack with `env` on top; wait until it answers."""
     port = free_port()
-    started = start_paywall(local_stack, ["serve"], log, **{"API_PORT": str(port), **env})
+    # One worker unless asked: these tests warm a process's caches (JWKS, pools) before a
+    # fault and count what one process holds in memory; test_workers runs several.
+    env = {"API_PORT": str(port), "WEB_CONCURRENCY": "1", **env}
+    started = start_paywall(local_stack, ["serve", *args], log, **env)
     served = ServedApi(started.process, log, started.env, url=f"http://127.0.0.1:{port}")
 
     def ready() -> bool:
@@ -104,11 +107,12 @@ def start_api(local_stack: LocalStack, log: Path, **env: str) -> ServedApi:
 def served_api(
     local_stack: LocalStack, settings: Settings, tmp_path: Path
 ) -> Iterator[Callable[..., ServedApi]]:
-    """A factory: `served_api(SERVICE_TIMEOUT_SECONDS="1")` starts one; all stop at the end."""
+    """A factory: `served_api("--workers", "2", SERVICE_TIMEOUT_SECONDS="1")` starts one
+    (options, then environment); all stop at the end."""
     started: list[ServedApi] = []
 
-    def start(**env: str) -> ServedApi:
-        served = start_api(local_stack, tmp_path / f"api-{len(started)}.log", **env)
+    def start(*args: str, **env: str) -> ServedApi:
+        served = start_api(local_stack, tmp_path / f"api-{len(started)}.log", *args, **env)
         started.append(served)
         return served
 

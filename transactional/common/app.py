@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -9,7 +10,16 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywall.logs import get_logger, request_id
@@ -26,6 +36,13 @@ LATENCY = Histogram(
     "HTTP request latency by service, route template and method",
     ["service", "route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+# One series per live worker process (a `pid` label under `paywall serve --workers N`):
+# shows how requests spread over the workers. Gone with its worker (mark_process_dead).
+WORKER_REQUESTS = Gauge(
+    "paywall_http_worker_requests",
+    "HTTP requests this worker process has answered since it started",
+    multiprocess_mode="liveall",
 )
 REQUEST_ID_HEADER = "x-request-id"
 # What one request may carry in headers. Kong refuses more than 100 at the edge; the services
@@ -79,6 +96,7 @@ class RequestContext:
             method = scope["method"]
             REQUESTS.labels(self.service, route, method, str(status)).inc()
             LATENCY.labels(self.service, route, method).observe(time.perf_counter() - start)
+            WORKER_REQUESTS.inc()
             request_id.reset(token)
 
 
@@ -103,6 +121,15 @@ class HeaderLimits:
                 await problems.problem_response(problem, Request(scope))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _registry() -> CollectorRegistry:
+    """Every worker's series under `paywall serve --workers N`, else this process's own."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 def create_app(
@@ -152,7 +179,9 @@ def create_app(
 
     @app.get("/metrics", tags=["probes"], include_in_schema=False)
     def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(
+            generate_latest(_registry()).decode(), media_type=CONTENT_TYPE_LATEST
+        )
 
     app.add_middleware(HeaderLimits)
     app.add_middleware(RequestContext, service=service)  # outermost: added last

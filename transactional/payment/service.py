@@ -21,6 +21,7 @@ import hashlib
 import uuid
 from datetime import timedelta
 
+from prometheus_client import Counter
 from sqlalchemy import Connection, Engine, RowMapping
 
 from paywall.logs import get_logger
@@ -38,6 +39,10 @@ from transactional.payment.models import (
     PendingSweep,
 )
 from transactional.payment.stripe_gateway import Charge, Gateway, Rejected, stripe_problems
+
+# One per payment whose charge this call made or found (a replay is not counted again), by
+# the charge's outcome: succeeded, failed (declined or refused) or pending (Stripe's own).
+PAYMENTS = Counter("paywall_payments_total", "Charges made by outcome", ["outcome"])
 
 log = get_logger(__name__)
 
@@ -170,6 +175,8 @@ def _settle_payment(
         if row["status"] != "pending":
             # Pending (Stripe still processing) is not final: a replay asks again.
             repo.store_payment_response(conn, payment_id, answer.status, answer.body)
+    if charge is not None:
+        PAYMENTS.labels(row["status"]).inc()
     log.info("payment.settled", payment_id=str(payment_id), status=row["status"])
     return answer
 

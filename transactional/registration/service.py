@@ -13,6 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -29,6 +30,14 @@ from transactional.registration.repository import Claim, Run
 
 log = get_logger(__name__)
 INSTANCE = "/v1/registrations"
+# Counted when a signup's answer is decided (a replay is not counted again). `unfinished`
+# is a 503 that the client's retry or the recovery sweep resumes.
+SIGNUPS = Counter(
+    "paywall_signups_total",
+    "Signups by outcome: completed, declined (the card), already_registered, rejected "
+    "(input refused downstream) or unfinished (resumed later)",
+    ["outcome"],
+)
 
 
 @lru_cache(maxsize=1)
@@ -80,14 +89,15 @@ def _advance(
             str(exc.problem.get("detail") or "the card was declined"),
             decline_code=exc.problem.get("decline_code"),
         )
-        return _finish(run, declined, {"reason": "payment_declined"})
+        return _finish(run, declined, {"reason": "payment_declined"}, "declined")
     except saga.AlreadyRegistered as exc:
         taken = DomainError(
             errors.ALREADY_REGISTERED, "this email already has a live subscription or a login"
         )
-        return _finish(run, taken, {"reason": "already_registered", "customer_id": str(exc)})
+        event = {"reason": "already_registered", "customer_id": str(exc)}
+        return _finish(run, taken, event, "already_registered")
     except saga.Rejected as exc:
-        return _finish(run, _rejected(exc), {"reason": "rejected"})
+        return _finish(run, _rejected(exc), {"reason": "rejected"}, "rejected")
     except Exception as exc:
         # Passing trouble, or a crash of our own: nothing final happened, so nothing is
         # stored; the key stays in progress and the next try resumes from the last step.
@@ -95,6 +105,7 @@ def _advance(
             log.warning("registration.unfinished", service=exc.service, status=exc.status)
         else:
             log.error("registration.unfinished", error=type(exc).__name__, step=state.step)
+        SIGNUPS.labels("unfinished").inc()
         raise DomainError(
             errors.SIGNUP_UNFINISHED,
             "the signup could not finish now; retry with the same Idempotency-Key",
@@ -120,6 +131,7 @@ def _advance(
             "marketing_opt_in": signup.marketing_opt_in,
         },
     )
+    SIGNUPS.labels("completed").inc()
     return Answer(201, data)
 
 
@@ -131,7 +143,7 @@ def _rejected(exc: saga.Rejected) -> DomainError:
     return DomainError(errors.VALIDATION if kind.status == 404 else kind, str(exc))
 
 
-def _finish(run: Run, refusal: DomainError, event: dict[str, Any]) -> Answer:
+def _finish(run: Run, refusal: DomainError, event: dict[str, Any], outcome: str) -> Answer:
     """A final refusal: stored with the key and sent as an event, like a success."""
     body = refusal.body(INSTANCE)
     run.finish(
@@ -141,6 +153,7 @@ def _finish(run: Run, refusal: DomainError, event: dict[str, Any]) -> Answer:
         "registration.failed",
         {"registration_id": str(run.id), **event},
     )
+    SIGNUPS.labels(outcome).inc()
     return Answer(refusal.problem.status, body)
 
 
