@@ -50,6 +50,7 @@ def due_rows(n: int, day: date) -> Iterator[tuple[object, ...]]:
         yield (
             uuid.uuid4(),
             str(uuid.uuid4()),
+            f"tenant-{i % 100}",
             plan,
             "trial_conversion" if i % 10 == 0 else "renewal",
             amount,

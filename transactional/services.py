@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from transactional.common.app import ReadyCheck, create_app
 
-SERVICES = ("auth", "customer", "subscription", "payment", "registration")
+SERVICES = ("auth", "customer", "subscription", "payment", "registration", "billing")
 
 
 def service_module(name: str) -> ModuleType:

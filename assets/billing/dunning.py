@@ -1,4 +1,4 @@
-"""A charge attempt's outcome, booked: the invoice paid, or into dunning (past due, retried
+"""A charge attempt's outcome, booked: the invoice paid, or into dunning (open, retried
 on day 1, 3 and 7 after the first failure, then uncollectible), with the subscription-service
 call the outcome requires stored beside it (`invoices.pending_action`, see actions.py)."""
 
@@ -68,8 +68,8 @@ def _paid(
     conn.execute(
         text(
             "UPDATE billing.invoices SET status = 'paid', attempts = :a, payment_id = :p, "
-            "decline_code = NULL, paid_on = :d, pending_action = :action, updated_at = now() "
-            "WHERE id = :i"
+            "decline_code = NULL, paid_on = :d, pending_action = :action, "
+            "amount_paid = total, amount_due = 0, updated_at = now() WHERE id = :i"
         ),
         {
             "a": attempt,
@@ -103,7 +103,8 @@ def _failed(
             "THEN 'mark_past_due' ELSE pending_action END, updated_at = now() WHERE id = :i"
         ),
         {
-            "s": "uncollectible" if exhausted else "past_due",
+            # Open (still owed, dunning retries it) until dunning gives up: uncollectible.
+            "s": "uncollectible" if exhausted else "open",
             "a": attempt,
             "c": outcome.decline_code,
             "exhausted": exhausted,

@@ -102,7 +102,7 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
         )
     services = (
         ("registration", "Registration service"),
-        ("billing", "Billing runs and operations (the Dagster code location)"),
+        ("billing", "Billing service, billing runs and operations (the Dagster code location)"),
         ("subscription", "Subscription service"),
         ("payment", "Payment service"),
     )

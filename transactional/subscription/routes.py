@@ -16,6 +16,7 @@ from transactional.common.deps import Db, ReadConn, Transaction
 from transactional.common.idempotency import OptionalIdempotencyKey
 from transactional.common.security import Principal
 from transactional.subscription import service
+from transactional.subscription.billing import Billing, billing
 from transactional.subscription.models import (
     Activate,
     Cancel,
@@ -28,6 +29,7 @@ from transactional.subscription.models import (
     PlanChanged,
     Subscription,
     SubscriptionCreate,
+    UpgradeApply,
 )
 
 router = APIRouter(tags=["subscriptions"])
@@ -108,13 +110,41 @@ def activate(
 @router.post(
     "/v1/subscriptions/{sub_id}/change-plan",
     response_model=PlanChanged,
-    responses=CHANGE_ERRORS,
-    summary="Upgrade now (prorated by day) or downgrade at period end",
+    responses={
+        **CHANGE_ERRORS,
+        402: {"description": "The upgrade's charge was declined; the plan is unchanged"},
+        409: {
+            "description": "Not allowed in the subscription's state, the same plan, or "
+            "another plan change (or this key) still being charged"
+        },
+        422: {"description": "Unknown or incompatible plan, or the key used for another"},
+        503: {"description": "The charge's outcome is not known yet: retry with the same key"},
+    },
+    summary="Upgrade now, charged (prorated by the second), or downgrade at period end",
 )
 def change_plan(
-    sub_id: uuid.UUID, body: PlanChange, principal: Writer, db: Transaction
-) -> PlanChanged:
-    return service.change_plan(db, principal, sub_id, body.plan_id)
+    sub_id: uuid.UUID,
+    body: PlanChange,
+    principal: Writer,
+    db: Db,
+    billing_: Annotated[Billing, Depends(billing)],
+    key: OptionalIdempotencyKey = None,
+) -> JSONResponse:
+    return idempotency.respond(
+        service.change_plan(db, billing_, principal, sub_id, body.plan_id, key)
+    )
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/apply-upgrade",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    summary="An upgrade billing was paid for and was never applied (internal; recovery)",
+)
+def apply_upgrade(
+    sub_id: uuid.UUID, body: UpgradeApply, principal: Internal, db: Transaction
+) -> Subscription:
+    return service.apply_upgrade(db, principal, sub_id, body)
 
 
 @router.post(
