@@ -60,19 +60,23 @@ def upgrade() -> None:
         "amount_due = CASE WHEN status IN ('paid', 'void') THEN 0 ELSE amount END, "
         "finalized_at = created_at"
     )
-    op.create_check_constraint("invoice_status", "invoices", f"status IN {STATUSES!r}", "billing")
-    op.create_check_constraint("invoice_kind", "invoices", f"kind IN {KINDS!r}", "billing")
     op.create_check_constraint(
-        "invoice_pending_action", "invoices", f"pending_action IN {ACTIONS!r}", "billing"
+        "invoice_status", "invoices", f"status IN {STATUSES!r}", schema="billing"
+    )
+    op.create_check_constraint("invoice_kind", "invoices", f"kind IN {KINDS!r}", schema="billing")
+    op.create_check_constraint(
+        "invoice_pending_action", "invoices", f"pending_action IN {ACTIONS!r}", schema="billing"
     )
     op.create_check_constraint(
         "invoice_amounts",
         "invoices",
         "amount >= 0 AND subtotal >= 0 AND total >= 0 AND amount_paid >= 0 AND amount_due >= 0 "
         "AND total = subtotal - discount + tax",
-        "billing",
+        schema="billing",
     )
-    op.create_unique_constraint("invoice_request_key", "invoices", ["request_key"], "billing")
+    op.create_unique_constraint(
+        "invoice_request_key", "invoices", ["request_key"], schema="billing"
+    )
     op.create_index(
         "invoice_proration_in_flight",
         "invoices",
@@ -162,15 +166,15 @@ def downgrade() -> None:
         "invoice_status",
         "invoices",
         "status IN ('open', 'paid', 'past_due', 'uncollectible', 'void')",
-        "billing",
+        schema="billing",
     )
     op.create_check_constraint(
-        "invoice_kind", "invoices", "kind IN ('renewal', 'trial_conversion')", "billing"
+        "invoice_kind", "invoices", "kind IN ('renewal', 'trial_conversion')", schema="billing"
     )
     op.create_check_constraint(
         "invoice_pending_action",
         "invoices",
         "pending_action IN ('renew', 'mark_past_due', 'reactivate', 'expire')",
-        "billing",
+        schema="billing",
     )
-    op.create_check_constraint("invoice_amount", "invoices", "amount >= 0", "billing")
+    op.create_check_constraint("invoice_amount", "invoices", "amount >= 0", schema="billing")
