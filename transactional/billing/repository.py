@@ -103,15 +103,21 @@ def page(
     else a tenant_id or a customer_id)."""
     where: list[str] = ["true"]
     params: dict[str, Any] = {"limit": limit}
-    for column, value in (
-        *scope.items(),
-        ("customer_id", filters.customer_id),
-        ("subscription_id", filters.subscription_id),
-        ("status", filters.status),
-    ):
-        if value is not None:
-            where.append(f"{column} = :{column}")
-            params[column] = value
+    # The scope and the filters may name the same column (a user filtering by customer):
+    # each gets its own parameter, so a filter can only narrow what the scope allows. A
+    # scope value is always applied (None matches nothing); a filter only when given.
+    conditions = [*scope.items()] + [
+        (column, value)
+        for column, value in (
+            ("customer_id", filters.customer_id),
+            ("subscription_id", filters.subscription_id),
+            ("status", filters.status),
+        )
+        if value is not None
+    ]
+    for n, (column, value) in enumerate(conditions):
+        where.append(f"{column} = :p{n}")
+        params[f"p{n}"] = value
     if filters.period_from is not None:
         where.append("period_end > :period_from")
         params["period_from"] = filters.period_from
