@@ -8,11 +8,11 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime
 
-from transactional.billing import prorations, service
+from transactional.billing import documents, prorations, service
 from transactional.billing.clients import Collecting, Subscriptions
 from transactional.billing.models import (
     Invoice,
@@ -62,6 +62,32 @@ def list_invoices(
 ) -> InvoicePage:
     filters = Filters(customer_id, subscription_id, status, period_from, period_to)
     return service.listed(db, principal, filters, limit, cursor)
+
+
+# Before the JSON route: `/invoices/{invoice_id}` would otherwise take "<id>.pdf" as an id.
+@router.get(
+    "/invoices/{invoice_id}.html",
+    response_class=HTMLResponse,
+    summary="The invoice as a web page (the same template as the PDF)",
+    responses={**NOT_FOUND, 200: {"content": {"text/html": {}}}},
+)
+def invoice_page(invoice_id: uuid.UUID, principal: Reader, db: Db) -> HTMLResponse:
+    return HTMLResponse(documents.html(service.get(db, principal, invoice_id)))
+
+
+@router.get(
+    "/invoices/{invoice_id}.pdf",
+    response_class=Response,
+    summary="The invoice as a PDF a customer can keep",
+    responses={**NOT_FOUND, 200: {"content": {"application/pdf": {}}}},
+)
+def invoice_pdf(invoice_id: uuid.UUID, principal: Reader, db: Db) -> Response:
+    invoice = service.get(db, principal, invoice_id)
+    return Response(
+        documents.pdf(invoice),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="invoice-{invoice.id}.pdf"'},
+    )
 
 
 @router.get("/invoices/{invoice_id}", response_model=Invoice, responses=NOT_FOUND)
