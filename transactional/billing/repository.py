@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from streaming import outbox
 from transactional.billing.models import Invoice, InvoiceLine, PaymentAttempt
-from transactional.common import outbox
 
 SCHEMA = "billing"
 COLUMNS = (
@@ -60,27 +60,38 @@ def proration_in_flight(conn: Connection, subscription_id: uuid.UUID) -> RowMapp
 
 def full(conn: Connection, row: RowMapping) -> Invoice:
     """The invoice as the API shows it: with its lines and payment attempts."""
-    lines = conn.execute(
+    return many(conn, [row])[0]
+
+
+def many(conn: Connection, rows: list[RowMapping]) -> list[Invoice]:
+    """Invoices with their lines and attempts: two queries for the whole page."""
+    ids = [r["id"] for r in rows]
+    lines: dict[uuid.UUID, list[InvoiceLine]] = {i: [] for i in ids}
+    attempts: dict[uuid.UUID, list[PaymentAttempt]] = {i: [] for i in ids}
+    for line in conn.execute(
         text(
-            "SELECT id, kind, description, plan_id, amount, period_start, period_end "
-            "FROM billing.invoice_lines WHERE invoice_id = :i ORDER BY position"
+            "SELECT invoice_id, id, kind, description, plan_id, amount, period_start, "
+            "period_end FROM billing.invoice_lines WHERE invoice_id = ANY(:ids) "
+            "ORDER BY invoice_id, position"
         ),
-        {"i": row["id"]},
-    ).mappings()
-    attempts = conn.execute(
+        {"ids": ids},
+    ).mappings():
+        lines[line["invoice_id"]].append(InvoiceLine.model_validate(dict(line)))
+    for attempt in conn.execute(
         text(
-            "SELECT attempt, attempted_on, status, payment_id, decline_code, created_at, "
-            "finished_at FROM billing.attempts WHERE invoice_id = :i ORDER BY attempt"
+            "SELECT invoice_id, attempt, attempted_on, status, payment_id, decline_code, "
+            "created_at, finished_at FROM billing.attempts WHERE invoice_id = ANY(:ids) "
+            "ORDER BY invoice_id, attempt"
         ),
-        {"i": row["id"]},
-    ).mappings()
-    return Invoice.model_validate(
-        {
-            **row,
-            "lines": [InvoiceLine.model_validate(dict(r)) for r in lines],
-            "payment_attempts": [PaymentAttempt.model_validate(dict(r)) for r in attempts],
-        }
-    )
+        {"ids": ids},
+    ).mappings():
+        attempts[attempt["invoice_id"]].append(PaymentAttempt.model_validate(dict(attempt)))
+    return [
+        Invoice.model_validate(
+            {**r, "lines": lines[r["id"]], "payment_attempts": attempts[r["id"]]}
+        )
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)

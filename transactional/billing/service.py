@@ -38,7 +38,7 @@ def listed(
     after = _decode_cursor(cursor) if cursor else None
     with engine.connect() as conn:
         rows = repo.page(conn, scope, filters, after, limit + 1)
-        data = [repo.full(conn, r) for r in rows[:limit]]
+        data = repo.many(conn, rows[:limit])
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return InvoicePage(data=data, next_cursor=next_cursor)
 
