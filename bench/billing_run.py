@@ -4,9 +4,10 @@ The stage is what `assets.billing.run` does for a billing day: the due subscript
 COPY'd into a temporary stage table, then one set-based
 `INSERT INTO billing.invoices … SELECT … FROM stage ON CONFLICT (subscription_id,
 period_start) DO NOTHING` makes the invoices, with their totals and tenant, and each its one
-line in the same statement (no charging here). The baseline, measured in the same run on
-the same server, is COPY of the very same invoice and line rows into tables of the same
-shape (`LIKE … INCLUDING ALL`: same columns, unique keys and indexes).
+line and its two events (invoice.created, invoice.finalized) in the same statement (no
+charging here). The baseline, measured in the same run on the same server, is COPY of the
+very same invoice, line and outbox rows into tables of the same shape (`LIKE … INCLUDING
+ALL`: same columns, unique keys and indexes).
 
     .venv/bin/python bench/billing_run.py [--rows 100000] [--rows 1000000]
 
@@ -61,6 +62,10 @@ def due_rows(n: int, day: date) -> Iterator[tuple[object, ...]]:
         )
 
 
+# What a billing day writes: each invoice, its line, its created and finalized events.
+TABLES = ("invoices", "invoice_lines", "outbox")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -70,8 +75,8 @@ def bench(engine: object, n: int, day: date) -> dict[str, float]:
 
     assert isinstance(engine, Engine)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE billing.invoices CASCADE"))
-        for table in ("invoices", "invoice_lines"):
+        conn.execute(text("TRUNCATE billing.invoices, billing.outbox CASCADE"))
+        for table in TABLES:
             conn.execute(text(f"DROP TABLE IF EXISTS public.{table}_copy"))
             conn.execute(
                 text(f"CREATE TABLE public.{table}_copy (LIKE billing.{table} INCLUDING ALL)")
@@ -105,13 +110,13 @@ def bench(engine: object, n: int, day: date) -> dict[str, float]:
     out["rerun_s"] = time.perf_counter() - t0
     assert (created, skipped) == (0, n), (created, skipped)
 
-    # 3. baseline: COPY the same invoice rows and their lines into tables of the same shape.
+    # 3. baseline: COPY the same invoices, lines and events into tables of the same shape.
     raw_conn = engine.raw_connection()
     try:
         pg = raw_conn.driver_connection
         assert pg is not None
         dumps = {}
-        for table in ("invoices", "invoice_lines"):
+        for table in TABLES:
             buf = io.BytesIO()
             with pg.cursor() as cur, cur.copy(f"COPY billing.{table} TO STDOUT") as copy:
                 for chunk in copy:
@@ -131,9 +136,9 @@ def bench(engine: object, n: int, day: date) -> dict[str, float]:
             cur.execute("SELECT count(*) FROM public.invoices_copy")
             row = cur.fetchone()
             assert row is not None and row[0] == n
-            cur.execute("DROP TABLE public.invoices_copy")
-            cur.execute("DROP TABLE public.invoice_lines_copy")
-            cur.execute("TRUNCATE billing.invoices CASCADE")
+            for table in TABLES:
+                cur.execute(f"DROP TABLE public.{table}_copy")
+            cur.execute("TRUNCATE billing.invoices, billing.outbox CASCADE")
         pg.commit()
     finally:
         raw_conn.close()

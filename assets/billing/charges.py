@@ -9,6 +9,7 @@ from datetime import date
 
 from sqlalchemy import Engine, RowMapping, text
 
+from assets.billing import events
 from assets.billing.dunning import record
 from assets.billing.outcomes import Counts, Outcome
 from paywall.service_client import ServiceClient, ServiceError
@@ -86,13 +87,20 @@ class Charges:
             counts.problems.append(f"subscription {invoice['subscription_id']}: {status}")
             return False
         with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE billing.invoices SET status = 'void', pending_action = NULL, "
-                    "amount_due = 0, voided_at = now(), updated_at = now() WHERE id = :i"
-                ),
-                {"i": invoice["id"]},
+            voided = (
+                conn.execute(
+                    text(
+                        "UPDATE billing.invoices SET status = 'void', pending_action = NULL, "
+                        "amount_due = 0, voided_at = now(), updated_at = now() WHERE id = :i "
+                        "AND status <> 'void' RETURNING *"
+                    ),
+                    {"i": invoice["id"]},
+                )
+                .mappings()
+                .first()
             )
+            if voided is not None:
+                events.emit(conn, voided, "invoice.voided", reason="subscription_canceled")
             conn.execute(
                 text(
                     "UPDATE billing.dunning SET status = 'abandoned', next_attempt_on = NULL, "

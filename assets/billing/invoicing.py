@@ -72,11 +72,12 @@ def stage(conn: Connection, rows: Iterable[DueRow | tuple[Any, ...]]) -> None:
 
 
 def create_invoices(conn: Connection, billing_date: date) -> tuple[int, int]:
-    """Invoices for everything staged, each open (finalized) with its one line and its
-    totals (no discount or tax yet: total = subtotal = the plan's price, all of it due):
-    (created, already invoiced before)."""
+    """Invoices for everything staged, each open (finalized) with its one line, its totals
+    (no discount or tax yet: total = subtotal = the plan's price, all of it due) and its
+    `invoice.created` and `invoice.finalized` events in billing's outbox, all in one
+    statement: (created, already invoiced before)."""
     staged: int = conn.execute(text(f"SELECT count(*) FROM {STAGE}")).scalar_one()
-    created = conn.execute(
+    created: int = conn.execute(
         text(
             "WITH made AS (INSERT INTO billing.invoices (id, subscription_id, customer_id, "
             "tenant_id, plan_id, kind, amount, subtotal, total, amount_due, currency, "
@@ -84,12 +85,34 @@ def create_invoices(conn: Connection, billing_date: date) -> tuple[int, int]:
             "SELECT gen_random_uuid(), subscription_id, customer_id, tenant_id, plan_id, kind, "
             "amount, amount, amount, amount, currency, period_start, period_end, :day, 'open', "
             f"now() FROM {STAGE} ON CONFLICT (subscription_id, period_start) DO NOTHING "
-            "RETURNING id, plan_id, amount, period_start, period_end) "
-            "INSERT INTO billing.invoice_lines (id, invoice_id, position, kind, description, "
-            "plan_id, amount, period_start, period_end) SELECT gen_random_uuid(), id, 1, "
-            "'subscription', plan_id, plan_id, amount, period_start, period_end FROM made"
+            "RETURNING *), "
+            "lines AS (INSERT INTO billing.invoice_lines (id, invoice_id, position, kind, "
+            "description, plan_id, amount, period_start, period_end) SELECT gen_random_uuid(), "
+            "id, 1, 'subscription', plan_id, plan_id, amount, period_start, period_end "
+            "FROM made), "
+            f"events AS ({EVENTS}) "
+            "SELECT count(*) FROM made"
         ),
         {"day": billing_date},
-    ).rowcount
+    ).scalar_one()
     conn.execute(text(f"TRUNCATE {STAGE}"))
     return created, staged - created
+
+
+# The envelope streaming/outbox.py writes (streaming/contracts: invoice.created and
+# invoice.finalized, version 1), built set-based: one JSON object per invoice and event.
+# tests/integration/test_billing.py validates what a run writes against the contracts.
+EVENTS = (
+    "INSERT INTO billing.outbox (id, aggregate_type, aggregate_id, type, payload) "
+    "SELECT e.event_id, 'invoice', e.key, e.type, jsonb_build_object('event_id', e.event_id, "
+    "'event_type', e.type, 'schema_version', 1, 'occurred_at', "
+    """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), """
+    "'producer', 'billing-service', 'key', e.key, 'data', jsonb_build_object("
+    "'invoice_id', e.key, 'customer_id', m.customer_id, 'tenant_id', m.tenant_id, "
+    "'subscription_id', m.subscription_id::text, 'kind', m.kind, 'status', m.status, "
+    "'currency', m.currency, 'total', m.total, 'amount_paid', m.amount_paid, "
+    "'amount_due', m.amount_due)) "
+    "FROM made m CROSS JOIN LATERAL (SELECT gen_random_uuid() AS event_id, m.id::text AS key, "
+    "t.type, t.n FROM (VALUES (1, 'invoice.created'), (2, 'invoice.finalized')) AS t(n, type)) e "
+    "ORDER BY m.id, e.n"
+)
