@@ -3,9 +3,11 @@
 The stage is what `assets.billing.run` does for a billing day: the due subscriptions are
 COPY'd into a temporary stage table, then one set-based
 `INSERT INTO billing.invoices … SELECT … FROM stage ON CONFLICT (subscription_id,
-period_start) DO NOTHING` makes the invoices (no charging here). The baseline, measured in
-the same run on the same server, is COPY of the very same invoice rows into a table of the
-same shape (`LIKE billing.invoices INCLUDING ALL`: same columns, unique key and indexes).
+period_start) DO NOTHING` makes the invoices, with their totals and tenant, and each its one
+line and its two events (invoice.created, invoice.finalized) in the same statement (no
+charging here). The baseline, measured in the same run on the same server, is COPY of the
+very same invoice, line and outbox rows into tables of the same shape (`LIKE … INCLUDING
+ALL`: same columns, unique keys and indexes).
 
     .venv/bin/python bench/billing_run.py [--rows 100000] [--rows 1000000]
 
@@ -50,6 +52,7 @@ def due_rows(n: int, day: date) -> Iterator[tuple[object, ...]]:
         yield (
             uuid.uuid4(),
             str(uuid.uuid4()),
+            f"tenant-{i % 100}",
             plan,
             "trial_conversion" if i % 10 == 0 else "renewal",
             amount,
@@ -57,6 +60,10 @@ def due_rows(n: int, day: date) -> Iterator[tuple[object, ...]]:
             period_start,
             period_start + timedelta(days=30),
         )
+
+
+# What a billing day writes: each invoice, its line, its created and finalized events.
+TABLES = ("invoices", "invoice_lines", "outbox")
 
 
 def peak_rss_mb() -> float:
@@ -68,11 +75,12 @@ def bench(engine: object, n: int, day: date) -> dict[str, float]:
 
     assert isinstance(engine, Engine)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE billing.invoices CASCADE"))
-        conn.execute(text("DROP TABLE IF EXISTS public.invoices_copy"))
-        conn.execute(
-            text("CREATE TABLE public.invoices_copy (LIKE billing.invoices INCLUDING ALL)")
-        )
+        conn.execute(text("TRUNCATE billing.invoices, billing.outbox CASCADE"))
+        for table in TABLES:
+            conn.execute(text(f"DROP TABLE IF EXISTS public.{table}_copy"))
+            conn.execute(
+                text(f"CREATE TABLE public.{table}_copy (LIKE billing.{table} INCLUDING ALL)")
+            )
     out: dict[str, float] = {"rows": n}
 
     # 1. the invoice stage: stage the due rows, then one INSERT … SELECT … ON CONFLICT.
@@ -93,8 +101,8 @@ def bench(engine: object, n: int, day: date) -> dict[str, float]:
         stage(conn, due_rows(0, day))
         conn.execute(
             text(
-                "INSERT INTO billing_due_stage SELECT subscription_id, customer_id, plan_id, "
-                "kind, amount, currency, period_start, period_end FROM billing.invoices"
+                "INSERT INTO billing_due_stage SELECT subscription_id, customer_id, tenant_id, "
+                "plan_id, kind, amount, currency, period_start, period_end FROM billing.invoices"
             )
         )
         t0 = time.perf_counter()
@@ -102,31 +110,35 @@ def bench(engine: object, n: int, day: date) -> dict[str, float]:
     out["rerun_s"] = time.perf_counter() - t0
     assert (created, skipped) == (0, n), (created, skipped)
 
-    # 3. baseline: COPY the same invoice rows into a table of the same shape.
+    # 3. baseline: COPY the same invoices, lines and events into tables of the same shape.
     raw_conn = engine.raw_connection()
     try:
         pg = raw_conn.driver_connection
         assert pg is not None
-        buf = io.BytesIO()
-        with pg.cursor() as cur, cur.copy("COPY billing.invoices TO STDOUT") as copy:
-            for chunk in copy:
-                buf.write(chunk)
+        dumps = {}
+        for table in TABLES:
+            buf = io.BytesIO()
+            with pg.cursor() as cur, cur.copy(f"COPY billing.{table} TO STDOUT") as copy:
+                for chunk in copy:
+                    buf.write(chunk)
+            dumps[table] = buf.getvalue()
         pg.commit()
-        data = buf.getvalue()
         t0 = time.perf_counter()
-        with pg.cursor() as cur, cur.copy("COPY public.invoices_copy FROM STDIN") as copy:
-            view = memoryview(data)
-            for i in range(0, len(data), 1 << 20):
-                copy.write(view[i : i + (1 << 20)])
+        for table, data in dumps.items():
+            with pg.cursor() as cur, cur.copy(f"COPY public.{table}_copy FROM STDIN") as copy:
+                view = memoryview(data)
+                for i in range(0, len(data), 1 << 20):
+                    copy.write(view[i : i + (1 << 20)])
         pg.commit()
         out["copy_s"] = time.perf_counter() - t0
-        del data, buf
+        del dumps
         with pg.cursor() as cur:
             cur.execute("SELECT count(*) FROM public.invoices_copy")
             row = cur.fetchone()
             assert row is not None and row[0] == n
-            cur.execute("DROP TABLE public.invoices_copy")
-            cur.execute("TRUNCATE billing.invoices CASCADE")
+            for table in TABLES:
+                cur.execute(f"DROP TABLE public.{table}_copy")
+            cur.execute("TRUNCATE billing.invoices, billing.outbox CASCADE")
         pg.commit()
     finally:
         raw_conn.close()

@@ -12,7 +12,7 @@ from paywall.errors import ConfigError
 from paywall.settings import Settings
 
 # Each service owns its tables in a schema of its own; no service reads another's.
-SERVICE_SCHEMAS = ("auth", "customer", "subscription", "payment", "registration")
+SERVICE_SCHEMAS = ("auth", "customer", "subscription", "payment", "registration", "billing")
 
 
 def sqlalchemy_url(database_url: str) -> str:

@@ -41,16 +41,21 @@ SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
     ),
     # The Dagster code location's: billing runs, and the operations schedules (the recovery
     # sweeps, reconciliation) that the `operations` scope opens.
+    # The billing service's too: it charges invoices through the payment service and
+    # tells the subscription service that a paid upgrade is to be applied.
     "billing": (
         "subscriptions:read",
         "subscriptions:write",
         "payments:read",
         "payments:write",
+        "invoices:read",
+        "invoices:write",
         "operations",
         "internal",
     ),
-    # All a service needs to look a customer up, and nothing that could change one.
-    "subscription": ("customers:read", "internal"),
+    # All a service needs to look a customer up, and nothing that could change one; the
+    # subscription service also asks billing to charge an upgrade's proration invoice.
+    "subscription": ("customers:read", "invoices:write", "internal"),
     "payment": ("customers:read", "internal"),
 }
 

@@ -52,13 +52,15 @@ class Settings(BaseSettings):
     payment_service_url: str | None = Field(None, alias="PAYMENT_SERVICE_URL")
     auth_service_url: str | None = Field(None, alias="AUTH_SERVICE_URL")
     registration_service_url: str | None = Field(None, alias="REGISTRATION_SERVICE_URL")
+    billing_service_url: str | None = Field(None, alias="BILLING_SERVICE_URL")
 
     # The registration service's own OAuth client (client credentials) for calling the others.
     registration_client_id: str = Field("svc-registration", alias="REGISTRATION_CLIENT_ID")
     registration_client_secret: SecretStr = Field(
         SecretStr(LOCAL_SECRETS["REGISTRATION_CLIENT_SECRET"]), alias="REGISTRATION_CLIENT_SECRET"
     )
-    # Billing's own OAuth client, and how many charges a billing run has in flight.
+    # Billing's own OAuth client (the billing service's, and the billing runs' in Dagster),
+    # and how many charges a billing run has in flight.
     billing_client_id: str = Field("svc-billing", alias="BILLING_CLIENT_ID")
     billing_client_secret: SecretStr = Field(
         SecretStr(LOCAL_SECRETS["BILLING_CLIENT_SECRET"]), alias="BILLING_CLIENT_SECRET"

@@ -19,7 +19,7 @@ class Topic:
 
 EVENT_TOPICS: dict[str, Topic] = {
     service: Topic(f"paywall.{service}", 3, f"{service} aggregate id")
-    for service in ("auth", "customer", "subscription", "payment", "registration")
+    for service in ("auth", "customer", "subscription", "payment", "registration", "billing")
 }
 # Poison messages, with the reason in headers; one per consumer group.
 DEAD_LETTER_TOPICS: dict[str, Topic] = {

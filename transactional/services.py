@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     # must not register metrics itself (each worker does, under multiprocess mode).
     from transactional.common.app import ReadyCheck
 
-SERVICES = ("auth", "customer", "subscription", "payment", "registration")
+SERVICES = ("auth", "customer", "subscription", "payment", "registration", "billing")
 
 
 def service_module(name: str) -> ModuleType:

@@ -24,7 +24,8 @@ class SubscriptionActions:
                 conn.execute(
                     text(
                         "SELECT * FROM billing.invoices WHERE pending_action IS NOT NULL "
-                        "AND billing_date <= :d ORDER BY billing_date, id"
+                        "AND kind <> 'proration' AND billing_date <= :d "
+                        "ORDER BY billing_date, id"
                     ),
                     {"d": day},
                 ).mappings()

@@ -9,6 +9,7 @@ from datetime import date
 
 from sqlalchemy import Engine, RowMapping, text
 
+from assets.billing import events
 from assets.billing.dunning import record
 from assets.billing.outcomes import Counts, Outcome
 from paywall.service_client import ServiceClient, ServiceError
@@ -37,7 +38,8 @@ class Charges:
                 conn.execute(
                     text(
                         "SELECT * FROM billing.invoices WHERE billing_date = :d "
-                        "AND status = 'open' ORDER BY id"
+                        "AND status = 'open' AND attempts = 0 AND kind <> 'proration' "
+                        "ORDER BY id"
                     ),
                     {"d": day},
                 ).mappings()
@@ -50,7 +52,7 @@ class Charges:
                     text(
                         "SELECT i.* FROM billing.dunning d JOIN billing.invoices i "
                         "ON i.id = d.invoice_id WHERE d.status = 'retrying' "
-                        "AND d.next_attempt_on <= :d AND i.status = 'past_due' ORDER BY i.id"
+                        "AND d.next_attempt_on <= :d AND i.status = 'open' ORDER BY i.id"
                     ),
                     {"d": day},
                 ).mappings()
@@ -85,13 +87,20 @@ class Charges:
             counts.problems.append(f"subscription {invoice['subscription_id']}: {status}")
             return False
         with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE billing.invoices SET status = 'void', pending_action = NULL, "
-                    "updated_at = now() WHERE id = :i"
-                ),
-                {"i": invoice["id"]},
+            voided = (
+                conn.execute(
+                    text(
+                        "UPDATE billing.invoices SET status = 'void', pending_action = NULL, "
+                        "amount_due = 0, voided_at = now(), updated_at = now() WHERE id = :i "
+                        "AND status <> 'void' RETURNING *"
+                    ),
+                    {"i": invoice["id"]},
+                )
+                .mappings()
+                .first()
             )
+            if voided is not None:
+                events.emit(conn, voided, "invoice.voided", reason="subscription_canceled")
             conn.execute(
                 text(
                     "UPDATE billing.dunning SET status = 'abandoned', next_attempt_on = NULL, "
@@ -111,6 +120,15 @@ class Charges:
                 ),
                 {"i": invoice["id"], "a": attempt, "d": day, "k": key},
             )
+            # The attempt may have been opened first by the billing service (an operator's
+            # "pay now"): its key, whoever wrote it, is the one key this attempt is sent under.
+            key = conn.execute(
+                text(
+                    "SELECT idempotency_key FROM billing.attempts "
+                    "WHERE invoice_id = :i AND attempt = :a"
+                ),
+                {"i": invoice["id"], "a": attempt},
+            ).scalar_one()
         if invoice["amount"] == 0:
             return Outcome("succeeded", payment_id=f"free:{invoice['id']}")
         body = {

@@ -1,4 +1,4 @@
-"""A charge attempt's outcome, booked: the invoice paid, or into dunning (past due, retried
+"""A charge attempt's outcome, booked: the invoice paid, or into dunning (open, retried
 on day 1, 3 and 7 after the first failure, then uncollectible), with the subscription-service
 call the outcome requires stored beside it (`invoices.pending_action`, see actions.py)."""
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, RowMapping, text
 
+from assets.billing import events
 from assets.billing.outcomes import Counts, Outcome
 
 # Dunning: retries on day 1, 3 and 7 after the first failure; the subscription is past
@@ -65,20 +66,25 @@ def _paid(
     c.paid += 1
     in_dunning = attempt > 1
     c.recovered += int(in_dunning)
-    conn.execute(
-        text(
-            "UPDATE billing.invoices SET status = 'paid', attempts = :a, payment_id = :p, "
-            "decline_code = NULL, paid_on = :d, pending_action = :action, updated_at = now() "
-            "WHERE id = :i"
-        ),
-        {
-            "a": attempt,
-            "p": outcome.payment_id,
-            "d": day,
-            "action": "reactivate" if in_dunning else "renew",
-            "i": invoice["id"],
-        },
+    paid = (
+        conn.execute(
+            text(
+                "UPDATE billing.invoices SET status = 'paid', attempts = :a, payment_id = :p, "
+                "decline_code = NULL, paid_on = :d, pending_action = :action, "
+                "amount_paid = total, amount_due = 0, updated_at = now() WHERE id = :i RETURNING *"
+            ),
+            {
+                "a": attempt,
+                "p": outcome.payment_id,
+                "d": day,
+                "action": "reactivate" if in_dunning else "renew",
+                "i": invoice["id"],
+            },
+        )
+        .mappings()
+        .one()
     )
+    events.emit(conn, paid, "invoice.paid", payment_id=outcome.payment_id)
     if in_dunning:
         conn.execute(
             text(
@@ -96,20 +102,34 @@ def _failed(
     first_failed_on = day if attempt == 1 else _first_failure(conn, invoice["id"])
     retry_on = next_retry(first_failed_on, attempt)
     exhausted = retry_on is None
-    conn.execute(
-        text(
-            "UPDATE billing.invoices SET status = :s, attempts = :a, decline_code = :c, "
-            "pending_action = CASE WHEN :exhausted THEN 'expire' WHEN :first "
-            "THEN 'mark_past_due' ELSE pending_action END, updated_at = now() WHERE id = :i"
-        ),
-        {
-            "s": "uncollectible" if exhausted else "past_due",
-            "a": attempt,
-            "c": outcome.decline_code,
-            "exhausted": exhausted,
-            "first": attempt == 1,
-            "i": invoice["id"],
-        },
+    failed = (
+        conn.execute(
+            text(
+                "UPDATE billing.invoices SET status = :s, attempts = :a, decline_code = :c, "
+                "pending_action = CASE WHEN :exhausted THEN 'expire' WHEN :first "
+                "THEN 'mark_past_due' ELSE pending_action END, updated_at = now() WHERE id = :i "
+                "RETURNING *"
+            ),
+            {
+                # Open (still owed, dunning retries it) until dunning gives up: uncollectible.
+                "s": "uncollectible" if exhausted else "open",
+                "a": attempt,
+                "c": outcome.decline_code,
+                "exhausted": exhausted,
+                "first": attempt == 1,
+                "i": invoice["id"],
+            },
+        )
+        .mappings()
+        .one()
+    )
+    events.emit(
+        conn,
+        failed,
+        "invoice.payment_failed",
+        payment_id=outcome.payment_id,
+        decline_code=outcome.decline_code,
+        attempt=attempt,
     )
     conn.execute(
         text(

@@ -123,6 +123,7 @@ class BillingRun:
                 DueRow(
                     subscription_id=uuid.UUID(sub["id"]),
                     customer_id=sub["customer_id"],
+                    tenant_id=sub["tenant_id"],
                     plan_id=plan["id"],
                     kind="trial_conversion" if item["action"] == "convert_trial" else "renewal",
                     amount=plan["amount"],

@@ -28,7 +28,9 @@ RECOVER_AFTER_SECONDS = 300
     description=(
         "Signups a crash or a vanished client left between steps are finished (or, when no "
         "money can have moved, their key is freed), and payments left pending are settled "
-        "by asking Stripe; both through the services' internal recovery endpoints."
+        "by asking Stripe, then upgrades charged but never applied are finished (their "
+        "proration invoices settled and applied); through the services' internal recovery "
+        "endpoints."
     ),
 )
 def payment_recovery(
@@ -38,11 +40,13 @@ def payment_recovery(
     # Signups first: resuming one settles its own pending first charge.
     signups = services.registration.expect({200}, "POST", f"/v1/operations/signup-recovery?{age}")
     payments = services.payment.expect({200}, "POST", f"/v1/operations/payment-recovery?{age}")
+    invoices = services.billing.expect({200}, "POST", f"/v1/operations/invoice-recovery?{age}")
     metadata: dict[str, Any] = {
         **{f"signups_{k}": v for k, v in signups.items()},
         **{f"payments_{k}": v for k, v in payments.items()},
+        **{f"invoices_{k}": v for k, v in invoices.items()},
     }
-    left = signups["unfinished"] + payments["unavailable"]
+    left = signups["unfinished"] + payments["unavailable"] + invoices["errors"]
     if left:
         # Fail, so the failure alert reaches an operator; the next run tries them again.
         raise Failure(f"{left} signup(s) or payment(s) could not be recovered", metadata=metadata)

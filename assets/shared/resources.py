@@ -67,3 +67,7 @@ class Services:
     @cached_property
     def registration(self) -> ServiceClient:
         return ServiceClient("registration", self.settings, self.tokens)
+
+    @cached_property
+    def billing(self) -> ServiceClient:
+        return ServiceClient("billing", self.settings, self.tokens)

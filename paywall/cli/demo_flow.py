@@ -125,7 +125,8 @@ def run_signups(base: str, settings: Settings, count: int, console: Console) -> 
                 r = http.post(
                     f"{base}/v1/subscriptions/{reg['subscription_id']}/change-plan",
                     json={"plan_id": "pro-monthly"},
-                    headers=headers,
+                    # Charged now (a proration invoice); the key makes a retry safe.
+                    headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
                 )
                 outcome.changes[f"upgrade {r.status_code}"] += 1
         for reg in made[-2:]:

@@ -35,10 +35,10 @@ from pipelines.resources import build_resources
 from streaming import completeness
 from streaming.admin import sync_topics
 from streaming.consumers import audit
+from streaming.outbox import emit
 from streaming.topics import EVENT_ID_HEADER, EVENT_TOPICS
 from tests.conftest import REPO
 from tests.faults.conftest import PaywallProcess
-from transactional.common.outbox import emit
 
 pytestmark = pytest.mark.integration
 

@@ -40,7 +40,7 @@ Operation = tuple[str, str]
 # and not `users:write` (only the registration service creates logins).
 PARTNER_SCOPES = (
     "customers:read customers:write subscriptions:read subscriptions:write "
-    "payments:read payments:write registrations:write users:write"
+    "payments:read payments:write registrations:write users:write invoices:read"
 )
 
 # Operations that are not tenant data, with why. The walk fails when this list and the
@@ -69,6 +69,7 @@ NOT_TENANT_DATA: dict[Operation, str] = {
             ("POST", "/v1/operations/signup-recovery"),
             ("POST", "/v1/operations/payment-recovery"),
             ("GET", "/v1/operations/reconciliation"),
+            ("POST", "/v1/operations/invoice-recovery"),
         )
     },
     **{
@@ -86,7 +87,7 @@ NOT_TENANT_DATA: dict[Operation, str] = {
 }
 OPERATOR_ONLY = [op for op, why in NOT_TENANT_DATA.items() if why.startswith("operators only")]
 # Lists answer 200 with the caller's own objects: none of A's may be among them.
-LISTS = {("GET", "/v1/customers")}
+LISTS = {("GET", "/v1/customers"), ("GET", "/v1/invoices")}
 STRIPE_LISTS = ("customers", "payment_intents", "refunds")
 PROBLEMS = "https://paywall.dev/problems"
 NOT_FOUND = f"{PROBLEMS}/not-found"
@@ -107,6 +108,7 @@ class World:
     sub_id: str
     payment_id: str
     refund_id: str
+    invoice_id: str
     stripe_ids: tuple[str, ...]
 
     def refs(self, customer_id: str) -> dict[str, str]:
@@ -114,7 +116,9 @@ class World:
         return {
             "customer_id": customer_id,
             "sub_id": self.sub_id,
+            "subscription_id": self.sub_id,
             "payment_id": self.payment_id,
+            "invoice_id": self.invoice_id,
             "tenant_id": self.tenant,
         }
 
@@ -126,7 +130,7 @@ class World:
     def secrets(self) -> set[str]:
         """Everything of A's: no refusal may name what the request did not name itself."""
         ids = {self.customer_id, self.new_customer_id, self.sub_id, self.payment_id}
-        return ids | {self.refund_id, self.email, self.new_email, *self.stripe_ids}
+        return ids | {self.refund_id, self.invoice_id, self.email, self.new_email, *self.stripe_ids}
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,7 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
         )
     )
     sub = created(subscribe(api, token_a, cid))
+    invoice_id = billing_run_invoice(api, sub)
     fresh = new_customer(api, token_a)
     assert (account["tenant_id"], sub["tenant_id"], sub["status"]) == (
         tenant_a,
@@ -253,12 +258,37 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
         sub_id=sub["id"],
         payment_id=payment["id"],
         refund_id=refund["id"],
+        invoice_id=invoice_id,
         stripe_ids=(
             account["stripe_customer_id"],
             payment["stripe_payment_intent_id"],
             refund["stripe_refund_id"],
         ),
     )
+
+
+def billing_run_invoice(api: Api, sub: dict[str, Any]) -> str:
+    """An open renewal invoice of A's, as the billing run writes it (assets/billing)."""
+    invoice_id = str(uuid.uuid4())
+    with engine(api.settings).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO billing.invoices (id, subscription_id, customer_id, tenant_id, "
+                "plan_id, kind, amount, subtotal, total, amount_due, currency, period_start, "
+                "period_end, billing_date, status, finalized_at) VALUES (:id, :sub, :customer, "
+                ":tenant, 'basic-monthly', 'trial_conversion', 900, 900, 900, 900, 'usd', "
+                ":start, :end, current_date, 'open', now())"
+            ),
+            {
+                "id": invoice_id,
+                "sub": sub["id"],
+                "customer": sub["customer_id"],
+                "tenant": sub["tenant_id"],
+                "start": sub["current_period_end"],
+                "end": datetime.fromisoformat(sub["current_period_end"]) + timedelta(days=30),
+            },
+        )
+    return invoice_id
 
 
 # -- the walk ------------------------------------------------------------------------------
@@ -276,6 +306,7 @@ def fill() -> dict[str, Any]:
         "period_start": now.isoformat(),
         "period_end": (now + timedelta(days=30)).isoformat(),
         "at": now.isoformat(),
+        "from_plan_id": "basic-monthly",
         "reason": "period_end",
         "date": date.today().isoformat(),
     }
@@ -408,7 +439,7 @@ def refused(*problems: str, lists: bool = True) -> Callable[[Probe, httpx.Respon
 
 # -- nothing changes -----------------------------------------------------------------------
 
-TABLES_OF = ("customer", "subscription", "payment", "registration")
+TABLES_OF = ("customer", "subscription", "payment", "registration", "billing")
 
 
 def _counts(db: Engine) -> dict[str, int]:
@@ -435,6 +466,9 @@ def _rows(db: Engine, world: World) -> dict[str, list[dict[str, Any]]]:
         "payments": "SELECT * FROM payment.payments WHERE customer_id = ANY(:s) ORDER BY id",
         "refunds": "SELECT r.* FROM payment.refunds r JOIN payment.payments p "
         "ON p.id = r.payment_id WHERE p.customer_id = ANY(:s) ORDER BY r.id",
+        "invoices": "SELECT * FROM billing.invoices WHERE customer_id = ANY(:s) ORDER BY id",
+        "attempts": "SELECT a.* FROM billing.attempts a JOIN billing.invoices i "
+        "ON i.id = a.invoice_id WHERE i.customer_id = ANY(:s) ORDER BY a.invoice_id, a.attempt",
     }
     ids = [uuid.UUID(world.customer_id), uuid.UUID(world.new_customer_id)]
     params = {"c": ids, "s": [str(i) for i in ids]}
@@ -614,6 +648,7 @@ def test_not_yours_reads_exactly_like_absent(api: Api, world: World, token_b: st
         ("POST", "/v1/subscriptions/{}/pause", world.sub_id),
         ("GET", "/v1/payments/{}", world.payment_id),
         ("POST", "/v1/payments/{}/refunds", world.payment_id),
+        ("GET", "/v1/invoices/{}", world.invoice_id),
     ):
         absent = str(uuid.uuid4())
         answers = [

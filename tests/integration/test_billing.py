@@ -31,6 +31,7 @@ from paywall import clients
 from paywall.db import engine
 from paywall.service_client import SERVICE_SCOPES
 from pipelines.resources import build_resources
+from streaming import contracts
 from streaming.consumers.audit import CHAIN_LOCK, chain_hash
 from streaming.consumers.notification import Notifier
 from streaming.consumers.runner import Delivery
@@ -247,6 +248,37 @@ def test_a_billing_day_run_twice_invoices_and_charges_once(
     assert sub["start"] == at(day)
     assert sub["end"] == at(day) + relativedelta(months=1)
     assert payments_for(api, invoice["id"]) == 1
+    # The invoice as the billing service shows it: tenant, one line, totals, all paid.
+    [(tenant_id, lines, total, paid, due)] = sql(
+        api,
+        "SELECT tenant_id, (SELECT array_agg(amount) FROM billing.invoice_lines "
+        "WHERE invoice_id = i.id), total, amount_paid, amount_due FROM billing.invoices i "
+        "WHERE id = %s",
+        invoice["id"],
+    )
+    [(sub_tenant,)] = sql(
+        api, "SELECT tenant_id FROM subscription.subscriptions WHERE id = %s", sub_id
+    )
+    assert sub_tenant and (tenant_id, lines, total, paid, due) == (
+        sub_tenant,
+        [2900],
+        2900,
+        2900,
+        0,
+    )
+    # Its events, built set-based by the run, keep their contracts.
+    events = sql(
+        api,
+        "SELECT payload FROM billing.outbox WHERE aggregate_id = %s ORDER BY seq",
+        str(invoice["id"]),
+    )
+    for (envelope,) in events:
+        contracts.validate(envelope)
+    assert [e[0]["event_type"] for e in events] == [
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+    ]
 
     # The same day again: nothing is due any more, nothing is charged or invoiced.
     again = bill(resources, day)

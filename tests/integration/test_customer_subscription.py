@@ -170,18 +170,19 @@ def test_activation_is_internal_only(api: Api, b2b: dict[str, str]) -> None:
     assert resp.status_code == 403
 
 
-def test_upgrade_is_prorated_and_downgrade_waits_for_period_end(
+def test_an_upgrade_nobody_can_pay_keeps_the_plan_and_downgrade_waits_for_period_end(
     api: Api, b2b: dict[str, str]
 ) -> None:
-    sub = subscribe(api, b2b, "basic-monthly", trial=True)
+    """Upgrades are charged before they take effect (tests/integration/test_invoices.py):
+    a customer with no payment account cannot be charged, so the plan stays."""
+    sub = subscribe(api, b2b, "pro-monthly", trial=True)
     base = f"{api.url}/v1/subscriptions/{sub['id']}"
     httpx.post(f"{base}/pause", headers=b2b)
     httpx.post(f"{base}/resume", headers=b2b)  # now active
-    up = httpx.post(f"{base}/change-plan", json={"plan_id": "pro-monthly"}, headers=b2b).json()
-    assert up["effective"] == "now"
-    assert up["subscription"]["plan_id"] == "pro-monthly"
-    p = up["proration"]
-    assert p["charge"] - p["credit"] == p["amount_due"] and p["amount_due"] > 0
+    up = httpx.post(f"{base}/change-plan", json={"plan_id": "team-monthly"}, headers=b2b)
+    assert up.status_code == 402, up.text
+    assert up.headers["content-type"].startswith("application/problem+json")
+    assert httpx.get(base, headers=b2b).json()["plan_id"] == "pro-monthly"
     down = httpx.post(f"{base}/change-plan", json={"plan_id": "basic-monthly"}, headers=b2b)
     assert down.json()["effective"] == "period_end"
     assert down.json()["subscription"]["plan_id"] == "pro-monthly"

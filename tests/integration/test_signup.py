@@ -245,7 +245,7 @@ def end_user_token(api: Api, tenant: str, email: str, password: str) -> str:
     oauth = OAuth2Client(
         client_id=client_id,
         redirect_uri=WEB_REDIRECT_URI,
-        scope="openid customers:read subscriptions:read",
+        scope="openid customers:read subscriptions:read invoices:read",
         code_challenge_method="S256",
         token_endpoint_auth_method="none",
     )

@@ -27,7 +27,7 @@ from transactional.auth.passwords import hash_secret, verify_secret
 WEB_CLIENT_ID = "web"
 WEB_REDIRECT_URI = "http://localhost:3000/callback"
 REGISTRATION_CLIENT_ID = "svc-registration"
-USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read")
+USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read", "invoices:read")
 
 log = get_logger(__name__)
 
@@ -102,7 +102,7 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
         )
     services = (
         ("registration", "Registration service"),
-        ("billing", "Billing runs and operations (the Dagster code location)"),
+        ("billing", "Billing service, billing runs and operations (the Dagster code location)"),
         ("subscription", "Subscription service"),
         ("payment", "Payment service"),
     )

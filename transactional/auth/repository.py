@@ -15,8 +15,8 @@ from sqlalchemy import Connection, Row, RowMapping, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.expression import bindparam
 
+from streaming.outbox import emit
 from transactional.auth.models import Client, User
-from transactional.common.outbox import emit
 
 SCHEMA = "auth"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from transactional.common import outbox
+from streaming import outbox
 from transactional.customer.models import Customer, CustomerCreate, CustomerUpdate
 
 SCHEMA = "customer"

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from transactional.common.outbox import emit
+from streaming.outbox import emit
 from transactional.payment.repository import (
     SCHEMA,
     get_payment,

@@ -26,7 +26,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.expression import bindparam
 
-from transactional.common import idempotency, outbox
+from streaming import outbox
+from transactional.common import idempotency
 from transactional.registration.models import RegistrationRequest, SignupDetails
 
 KEY_LIFETIME = timedelta(hours=24)

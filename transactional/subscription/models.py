@@ -64,11 +64,15 @@ class Activate(BaseModel):
 
 
 class ProrationOut(BaseModel):
-    days_left: int
-    days_in_period: int
+    """What an upgrade cost now (paywall/pricing.py: by the second, each side rounded half
+    up on its own), and the invoice it was charged on (none when nothing was due)."""
+
+    seconds_left: int
+    seconds_in_period: int
     credit: int
     charge: int
     amount_due: int
+    invoice_id: str | None = None
 
 
 class Subscription(BaseModel):
@@ -131,6 +135,20 @@ class PastDue(BaseModel):
 
     invoice_id: str = Field(min_length=1, max_length=100)
     decline_code: str | None = Field(None, max_length=100)
+
+
+class UpgradeApply(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"from_plan_id": "basic-monthly", "plan_id": "pro-monthly"}]
+        },
+    )
+
+    invoice_id: str = Field(min_length=1, max_length=100, description="The paid proration")
+    from_plan_id: str = Field(min_length=1, max_length=100)
+    plan_id: str = Field(min_length=1, max_length=100)
+    period_start: AwareDatetime = Field(description="The period the upgrade was paid in")
 
 
 class Expire(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from transactional.common import outbox
+from streaming import outbox
 from transactional.subscription import lifecycle
 from transactional.subscription.models import Plan, Subscription
 

@@ -17,6 +17,7 @@ from transactional.common.deps import Db, ReadConn, Transaction
 from transactional.common.idempotency import OptionalIdempotencyKey
 from transactional.common.security import Principal
 from transactional.subscription import service
+from transactional.subscription.billing import Billing, billing
 from transactional.subscription.models import (
     Activate,
     Cancel,
@@ -29,6 +30,7 @@ from transactional.subscription.models import (
     PlanChanged,
     Subscription,
     SubscriptionCreate,
+    UpgradeApply,
 )
 
 router = APIRouter(tags=["subscriptions"])
@@ -115,14 +117,40 @@ def activate(
     response_model=PlanChanged,
     responses=CHANGE_ERRORS,
     openapi_extra=problems_answered(
-        errors.TRANSITION, errors.SAME_PLAN, errors.UNKNOWN_PLAN, errors.INCOMPATIBLE_PLAN
+        errors.TRANSITION,
+        errors.SAME_PLAN,
+        errors.UNKNOWN_PLAN,
+        errors.INCOMPATIBLE_PLAN,
+        errors.PAYMENT_DECLINED,
+        errors.PRORATION_IN_PROGRESS,
+        errors.IDEMPOTENCY_KEY_REUSED,
+        errors.DEPENDENCY_UNAVAILABLE,
     ),
-    summary="Upgrade now (prorated by day) or downgrade at period end",
+    summary="Upgrade now, charged (prorated by the second), or downgrade at period end",
 )
 def change_plan(
-    sub_id: uuid.UUID, body: PlanChange, principal: Writer, db: Transaction
-) -> PlanChanged:
-    return service.change_plan(db, principal, sub_id, body.plan_id)
+    sub_id: uuid.UUID,
+    body: PlanChange,
+    principal: Writer,
+    db: Db,
+    billing_: Annotated[Billing, Depends(billing)],
+    key: OptionalIdempotencyKey = None,
+) -> JSONResponse:
+    return idempotency.respond(
+        service.change_plan(db, billing_, principal, sub_id, body.plan_id, key)
+    )
+
+
+@router.post(
+    "/v1/subscriptions/{sub_id}/apply-upgrade",
+    response_model=Subscription,
+    responses=CHANGE_ERRORS,
+    summary="An upgrade billing was paid for and was never applied (internal; recovery)",
+)
+def apply_upgrade(
+    sub_id: uuid.UUID, body: UpgradeApply, principal: Internal, db: Transaction
+) -> Subscription:
+    return service.apply_upgrade(db, principal, sub_id, body)
 
 
 @router.post(

@@ -14,12 +14,14 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine
 
+from paywall import pricing
 from transactional.common import errors, idempotency, tenancy
 from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.errors import DomainError
 from transactional.common.idempotency import Answer
 from transactional.common.security import Principal
 from transactional.subscription import lifecycle, repository
+from transactional.subscription.billing import Billing
 from transactional.subscription.models import (
     DuePage,
     DueSubscription,
@@ -29,6 +31,7 @@ from transactional.subscription.models import (
     ProrationOut,
     Subscription,
     SubscriptionCreate,
+    UpgradeApply,
 )
 
 # What a plan change may start from; everything else is over or not yet begun.
@@ -98,48 +101,124 @@ def activate(
 
 
 def change_plan(
-    conn: Connection, principal: Principal, sub_id: uuid.UUID, plan_id: str
-) -> PlanChanged:
-    """Upgrades take effect now, prorated by day; downgrades at the period's end."""
+    engine: Engine,
+    billing: Billing,
+    principal: Principal,
+    sub_id: uuid.UUID,
+    plan_id: str,
+    key: str | None,
+) -> Answer:
+    """Upgrades take effect now, once their proration invoice is paid (billing charges it
+    while this holds the subscription's row, so racing upgrades charge once); a declined
+    charge leaves the plan (402). Downgrades wait for the period's end.
+
+    Under an Idempotency-Key a retry answers what the first request did: billing keeps
+    the invoice made under the key, and a paid one not yet applied is applied now.
+    """
+    scoped = idempotency.scoped(principal, key) if key else None
+    with engine.begin() as conn:
+        sub = _visible(conn, principal, sub_id)
+        if sub.status not in CHANGEABLE:
+            raise _refused(sub.status, f"a {sub.status} subscription cannot change plan")
+        old, new = repository.any_plan(conn, sub.plan_id), repository.plan(conn, plan_id)
+        if new is None or old is None:
+            raise DomainError(errors.UNKNOWN_PLAN, f"no active plan {plan_id!r}")
+        if new.id == old.id:
+            earlier = billing.charge_upgrade(scoped, sub, old, new, _now()) if scoped else None
+            if earlier is None:
+                raise DomainError(errors.SAME_PLAN, "the subscription is already on that plan")
+            return _changed(sub, earlier, replayed=True)
+        if (new.currency, new.interval) != (old.currency, old.interval):
+            raise DomainError(
+                errors.INCOMPATIBLE_PLAN, "plan changes keep the currency and the billing interval"
+            )
+        if new.amount < old.amount:
+            moved = _stay(
+                conn, sub, "subscription.downgrade_scheduled", {"pending_plan_id": new.id}
+            )
+            return Answer(
+                200, PlanChanged(subscription=moved, effective="period_end").model_dump(mode="json")
+            )
+        at = _now()
+        due = pricing.prorate(
+            old.amount, new.amount, sub.current_period_start, sub.current_period_end, at
+        )
+        if sub.status == "trialing" or due.amount_due <= 0:  # nothing to charge
+            moved = _upgrade(conn, sub, old, new, None, 0)
+            proration = ProrationOut(
+                seconds_left=0, seconds_in_period=1, credit=0, charge=0, amount_due=0
+            )
+            body = PlanChanged(subscription=moved, effective="now", proration=proration)
+            return Answer(200, body.model_dump(mode="json"))
+        invoice = billing.charge_upgrade(
+            scoped or f"upgrade:{sub.id}:{uuid.uuid4()}", sub, old, new, at
+        )
+        assert invoice is not None
+        moved = _upgrade(conn, sub, old, new, invoice["id"], invoice["total"])
+        return _changed(moved, invoice)
+
+
+def apply_upgrade(
+    conn: Connection, principal: Principal, sub_id: uuid.UUID, body: UpgradeApply
+) -> Subscription:
+    """Billing's recovery sweep: an upgrade paid for and never applied (its request died
+    between the charge and the commit). Idempotent: applied already answers as is."""
     sub = _visible(conn, principal, sub_id)
-    if sub.status not in CHANGEABLE:
-        raise _refused(sub.status, f"a {sub.status} subscription cannot change plan")
-    old, new = repository.plan(conn, sub.plan_id), repository.plan(conn, plan_id)
-    if new is None or old is None:
-        raise DomainError(errors.UNKNOWN_PLAN, f"no active plan {plan_id!r}")
-    if new.id == old.id:
-        raise DomainError(errors.SAME_PLAN, "the subscription is already on that plan")
-    if (new.currency, new.interval) != (old.currency, old.interval):
-        raise DomainError(
-            errors.INCOMPATIBLE_PLAN, "plan changes keep the currency and the billing interval"
-        )
-    if new.amount < old.amount:
-        moved = _stay(conn, sub, "subscription.downgrade_scheduled", {"pending_plan_id": new.id})
-        return PlanChanged(subscription=moved, effective="period_end")
-    proration = (
-        lifecycle.prorate(
-            old.amount,
-            new.amount,
-            sub.current_period_start,
-            sub.current_period_end,
-            datetime.now(UTC),
-        )
-        if sub.status != "trialing"
-        else lifecycle.Proration(0, 1, 0, 0)
-    )
-    moved = _stay(
+    if sub.plan_id == body.plan_id:
+        return sub
+    if (
+        sub.status not in CHANGEABLE
+        or sub.plan_id != body.from_plan_id
+        or sub.current_period_start != body.period_start
+    ):
+        raise _refused(sub.status, "the subscription moved on since this upgrade was paid")
+    old, new = repository.any_plan(conn, sub.plan_id), repository.any_plan(conn, body.plan_id)
+    if old is None or new is None:
+        raise DomainError(errors.UNKNOWN_PLAN, f"no plan {body.plan_id!r}")
+    return _upgrade(conn, sub, old, new, body.invoice_id, None)
+
+
+def _upgrade(
+    conn: Connection,
+    sub: Subscription,
+    old: Plan,
+    new: Plan,
+    invoice_id: str | None,
+    amount_due: int | None,
+) -> Subscription:
+    event: dict[str, Any] = {"previous_plan_id": old.id, "currency": new.currency}
+    if amount_due is not None:
+        event["proration_amount_due"] = amount_due
+    return _stay(
         conn,
         sub,
         "subscription.upgraded",
         {"plan_id": new.id, "pending_plan_id": None},
-        event={
-            "previous_plan_id": old.id,
-            "proration_amount_due": proration.amount_due,
-            "currency": new.currency,
-        },
+        event=event,
     )
-    out = ProrationOut(amount_due=proration.amount_due, **vars(proration))
-    return PlanChanged(subscription=moved, effective="now", proration=out)
+
+
+def _changed(sub: Subscription, invoice: dict[str, Any], replayed: bool = False) -> Answer:
+    """The answer to a charged upgrade, from its invoice (the same for every replay)."""
+    lines = {line["kind"]: line["amount"] for line in invoice["lines"]}
+    charged = next(line for line in invoice["lines"] if line["kind"] == "proration_charge")
+    end = datetime.fromisoformat(charged["period_end"])
+    proration = ProrationOut(
+        seconds_left=int((end - datetime.fromisoformat(charged["period_start"])).total_seconds()),
+        seconds_in_period=int(
+            (end - datetime.fromisoformat(invoice["period_start"])).total_seconds()
+        ),
+        credit=-lines["proration_credit"],
+        charge=lines["proration_charge"],
+        amount_due=invoice["total"],
+        invoice_id=invoice["id"],
+    )
+    body = PlanChanged(subscription=sub, effective="now", proration=proration)
+    return Answer(200, body.model_dump(mode="json"), replayed=replayed)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def cancel(

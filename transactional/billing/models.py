@@ -1,0 +1,116 @@
+"""Request and response bodies of the billing API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+InvoiceStatus = Literal["draft", "open", "paid", "uncollectible", "void"]
+
+
+class InvoiceLine(BaseModel):
+    id: UUID
+    kind: Literal["subscription", "proration_credit", "proration_charge"]
+    description: str
+    plan_id: str | None
+    amount: int = Field(description="Minor units; a credit is negative")
+    period_start: datetime
+    period_end: datetime
+
+
+class PaymentAttempt(BaseModel):
+    attempt: int
+    attempted_on: date
+    status: Literal["pending", "succeeded", "failed"]
+    payment_id: str | None
+    decline_code: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class Invoice(BaseModel):
+    id: UUID
+    tenant_id: str | None
+    customer_id: str
+    subscription_id: UUID
+    kind: Literal["renewal", "trial_conversion", "proration"]
+    status: InvoiceStatus
+    currency: str
+    plan_id: str
+    previous_plan_id: str | None
+    period_start: datetime
+    period_end: datetime
+    billing_date: date
+    subtotal: int
+    discount: int
+    tax: int
+    total: int
+    amount_paid: int
+    amount_due: int
+    payment_id: str | None
+    decline_code: str | None
+    created_at: datetime
+    finalized_at: datetime | None
+    paid_on: date | None
+    voided_at: datetime | None
+    lines: list[InvoiceLine]
+    payment_attempts: list[PaymentAttempt]
+
+
+class InvoicePage(BaseModel):
+    data: list[Invoice]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page")
+
+
+class ProrationCreate(BaseModel):
+    """What the subscription service asks for when an upgrade takes effect now (internal)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subscription_id": "0b4c8a53-1f0e-4a57-9d8a-7d2f3f1c2e10",
+                    "customer_id": "6f1c2f9e-4f7b-4b43-9a51-6f0d2d0c8e11",
+                    "currency": "usd",
+                    "from_plan_id": "basic-monthly",
+                    "from_amount": 900,
+                    "plan_id": "pro-monthly",
+                    "amount": 2900,
+                }
+            ]
+        },
+    )
+
+    subscription_id: UUID
+    customer_id: str = Field(min_length=1, max_length=100)
+    tenant_id: str | None = Field(None, max_length=100)
+    currency: str = Field(min_length=3, max_length=3)
+    from_plan_id: str = Field(min_length=1, max_length=100)
+    from_amount: int = Field(ge=0)
+    plan_id: str = Field(min_length=1, max_length=100, description="The plan upgraded to")
+    amount: int = Field(ge=0, description="The new plan's price per period")
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    at: AwareDatetime = Field(description="The moment the change takes effect")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProrationCreate:
+        if not self.period_start <= self.at < self.period_end:
+            raise ValueError("at must fall within [period_start, period_end)")
+        return self
+
+
+class InvoiceSweep(BaseModel):
+    """What one recovery sweep over proration invoices found and did."""
+
+    examined: int = 0
+    paid: int = 0
+    voided: int = 0
+    still_open: int = 0
+    applied: int = 0
+    refused: int = 0
+    errors: int = 0
