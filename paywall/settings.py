@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     )
     # At most 16: each charge in flight holds a database connection while it records.
     billing_payment_concurrency: int = Field(8, alias="BILLING_PAYMENT_CONCURRENCY", ge=1, le=16)
+    # Stripe operations a second that billing's charges may spend, shared by every thread
+    # and pod of every billing run (assets/billing/pacing.py); unset, the environment
+    # decides (see stripe_ops_per_second).
+    stripe_rate_limit: int | None = Field(None, alias="STRIPE_RATE_LIMIT", ge=1, le=10_000)
     ops_alert_email: str = Field("ops@paywall.dev", alias="OPS_ALERT_EMAIL")
     service_timeout_seconds: float = Field(10.0, alias="SERVICE_TIMEOUT_SECONDS", gt=0)
     # Argon2id cost of new password and client-secret hashes. The defaults are OWASP's
@@ -216,6 +220,13 @@ class Settings(BaseSettings):
     @property
     def min_insync_replicas(self) -> int:
         return self.kafka_min_insync_replicas or (2 if self.is_production else 1)
+
+    @property
+    def stripe_ops_per_second(self) -> int:
+        """Stripe's global limit for the mode the environment's key is in: 100 operations a
+        second in live mode (production), 25 in test mode (everywhere else). An account
+        that Stripe has granted more, or that must leave room for signups, sets its own."""
+        return self.stripe_rate_limit or (100 if self.is_production else 25)
 
     @property
     def api_base_url(self) -> str:

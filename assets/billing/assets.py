@@ -11,6 +11,7 @@ from dagster import (
     asset,
 )
 
+from assets.billing.pacing import Pace
 from assets.billing.run import BillingRun
 from assets.shared import RETRIES, daily, day_of
 from assets.shared.resources import Database, Services
@@ -34,7 +35,11 @@ def billing_run(
 ) -> MaterializeResult:
     day = day_of(context.partition_key)
     run = BillingRun(
-        database.engine, services.subscription, services.payment, services.payment_concurrency
+        database.engine,
+        services.subscription,
+        services.payment,
+        Pace.of(services.settings),
+        services.payment_concurrency,
     )
     counts = run.run(day)
     metadata: dict[str, Any] = {**counts.numbers(), "billing_day": day.isoformat()}

@@ -15,6 +15,9 @@ parameters, and refuses it while the first is still running. The payment service
 on that, and so does the stripe library, which retries a POST whose answer was lost with
 the same key: without it a lost answer would be a second charge here and not at Stripe.
 `idempotency` gives the stand-in the same contract (kept in memory: a restart forgets it).
+
+Nor does localstripe ever answer 429; `stripe_rate_limit` adds Stripe's rate limits, off
+until a test or a benchmark sets them (POST /_config/rate_limit).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+
+from paywall.stack.stripe_rate_limit import RateLimits
 
 FLUSH_SECONDS = 0.5
 IDEMPOTENCY_SECONDS = 24 * 3600
@@ -134,6 +139,8 @@ def serve(host: str, port: int, state: Path, flush_seconds: float = FLUSH_SECOND
     server.app.cleanup_ctx.append(flushing)
     # Outermost, so what it saves is the answer the client got (errors already rendered).
     server.app.middlewares.insert(0, idempotency())
+    # Outside even that: Stripe's 429s (stripe_rate_limit.py), off until configured.
+    RateLimits().install(server.app)
     web.run_app(server.app, host=host, port=port, access_log=None, print=None)
 
 

@@ -37,7 +37,8 @@ from transactional.payment.models import (
     PaymentCreate,
     PendingSweep,
 )
-from transactional.payment.stripe_gateway import Charge, Gateway, Rejected, stripe_problems
+from transactional.payment.stripe_gateway import Charge, Gateway, Rejected
+from transactional.payment.stripe_problems import stripe_problems
 
 log = get_logger(__name__)
 
