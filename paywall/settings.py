@@ -245,11 +245,6 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         return self.env == "production"
 
-    @property
-    def stripe_is_local(self) -> bool:
-        """True when Stripe calls go to the local localstripe server, not to Stripe."""
-        return self.stripe_api_base is not None
-
     def masked(self) -> dict[str, str]:
         """Every setting by its environment name, secrets and URL passwords hidden."""
         out: dict[str, str] = {}

@@ -48,6 +48,15 @@ class Backoff:
     max_seconds: float = 30.0
 
 
+def pause(jittered: float, retry_after: float | None) -> float:
+    """The exponential, jittered wait; never sooner than Retry-After when one was given,
+    spread over half as much again so that the threads and pods told the same moment do
+    not all come back at it."""
+    if not retry_after:
+        return jittered
+    return max(jittered, retry_after + random.uniform(0, retry_after / 2))
+
+
 class PacedPayments:
     def __init__(self, payments: ServiceClient, pace: Pace, backoff: Backoff = Backoff()) -> None:
         self.payments = payments
@@ -79,14 +88,9 @@ class PacedPayments:
         )
 
     def _wait(self, state: RetryCallState) -> float:
-        jittered: float = self._exponential(state)
         outcome = state.outcome
         told = None if outcome is None or outcome.failed else outcome.result().retry_after
-        if not told:
-            return jittered
-        # Never sooner than asked; spread over half as much again, so that the threads and
-        # pods told the same moment do not all come back at it.
-        return max(jittered, told + random.uniform(0, told / 2))
+        return pause(self._exponential(state), told)
 
     def _log(self, state: RetryCallState) -> None:
         outcome = state.outcome

@@ -80,10 +80,8 @@ class RefundResult:
 class Gateway:
     """A thin wrapper over `stripe.StripeClient` that speaks in our terms."""
 
-    def __init__(self, client: stripe.StripeClient, *, local: bool) -> None:
+    def __init__(self, client: stripe.StripeClient) -> None:
         self.client = client
-        # localstripe cannot filter payment intents by customer; real Stripe can.
-        self.local = local
 
     # -- customers ---------------------------------------------------------------------
 
@@ -180,22 +178,17 @@ class Gateway:
         return None
 
     def _intents(self, stripe_customer_id: str, since: datetime) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": 100}
-        if not self.local:
-            # A minute of clock skew between us and Stripe must not hide the intent.
-            params["customer"] = stripe_customer_id
-            params["created"] = {"gte": int(since.timestamp()) - 60}
-        yield from self._list_intents(params)
+        # A minute of clock skew between us and Stripe must not hide the intent.
+        created = {"gte": int(since.timestamp()) - 60}
+        yield from self._list_intents(
+            {"limit": 100, "customer": stripe_customer_id, "created": created}
+        )
 
     def intents_created(self, start: datetime, end: datetime) -> Iterator[StripeIntent]:
         """Every PaymentIntent created in [start, end): what reconciliation checks."""
         lo, hi = int(start.timestamp()), int(end.timestamp())
-        params: dict[str, Any] = {"limit": 100}
-        if not self.local:  # localstripe cannot filter by creation time; filtered below
-            params["created"] = {"gte": lo, "lt": hi}
-        for intent in self._list_intents(params):
-            if lo <= int(intent.get("created") or 0) < hi:
-                yield _intent_of(intent)
+        for intent in self._list_intents({"limit": 100, "created": {"gte": lo, "lt": hi}}):
+            yield _intent_of(intent)
 
     def intent(self, payment_intent_id: str) -> StripeIntent:
         with _translated():
@@ -372,7 +365,7 @@ def stripe_gateway(settings: CurrentSettings) -> Gateway:
     with _gateways_lock:
         found = _gateways.get(key)
         if found is None:
-            found = Gateway(stripe_client(settings), local=settings.stripe_is_local)
+            found = Gateway(stripe_client(settings))
             _gateways[key] = found
     return found
 
