@@ -9,7 +9,8 @@ has settled with its first answer, and settles a key it has not by asking Stripe
 became of it before creating the PaymentIntent under the same Stripe Idempotency-Key.
 
 A call that is still refused after the last attempt is an error, never a decline: the
-invoice stays open and keeps its attempt and key, and the next run asks again.
+invoice stays open and keeps its attempt and key, and the next run asks again. The run's
+other charges then rest (`Backoff.rest_seconds`) instead of each backing off in turn.
 
 Inside the payment service, stripe-python's own retries (max_network_retries, short and
 without Retry-After) already retry what Stripe marks `Stripe-Should-Retry: true`, with the
@@ -19,6 +20,7 @@ same key; these are the longer waits that should not hold a request open.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,10 @@ class Backoff:
     attempts: int = 10
     base_seconds: float = 0.5
     max_seconds: float = 30.0
+    # Once a charge met "busy" to its last attempt, the run's other charges are not tried
+    # for this long: they stay open for the next run (Dagster's retry, or tomorrow's)
+    # rather than each spending a minute of backoff against a processor that is down.
+    rest_seconds: float = 60.0
 
 
 def pause(jittered: float, retry_after: float | None) -> float:
@@ -65,9 +71,12 @@ class PacedPayments:
         self._exponential = wait_random_exponential(
             multiplier=backoff.base_seconds, max=backoff.max_seconds
         )
+        self._resting_until = 0.0
 
     def create(self, body: dict[str, Any], idempotency_key: str) -> tuple[int, dict[str, Any]]:
         """POST /v1/payments until it answers other than busy, or the attempts run out."""
+        if time.monotonic() < self._resting_until:
+            return 503, {"detail": "not tried: the processor stayed busy for another charge"}
         retrying = Retrying(
             retry=retry_if_result(lambda r: r.status in BUSY)
             | retry_if_exception_type(ServiceError),
@@ -77,8 +86,17 @@ class PacedPayments:
             # The last answer (or error) is the outcome: busy to the end is not a decline.
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
-        reply: Reply = retrying(self._once, body, idempotency_key)
+        try:
+            reply: Reply = retrying(self._once, body, idempotency_key)
+        except ServiceError:
+            self._rest()
+            raise
+        if reply.status in BUSY:
+            self._rest()
         return reply.status, reply.body
+
+    def _rest(self) -> None:
+        self._resting_until = time.monotonic() + self.backoff.rest_seconds
 
     def _once(self, body: dict[str, Any], idempotency_key: str) -> Reply:
         self.pace.wait()

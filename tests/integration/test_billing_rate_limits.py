@@ -21,6 +21,7 @@ import pytest
 from dagster import DagsterEventType, materialize
 
 from assets.billing.assets import billing_run
+from assets.billing.paced_payments import Backoff, PacedPayments
 from assets.billing.pacing import Pace, Unpaced
 from paywall import clients
 from paywall.settings import Settings
@@ -140,6 +141,60 @@ def test_a_billing_run_hitting_429s_charges_each_invoice_once(
             "succeeded",
             invoice["amount"],
         )
+
+
+def test_a_processor_busy_to_the_last_attempt_leaves_the_charge_for_the_next_run(
+    api: Api,
+    token: str,  # noqa: F811
+    resources: dict[str, Any],  # noqa: F811
+    stripe_limits: Callable[..., dict[str, Any]],
+) -> None:
+    regs = [signup(api, token) for _ in range(2)]
+    services = resources["services"]
+    pace = Pace.of(services.settings)
+    keys = [f"test-busy:{uuid.uuid4()}" for _ in regs]
+
+    def body(reg: dict[str, Any]) -> dict[str, Any]:
+        return {"customer_id": reg["customer_id"], "amount": 2900, "currency": "usd"}
+
+    def stored(key: str) -> list[tuple[Any, ...]]:
+        return sql(
+            api,
+            "SELECT status, stripe_payment_intent_id FROM payment.payments "
+            "WHERE idempotency_key LIKE %s",
+            "%|" + key,
+        )
+
+    stripe_limits(method="POST", path="/v1/payment_intents", next=1000)
+    # A short backoff, and a rest longer than the test: what is asserted is which calls
+    # reach Stripe, not when.
+    run = PacedPayments(
+        services.payment,
+        pace,
+        Backoff(attempts=2, base_seconds=0.05, max_seconds=0.1, rest_seconds=3600),
+    )
+    assert run.create(body(regs[0]), keys[0])[0] == 503  # busy to its last attempt
+    met = stripe_limits()["answered"]["/v1/payment_intents"]
+    assert run.create(body(regs[1]), keys[1])[0] == 503  # the run's next charge rests...
+    assert stripe_limits()["answered"]["/v1/payment_intents"] == met  # ...without asking
+    assert stored(keys[0]) == [("pending", None)]  # neither charged nor declined
+    assert stored(keys[1]) == []
+
+    stripe_limits(next=0)
+    # The next run asks again with the same keys, and each is charged once.
+    for reg, key in zip(regs, keys, strict=True):
+        status, answer = PacedPayments(services.payment, pace).create(body(reg), key)
+        assert (status, answer["status"]) == (201, "succeeded")
+        [(state, intent_id)] = stored(key)
+        assert state == "succeeded"
+        [(stripe_customer,)] = sql(
+            api,
+            "SELECT stripe_customer_id FROM payment.accounts WHERE customer_id = %s",
+            reg["customer_id"],
+        )
+        intents = stripe_intents(api, stripe_customer)
+        assert len(intents) == 2  # the signup's charge and this one
+        assert intent_id in {pi["id"] for pi in intents}
 
 
 # -- the budget is one for every thread and process ------------------------------------------
