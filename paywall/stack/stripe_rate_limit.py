@@ -15,7 +15,8 @@ localstripe has no limits. Here, set over HTTP on its own config route:
 
 `next` answers the next N matching requests with 429 (a test's way to make Stripe busy
 exactly when it wants); `should_retry` sets `Stripe-Should-Retry` (omitted: no header) and
-`retry_after` a `Retry-After`. `{"per_second": null, "next": 0}` clears both.
+`retry_after` a `Retry-After`; `status` answers another status than 429 (a `lock_timeout`,
+which Stripe may mark retryable). `{"per_second": null, "next": 0}` clears both.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+LOCKED = "This object cannot be accessed right now because another API request is using it."
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ROUTE = "/_config/rate_limit"
 MESSAGE = (
@@ -46,6 +48,7 @@ class Busy:
     path: str
     should_retry: bool | None
     retry_after: int | None
+    status: int = 429
 
 
 class RateLimits:
@@ -69,7 +72,7 @@ class RateLimits:
         busy = self.busy
         if busy and busy.left > 0 and (request.method, request.path) == (busy.method, busy.path):
             busy.left -= 1
-            return self._refuse(request, busy.should_retry, busy.retry_after)
+            return self._refuse(request, busy.should_retry, busy.retry_after, busy.status)
         if self.per_second is not None and self._over(request):
             return self._refuse(request, None, 1)
         return await handler(request)
@@ -87,7 +90,11 @@ class RateLimits:
         return False
 
     def _refuse(
-        self, request: web.Request, should_retry: bool | None, retry_after: int | None
+        self,
+        request: web.Request,
+        should_retry: bool | None,
+        retry_after: int | None,
+        status: int = 429,
     ) -> web.Response:
         self.answered[request.path] += 1
         headers = {}
@@ -95,8 +102,9 @@ class RateLimits:
             headers["Stripe-Should-Retry"] = "true" if should_retry else "false"
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
-        error = {"type": "invalid_request_error", "code": "rate_limit", "message": MESSAGE}
-        return web.json_response({"error": error}, status=429, headers=headers)
+        code, message = ("rate_limit", MESSAGE) if status == 429 else ("lock_timeout", LOCKED)
+        error = {"type": "invalid_request_error", "code": code, "message": message}
+        return web.json_response({"error": error}, status=status, headers=headers)
 
     async def configure(self, request: web.Request) -> web.Response:
         asked: dict[str, Any] = await request.json()
@@ -110,6 +118,7 @@ class RateLimits:
                 path=str(asked.get("path", "/v1/payment_intents")),
                 should_retry=asked.get("should_retry"),
                 retry_after=asked.get("retry_after"),
+                status=int(asked.get("status", 429)),
             )
         return await self.report(request)
 

@@ -268,8 +268,8 @@ class _translated:
             raise Unavailable("IdempotencyError: key in use") from exc
         if isinstance(exc, stripe.StripeError):
             status = exc.http_status
-            if status is None or status >= 500:
-                raise Unavailable(f"Stripe answered {status}") from exc
+            if status is None or status >= 500 or _should_retry(exc):
+                raise Unavailable(f"Stripe answered {status}", _retry_after(exc) or 5) from exc
             message = exc.user_message or _first_line(str(exc)) or "Stripe refused the request"
             raise Rejected(message, exc.code, status) from exc
 
@@ -335,6 +335,11 @@ def _meta(obj: dict[str, Any], key: str) -> str | None:
 
 def _metadata(**values: str | None) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _should_retry(exc: stripe.StripeError) -> bool:
+    """Stripe said the same request may yet succeed (a lock timeout, say): not a refusal."""
+    return (exc.headers or {}).get("stripe-should-retry") == "true"
 
 
 def _retry_after(exc: stripe.StripeError) -> int | None:
