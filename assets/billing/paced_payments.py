@@ -19,8 +19,10 @@ same key; these are the longer waits that should not hold a request open.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +89,7 @@ class PacedPayments:
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         try:
-            reply: Reply = retrying(self._once, body, idempotency_key)
+            reply: Reply = retrying(self._once, body, idempotency_key, itertools.count())
         except ServiceError:
             self._rest()
             raise
@@ -98,8 +100,10 @@ class PacedPayments:
     def _rest(self) -> None:
         self._resting_until = time.monotonic() + self.backoff.rest_seconds
 
-    def _once(self, body: dict[str, Any], idempotency_key: str) -> Reply:
-        self.pace.wait()
+    def _once(self, body: dict[str, Any], idempotency_key: str, tries: Iterator[int]) -> Reply:
+        # A retry is two Stripe calls: the payment service first looks for what the earlier
+        # try made (a list), then creates.
+        self.pace.wait(1 if next(tries) == 0 else 2)
         # One HTTP attempt: the waits between attempts are this module's, not the client's.
         return self.payments.reply(
             "POST", "/v1/payments", json=body, idempotency_key=idempotency_key, attempts=1

@@ -57,16 +57,16 @@ class Pace:
             raise ConfigError("REDIS_URL", "unset; billing's Stripe budget is kept in Redis")
         return cls(settings.redis_url, settings.stripe_ops_per_second)
 
-    def take(self) -> bool:
-        """One place now, if the last window has one free."""
+    def take(self, cost: int = 1) -> bool:
+        """`cost` places now, if the last window has them free."""
         try:
-            return self.limiter.hit(self.item, self.budget)
+            return self.limiter.hit(self.item, self.budget, cost=cost)
         except StorageError as exc:
             raise Unpaced(str(exc.storage_error)[:200]) from exc
 
-    def wait(self) -> None:
-        """Block until a place is taken."""
-        while not self.take():
+    def wait(self, cost: int = 1) -> None:
+        """Block until `cost` places are taken."""
+        while not self.take(cost):
             try:
                 reset_at = self.limiter.get_window_stats(self.item, self.budget).reset_time
             except StorageError as exc:
