@@ -28,7 +28,8 @@ class stripe_problems:
             log.warning("stripe.unavailable", error=str(exc))
             raise DomainError(
                 errors.PROCESSOR_UNAVAILABLE,
-                "Stripe could not be reached; retry with the same Idempotency-Key",
+                "Stripe could not be reached or is busy; retry with the same Idempotency-Key "
+                "after Retry-After",
                 headers={"Retry-After": str(exc.retry_after)},
             ) from None
         if isinstance(exc, Rejected) and exc.http_status == 402:
