@@ -110,7 +110,8 @@ def test_a_billing_run_hitting_429s_charges_each_invoice_once(
     # Stripe really was busy: every 429 asked for was answered to a charge.
     assert report["queued"] == 0
     assert report["answered"]["/v1/payment_intents"] - before == busy["next"]
-    assert counts["errors"] == 0 and counts["failed"] == 0
+    # (The day may also retry other tests' declined cards: only ours are checked below.)
+    assert counts["errors"] == 0
     for reg in regs:
         [invoice] = invoices(api, reg["subscription_id"])
         # Paid on its first attempt: a 429 is neither a decline nor an attempt of its own.
