@@ -82,11 +82,11 @@ def stripe_intents(api: Api, stripe_customer: str) -> list[dict[str, Any]]:
     [
         # Marked retryable: stripe-python retries each twice itself, and then the payment
         # service answers 503 and billing must come back for it.
-        (date(2026, 8, 11), {"next": 28, "should_retry": True, "retry_after": 1}),
+        (date(2026, 10, 5), {"next": 28, "should_retry": True, "retry_after": 1}),
         # A bare 429: stripe-python gives up at once; only billing's backoff retries it.
-        (date(2026, 8, 12), {"next": 10}),
+        (date(2026, 10, 6), {"next": 10}),
         # Not a 429 but marked retryable (a lock timeout): not a refusal, nor a decline.
-        (date(2026, 8, 13), {"next": 28, "status": 400, "should_retry": True}),
+        (date(2026, 10, 7), {"next": 28, "status": 400, "should_retry": True}),
     ],
     ids=["stripe-should-retry", "bare-429", "should-retry-400"],
 )
