@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -58,6 +59,13 @@ SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
     "subscription": ("customers:read", "invoices:write", "internal"),
     "payment": ("customers:read", "internal"),
 }
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    retry_after: float | None  # seconds, when the answer said
 
 
 class ServiceError(Exception):
@@ -123,6 +131,18 @@ class ServiceClient:
         idempotency_key: str | None = None,
         attempts: int = 3,
     ) -> tuple[int, dict[str, Any]]:
+        reply = self.reply(method, path, json, idempotency_key, attempts)
+        return reply.status, reply.body
+
+    def reply(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        idempotency_key: str | None = None,
+        attempts: int = 3,
+    ) -> Reply:
+        """`call`, with the answer's Retry-After for callers that pace their own retries."""
         headers = {"Authorization": f"Bearer {self.tokens.token()}"}
         if (rid := request_id.get()) is not None:
             headers["X-Request-ID"] = rid
@@ -147,7 +167,7 @@ class ServiceClient:
                 continue
             attempt += 1
             if resp.status_code not in RETRY_STATUSES or attempt >= attempts:
-                return resp.status_code, body
+                return Reply(resp.status_code, body, _seconds(resp.headers.get("retry-after")))
             time.sleep(0.1 * 2 ** (attempt - 1))
 
     def expect(self, ok: set[int], method: str, path: str, **kw: Any) -> dict[str, Any]:
@@ -155,6 +175,14 @@ class ServiceClient:
         if status not in ok:
             raise ServiceError(self.service, status, body)
         return body
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used between our services)."""
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _retry_after(resp: httpx.Response, cap: float) -> float:

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # The first billing day Dagster's daily partitions offer (the go-live date in
     # production); unset, the first of last month, so a new install shows weeks, not years.
     partitions_start: date | None = Field(None, alias="PARTITIONS_START")
+    # Stripe operations a second that billing's charges may spend, shared by every thread
+    # and pod of every billing run (assets/billing/pacing.py); unset, the environment
+    # decides (see stripe_ops_per_second).
+    stripe_rate_limit: int | None = Field(None, alias="STRIPE_RATE_LIMIT", ge=1, le=10_000)
     ops_alert_email: str = Field("ops@paywall.dev", alias="OPS_ALERT_EMAIL")
     service_timeout_seconds: float = Field(10.0, alias="SERVICE_TIMEOUT_SECONDS", gt=0)
     # Argon2id cost of new password and client-secret hashes. The defaults are OWASP's
@@ -234,6 +238,13 @@ class Settings(BaseSettings):
         return self.kafka_min_insync_replicas or (2 if self.is_production else 1)
 
     @property
+    def stripe_ops_per_second(self) -> int:
+        """Stripe's global limit for the mode the environment's key is in: 100 operations a
+        second in live mode (production), 25 in test mode (everywhere else). An account
+        that Stripe has granted more, or that must leave room for signups, sets its own."""
+        return self.stripe_rate_limit or (100 if self.is_production else 25)
+
+    @property
     def api_base_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
 
@@ -249,11 +260,6 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
-
-    @property
-    def stripe_is_local(self) -> bool:
-        """True when Stripe calls go to the local localstripe server, not to Stripe."""
-        return self.stripe_api_base is not None
 
     def masked(self) -> dict[str, str]:
         """Every setting by its environment name, secrets and URL passwords hidden."""

@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from assets.billing.metrics import pushed
+from assets.billing.pacing import Pace
 from assets.billing.run import BillingRun
 from assets.shared import RETRIES, daily, day_of
 from assets.shared.resources import Database, Services
@@ -35,7 +36,11 @@ def billing_run(
 ) -> MaterializeResult:
     day = day_of(context.partition_key)
     run = BillingRun(
-        database.engine, services.subscription, services.payment, services.payment_concurrency
+        database.engine,
+        services.subscription,
+        services.payment,
+        Pace.of(services.settings),
+        services.payment_concurrency,
     )
     with pushed(database.settings.pushgateway_url, day) as metrics:
         counts = metrics.counts = run.run(day)

@@ -12,6 +12,8 @@ from sqlalchemy import Engine, RowMapping, text
 from assets.billing import events
 from assets.billing.dunning import record
 from assets.billing.outcomes import Counts, Outcome
+from assets.billing.paced_payments import PacedPayments
+from assets.billing.pacing import Pace, Unpaced
 from paywall.service_client import ServiceClient, ServiceError
 
 
@@ -26,10 +28,12 @@ class Charges:
         subscriptions: ServiceClient,
         payments: ServiceClient,
         concurrency: int,
+        pace: Pace,
     ) -> None:
         self.engine = engine
         self.subscriptions = subscriptions
-        self.payments = payments
+        # Paced by the Stripe budget and backed off while Stripe is busy (paced_payments.py).
+        self.payments = PacedPayments(payments, pace)
         self.concurrency = concurrency
 
     def first_attempts(self, day: date) -> list[RowMapping]:
@@ -143,10 +147,8 @@ class Charges:
             },
         }
         try:
-            status, answer = self.payments.call(
-                "POST", "/v1/payments", json=body, idempotency_key=key
-            )
-        except ServiceError as exc:
+            status, answer = self.payments.create(body, key)
+        except (ServiceError, Unpaced) as exc:
             return Outcome("error", detail=str(exc))
         if status == 201:
             return Outcome("succeeded", payment_id=str(answer["id"]))

@@ -40,6 +40,7 @@ from assets.billing.actions import SubscriptionActions
 from assets.billing.charges import Charges
 from assets.billing.invoicing import DueRow, create_invoices, stage
 from assets.billing.outcomes import Counts
+from assets.billing.pacing import Pace
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient
 
@@ -54,11 +55,12 @@ class BillingRun:
         engine: Engine,
         subscriptions: ServiceClient,
         payments: ServiceClient,
+        pace: Pace,
         concurrency: int = 8,
     ) -> None:
         self.engine = engine
         self.subscriptions = subscriptions
-        self.charges = Charges(engine, subscriptions, payments, concurrency)
+        self.charges = Charges(engine, subscriptions, payments, concurrency, pace)
         self.actions = SubscriptionActions(engine, subscriptions)
 
     # -- the day ---------------------------------------------------------------------------

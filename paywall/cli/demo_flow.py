@@ -185,6 +185,7 @@ def run_billing_days(settings: Settings) -> dict[str, dict[str, int]]:
 
     from dateutil.relativedelta import relativedelta
 
+    from assets.billing.pacing import Pace
     from assets.billing.run import BillingRun
     from assets.shared.resources import Services
 
@@ -194,7 +195,11 @@ def run_billing_days(settings: Settings) -> dict[str, dict[str, int]]:
         ensure_default_clients(conn, settings)
     services = Services(settings)
     run = BillingRun(
-        db.engine(settings), services.subscription, services.payment, services.payment_concurrency
+        db.engine(settings),
+        services.subscription,
+        services.payment,
+        Pace.of(settings),
+        services.payment_concurrency,
     )
     today = datetime.now(UTC).date()
     days = sorted({today + timedelta(days=14), today + relativedelta(months=1)})

@@ -15,6 +15,9 @@ parameters, and refuses it while the first is still running. The payment service
 on that, and so does the stripe library, which retries a POST whose answer was lost with
 the same key: without it a lost answer would be a second charge here and not at Stripe.
 `idempotency` gives the stand-in the same contract (kept in memory: a restart forgets it).
+
+Nor does localstripe ever answer 429; `stripe_rate_limit` adds Stripe's rate limits, off
+until a test or a benchmark sets them (POST /_config/rate_limit).
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ import pickle
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from paywall.stack.stripe_rate_limit import RateLimits
 
 FLUSH_SECONDS = 0.5
 IDEMPOTENCY_SECONDS = 24 * 3600
@@ -90,6 +96,46 @@ def idempotency(clock: Callable[[], float] = time.monotonic) -> Callable[..., ob
     return middleware
 
 
+def filter_intent_lists(resources: Any) -> None:
+    """Stripe's `customer` and `created` filters on listing PaymentIntents, which localstripe
+    refuses: the payment service looks for an interrupted charge's intent by both, and
+    reconciliation for a day's by `created`, rather than paging through every intent."""
+    listed = resources.StripeObject._api_list_all.__func__
+
+    def filtered(
+        cls: Any,
+        url: str,
+        limit: Any = None,
+        starting_after: Any = None,
+        customer: str | None = None,
+        created: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        page = listed(cls, url, limit=limit, starting_after=starting_after, **kwargs)
+        bounds = (
+            created if isinstance(created, dict) else {} if created is None else {"eq": created}
+        )
+        page._list = [
+            pi
+            for pi in page._list
+            if (customer is None or pi.customer == customer)
+            and all(_compare(op, int(pi.created), int(v)) for op, v in bounds.items())
+        ]
+        return page
+
+    resources.PaymentIntent._api_list_all = classmethod(filtered)
+
+
+def _compare(op: str, value: int, bound: int) -> bool:
+    checks = {"gt": value > bound, "gte": value >= bound, "lt": value < bound}
+    checks |= {"lte": value <= bound, "eq": value == bound}
+    if op not in checks:
+        from localstripe.errors import UserError
+
+        raise UserError(400, f"Unexpected created[{op}]")
+    return checks[op]
+
+
 def serve(host: str, port: int, state: Path, flush_seconds: float = FLUSH_SECONDS) -> None:
     from localstripe import resources, server
 
@@ -128,12 +174,15 @@ def serve(host: str, port: int, state: Path, flush_seconds: float = FLUSH_SECOND
         if dirty:
             write()
 
+    filter_intent_lists(resources)
     resources.Store.try_load_from_disk = load  # type: ignore[method-assign]
     resources.Store.dump_to_disk = mark_dirty  # type: ignore[method-assign]
     resources.store.try_load_from_disk()
     server.app.cleanup_ctx.append(flushing)
     # Outermost, so what it saves is the answer the client got (errors already rendered).
     server.app.middlewares.insert(0, idempotency())
+    # Outside even that: Stripe's 429s (stripe_rate_limit.py), off until configured.
+    RateLimits().install(server.app)
     web.run_app(server.app, host=host, port=port, access_log=None, print=None)
 
 

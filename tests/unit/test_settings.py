@@ -96,3 +96,12 @@ def test_topic_durability_is_three_copies_in_production_and_the_local_brokers_on
 def test_topic_durability_that_cannot_hold_is_refused(env: dict[str, str]) -> None:
     with pytest.raises(ValidationError, match="KAFKA_MIN_INSYNC_REPLICAS"):
         make(**env)
+
+
+def test_billings_stripe_budget_is_stripes_limit_for_the_environments_mode() -> None:
+    assert make().stripe_ops_per_second == 25  # test mode
+    assert make(**PRODUCTION).stripe_ops_per_second == 100  # live mode
+    assert make(**PRODUCTION, STRIPE_RATE_LIMIT="40").stripe_ops_per_second == 40
+    with pytest.raises(ValidationError) as info:
+        make(STRIPE_RATE_LIMIT="0")
+    assert info.value.errors()[0]["loc"] == ("STRIPE_RATE_LIMIT",)

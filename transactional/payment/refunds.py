@@ -21,7 +21,8 @@ from transactional.payment import refund_repository as refund_repo
 from transactional.payment import repository as repo
 from transactional.payment.models import Refund, RefundCreate
 from transactional.payment.service import owned_account, stripe_key
-from transactional.payment.stripe_gateway import Gateway, Rejected, stripe_problems
+from transactional.payment.stripe_gateway import Gateway, Rejected
+from transactional.payment.stripe_problems import stripe_problems
 
 
 def create_refund(

@@ -38,7 +38,8 @@ from transactional.payment.models import (
     PaymentCreate,
     PendingSweep,
 )
-from transactional.payment.stripe_gateway import Charge, Gateway, Rejected, stripe_problems
+from transactional.payment.stripe_gateway import Charge, Gateway, Rejected
+from transactional.payment.stripe_problems import stripe_problems
 
 # One per payment whose charge this call made or found (a replay is not counted again), by
 # the charge's outcome: succeeded, failed (declined or refused) or pending (Stripe's own).

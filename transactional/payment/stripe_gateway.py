@@ -14,6 +14,7 @@ object they stored) before creating again after a crash, which covers retries be
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +26,7 @@ from fastapi import Depends
 
 from paywall.clients import stripe_client
 from paywall.logs import get_logger
-from transactional.common import errors
 from transactional.common.deps import CurrentSettings
-from transactional.common.errors import DomainError
 
 ChargeStatus = Literal["succeeded", "failed", "pending"]
 log = get_logger(__name__)
@@ -44,7 +43,11 @@ class Rejected(Exception):
 
 
 class Unavailable(Exception):
-    """Stripe could not be reached or failed on its side: the outcome is unknown."""
+    """Stripe unreachable, failing or rate limiting us: outcome unknown; retry after that."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,8 @@ class RefundResult:
 class Gateway:
     """A thin wrapper over `stripe.StripeClient` that speaks in our terms."""
 
-    def __init__(self, client: stripe.StripeClient, *, local: bool) -> None:
+    def __init__(self, client: stripe.StripeClient) -> None:
         self.client = client
-        # localstripe cannot filter payment intents by customer; real Stripe can.
-        self.local = local
 
     # -- customers ---------------------------------------------------------------------
 
@@ -177,22 +178,17 @@ class Gateway:
         return None
 
     def _intents(self, stripe_customer_id: str, since: datetime) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": 100}
-        if not self.local:
-            # A minute of clock skew between us and Stripe must not hide the intent.
-            params["customer"] = stripe_customer_id
-            params["created"] = {"gte": int(since.timestamp()) - 60}
-        yield from self._list_intents(params)
+        # A minute of clock skew between us and Stripe must not hide the intent.
+        created = {"gte": int(since.timestamp()) - 60}
+        yield from self._list_intents(
+            {"limit": 100, "customer": stripe_customer_id, "created": created}
+        )
 
     def intents_created(self, start: datetime, end: datetime) -> Iterator[StripeIntent]:
         """Every PaymentIntent created in [start, end): what reconciliation checks."""
         lo, hi = int(start.timestamp()), int(end.timestamp())
-        params: dict[str, Any] = {"limit": 100}
-        if not self.local:  # localstripe cannot filter by creation time; filtered below
-            params["created"] = {"gte": lo, "lt": hi}
-        for intent in self._list_intents(params):
-            if lo <= int(intent.get("created") or 0) < hi:
-                yield _intent_of(intent)
+        for intent in self._list_intents({"limit": 100, "created": {"gte": lo, "lt": hi}}):
+            yield _intent_of(intent)
 
     def intent(self, payment_intent_id: str) -> StripeIntent:
         with _translated():
@@ -262,15 +258,18 @@ class _translated:
             if self.declines:
                 raise _Declined(charge) from exc
             raise Rejected(charge.failure_message or "", charge.failure_code, 402) from exc
-        if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        if isinstance(exc, stripe.RateLimitError):
+            # Nothing done; stripe-python already retried what was Stripe-Should-Retry.
+            raise Unavailable("RateLimitError", _retry_after(exc) or 1) from exc
+        if isinstance(exc, stripe.APIConnectionError):
             raise Unavailable(type(exc).__name__) from exc
         if isinstance(exc, stripe.IdempotencyError) and exc.http_status == 409:
             # The same key still running at Stripe: its outcome is not known yet.
             raise Unavailable("IdempotencyError: key in use") from exc
         if isinstance(exc, stripe.StripeError):
             status = exc.http_status
-            if status is None or status >= 500:
-                raise Unavailable(f"Stripe answered {status}") from exc
+            if status is None or status >= 500 or _should_retry(exc):
+                raise Unavailable(f"Stripe answered {status}", _retry_after(exc) or 5) from exc
             message = exc.user_message or _first_line(str(exc)) or "Stripe refused the request"
             raise Rejected(message, exc.code, status) from exc
 
@@ -338,40 +337,21 @@ def _metadata(**values: str | None) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _first_line(text: str) -> str:
-    return text.splitlines()[0].strip() if text else ""
+def _should_retry(exc: stripe.StripeError) -> bool:
+    """Stripe said the same request may yet succeed (a lock timeout, say): not a refusal."""
+    return (exc.headers or {}).get("stripe-should-retry") == "true"
 
 
-class stripe_problems:
-    """Stripe trouble as the client sees it: unreachable 503 (a retry with the same key is
-    safe), a card declined 402, refused 422; with `refusal_is_outcome` a refusal goes on
-    to the caller, which records it (a charge or refund Stripe would not make)."""
-
-    def __init__(self, *, refusal_is_outcome: bool = False) -> None:
-        self.refusal_is_outcome = refusal_is_outcome
-
-    def __enter__(self) -> None:
+def _retry_after(exc: stripe.StripeError) -> int | None:
+    value = (exc.headers or {}).get("retry-after")  # case-insensitive, or lower-cased
+    try:
+        return max(1, math.ceil(float(value))) if value else None
+    except ValueError:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
-        if isinstance(exc, Unavailable):
-            log.warning("stripe.unavailable", error=str(exc))
-            raise DomainError(
-                errors.PROCESSOR_UNAVAILABLE,
-                "Stripe could not be reached; retry with the same Idempotency-Key",
-                headers={"Retry-After": "5"},
-            ) from None
-        if isinstance(exc, Rejected) and exc.http_status == 402:
-            # A card declined when attached is a decline, as at charge time: 402.
-            raise DomainError(
-                errors.PAYMENT_DECLINED,
-                exc.message or "the card was declined",
-                decline_code=exc.code,
-            ) from None
-        if isinstance(exc, Rejected) and not self.refusal_is_outcome:
-            raise DomainError(
-                errors.PROCESSOR_REJECTED, exc.message, stripe_code=exc.code
-            ) from None
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0].strip() if text else ""
 
 
 _gateways: dict[tuple[str | None, str | None], Gateway] = {}
@@ -390,7 +370,7 @@ def stripe_gateway(settings: CurrentSettings) -> Gateway:
     with _gateways_lock:
         found = _gateways.get(key)
         if found is None:
-            found = Gateway(stripe_client(settings), local=settings.stripe_is_local)
+            found = Gateway(stripe_client(settings))
             _gateways[key] = found
     return found
 
