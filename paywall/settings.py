@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     notify_from_phone: str = Field(TWILIO_TEST_FROM, alias="NOTIFY_FROM_PHONE")
 
     datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
+    # Datadog's site (datadoghq.eu, us5.datadoghq.com, ...), or the log intake's whole URL
+    # (a proxy, or the loopback stand-in in paywall/stack/datadog_intake.py).
+    datadog_site: str = Field("datadoghq.com", alias="DD_SITE")
+    datadog_logs_url: str | None = Field(None, alias="DD_LOGS_URL")
 
     @field_validator(
         "database_url",
@@ -144,6 +148,7 @@ class Settings(BaseSettings):
         "stripe_api_base",
         "sendgrid_api_host",
         "twilio_api_base",
+        "datadog_logs_url",
         mode="before",
     )
     @classmethod

@@ -87,6 +87,8 @@ class ConsumerLoop:
     retries: int = 3
     backoff: float = 0.5
     group_id: str | None = None  # the Kafka group; defaults to `group`
+    # The handler's own work for quiet moments (the audit handler's pending forwards).
+    on_idle: Callable[[], None] | None = None
     stats: dict[str, int] = field(default_factory=lambda: {"ok": 0, "dead_letter": 0})
 
     def __post_init__(self) -> None:
@@ -127,6 +129,8 @@ class ConsumerLoop:
             self._kafka_error("poll", exc.args[0])
             return False
         if msg is None:
+            if self.on_idle is not None:
+                self.on_idle()
             return False
         err = msg.error()
         if err is not None:

@@ -15,10 +15,12 @@ def consumer_loop(name: str, settings: Settings, group_id: str | None = None) ->
     db = engine(settings)
     if name == "audit":  # everything that happens is audited
         topics = [t.name for t in EVENT_TOPICS.values()]
-        handler = audit.handler(db, settings)
-    elif name == "notification":
+        auditor = audit.handler(db, settings)
+        return ConsumerLoop(
+            settings, name, topics, auditor, group_id=group_id, on_idle=auditor.idle
+        )
+    if name == "notification":
         topics = [EVENT_TOPICS[s].name for s in ("customer", "registration", "payment")]
-        handler = notification.Notifier(db, notification.Senders(settings))
-    else:
-        raise KeyError(name)
-    return ConsumerLoop(settings, name, topics, handler, group_id=group_id)
+        notifier = notification.Notifier(db, notification.Senders(settings))
+        return ConsumerLoop(settings, name, topics, notifier, group_id=group_id)
+    raise KeyError(name)
