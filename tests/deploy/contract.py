@@ -22,8 +22,18 @@ WORKERS: dict[str, tuple[str, ...]] = {
     "outbox-relay": ("relay", "--metrics-port", "9100"),
     "consumer-notification": ("consume", "notification", "--metrics-port", "9100"),
     "consumer-audit": ("consume", "audit", "--metrics-port", "9100"),
-    "stream-lake": ("stream", "lake", "--metrics-port", "9100"),
+    "stream-lake": (
+        "stream",
+        "lake",
+        "--checkpoint",
+        "/var/lib/paywall/checkpoints/lake",
+        "--metrics-port",
+        "9100",
+    ),
 }
+# Workers whose state must outlive the pod: name -> the option naming where it is kept,
+# which must be on a PersistentVolumeClaim (Spark checkpoints need an atomic rename: no S3).
+DURABLE_STATE: dict[str, str] = {"stream-lake": "--checkpoint"}
 # Workers that run in the `spark` image target (Java + PySpark).
 SPARK_WORKERS: frozenset[str] = frozenset({"stream-lake"})
 

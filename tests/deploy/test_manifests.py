@@ -167,6 +167,28 @@ def test_workers_job_and_dagster_are_deployed(rendered: Objects, env: str) -> No
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
+def test_worker_state_outlives_the_pod_on_a_persistent_volume(rendered: Objects, env: str) -> None:
+    """The lake stream's checkpoint is on a claim, not an emptyDir: a restarted pod resumes
+    from its offsets instead of re-reading Kafka from the earliest."""
+    deployments = by_kind(rendered[env], "Deployment")
+    claims = by_kind(rendered[env], "PersistentVolumeClaim")
+    for name, option in contract.DURABLE_STATE.items():
+        deployment = deployments[name]
+        container = _container(deployment)
+        args = list(container["args"])
+        path = Path(args[args.index(option) + 1])
+        volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+        (mount,) = [m for m in container["volumeMounts"] if path.is_relative_to(m["mountPath"])]
+        claim = volumes[mount["name"]].get("persistentVolumeClaim")
+        assert claim is not None, f"{name}: {path} is not on a PersistentVolumeClaim"
+        assert claim["claimName"] in claims, f"{name}: no claim {claim['claimName']}"
+        assert claims[claim["claimName"]]["spec"]["accessModes"] == ["ReadWriteOnce"]
+        # One writer per ReadWriteOnce claim: the old pod goes before the new one starts.
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
 def test_pod_security(rendered: Objects, env: str) -> None:
     """The checks checkov's CKV_K8S_* make that matter most, kept here for every CI run."""
     secretish = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_URL$)", re.I)
