@@ -89,6 +89,18 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, alias="REDIS_URL")
     kafka_bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_storage_bucket: str = Field("paywall-kafka", alias="KAFKA_STORAGE_BUCKET")
+    # How clients reach the brokers (paywall/kafka_security.py): the local broker is
+    # PLAINTEXT; MSK is SASL_SSL with SCRAM or AWS_MSK_IAM (credentials from the AWS chain,
+    # e.g. IRSA), or SSL. KAFKA_SSL_CA_LOCATION: a PEM bundle, unset for the system's.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    kafka_sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "AWS_MSK_IAM"] | None
+    ) = Field(None, alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_ca_location: str | None = Field(None, alias="KAFKA_SSL_CA_LOCATION")
     # Topic durability, applied by `paywall topics sync`; unset, the environment decides
     # (see replication_factor and min_insync_replicas).
     kafka_replication_factor: int | None = Field(None, alias="KAFKA_REPLICATION_FACTOR", ge=1)
@@ -149,6 +161,10 @@ class Settings(BaseSettings):
         "sendgrid_api_host",
         "twilio_api_base",
         "datadog_logs_url",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_ca_location",
         mode="before",
     )
     @classmethod
@@ -208,6 +224,15 @@ class Settings(BaseSettings):
                 "KAFKA_MIN_INSYNC_REPLICAS: production needs 2 or more, or one broker's "
                 "loss can lose acknowledged events"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_is_coherent(self) -> Settings:
+        from paywall.kafka_security import refusal
+
+        problem = refusal(self)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property

@@ -385,7 +385,9 @@ def main() -> None:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            err_console.print(f"[red]error:[/] {where}: {msg}", highlight=False)
+            # A check across settings names its variables itself (no location).
+            line = f"{where}: {msg}" if where else msg
+            err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as exc:
         problem = unreachable(exc)

@@ -133,6 +133,7 @@ def read_kafka(spark: SparkSession, cfg: LakeConfig) -> DataFrame:
             .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
             .option("minPartitions", str(cfg.min_partitions))
             .option("failOnDataLoss", "true")
+            .options(**cfg.security.spark_kafka_options())
             .load()
         )
     from streaming.lake.source import SOURCE_NAME, KafkaSource
@@ -144,6 +145,7 @@ def read_kafka(spark: SparkSession, cfg: LakeConfig) -> DataFrame:
         .option("topics", ",".join(cfg.topics))
         .option("max_offsets_per_trigger", str(cfg.max_offsets_per_trigger))
         .option("min_partitions", str(cfg.min_partitions))
+        .options(**cfg.security.as_options())
         .load()
     )
 

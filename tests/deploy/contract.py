@@ -34,6 +34,8 @@ WORKERS: dict[str, tuple[str, ...]] = {
 # Workers whose state must outlive the pod: name -> the option naming where it is kept,
 # which must be on a PersistentVolumeClaim (Spark checkpoints need an atomic rename: no S3).
 DURABLE_STATE: dict[str, str] = {"stream-lake": "--checkpoint"}
+# Workloads that talk to Kafka: in production each signs in with its own IAM role (MSK IAM).
+KAFKA_CLIENTS: tuple[str, ...] = (*WORKERS, "topics-sync")
 # Workers that run in the `spark` image target (Java + PySpark).
 SPARK_WORKERS: frozenset[str] = frozenset({"stream-lake"})
 

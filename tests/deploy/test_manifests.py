@@ -325,6 +325,29 @@ def test_production_topics_keep_three_copies_and_acknowledge_on_two(
     assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
 
 
+def test_production_kafka_clients_use_tls_and_msk_iam_with_their_own_roles(
+    rendered: Objects,
+) -> None:
+    from paywall.clients import kafka_config
+
+    (config,) = [
+        o
+        for o in rendered["prod"]
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("paywall-config-")
+    ]
+    settings = Settings(_env_file=None, **config["data"])  # type: ignore[call-arg]
+    librdkafka = kafka_config(settings)
+    assert librdkafka["security.protocol"] == "SASL_SSL"
+    assert librdkafka["sasl.mechanism"] == "OAUTHBEARER" and callable(librdkafka["oauth_cb"])
+    assert all(b.endswith(":9098") for b in librdkafka["bootstrap.servers"].split(","))
+    accounts = by_kind(rendered["prod"], "ServiceAccount")
+    deployed = {o["metadata"]["name"]: o for o in workloads(rendered["prod"])}
+    for name in contract.KAFKA_CLIENTS:
+        account = accounts[pod_spec(deployed[name])["serviceAccountName"]]
+        role = account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn", "")
+        assert role.startswith("arn:aws:iam::"), f"{name}: no IAM role for MSK IAM"
+
+
 @pytest.mark.parametrize("env", OVERLAYS)
 def test_authorization_principals_name_the_overlay_namespace(rendered: Objects, env: str) -> None:
     accounts = set(by_kind(rendered[env], "ServiceAccount"))
