@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from paywall.cli.dead_letters import app as dead_letters_app
 from paywall.errors import ConfigError, PaywallError, unreachable
 from paywall.settings import get_settings, reset_settings, state_dir
 
@@ -32,6 +33,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(stream_app, name="stream")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(events_app, name="events")
+events_app.add_typer(dead_letters_app, name="dead-letters")
 
 console = Console(log_path=False)
 err_console = Console(stderr=True)
