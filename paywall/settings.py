@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # The daily completeness check leaves events published this recently alone: they may
     # still be in a relay batch or behind a consumer (streaming/completeness.py).
     events_grace_seconds: float = Field(300.0, alias="EVENTS_GRACE_SECONDS", ge=0)
+    # Published outbox rows are deleted after this many days (`paywall housekeeping
+    # outbox`); at least 2: the daily completeness check repairs yesterday from them.
+    outbox_retention_days: int = Field(7, alias="OUTBOX_RETENTION_DAYS", ge=2)
 
     s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
     aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paywall.cli.dead_letters import app as dead_letters_app
+from paywall.cli.housekeeping import app as housekeeping_app
 from paywall.errors import ConfigError, PaywallError, unreachable
 from paywall.settings import get_settings, reset_settings, state_dir
 
@@ -34,6 +35,7 @@ app.add_typer(stream_app, name="stream")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(events_app, name="events")
 events_app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(housekeeping_app, name="housekeeping")
 
 console = Console(log_path=False)
 err_console = Console(stderr=True)

@@ -34,6 +34,11 @@ WORKERS: dict[str, tuple[str, ...]] = {
 # Workers whose state must outlive the pod: name -> the option naming where it is kept,
 # which must be on a PersistentVolumeClaim (Spark checkpoints need an atomic rename: no S3).
 DURABLE_STATE: dict[str, str] = {"stream-lake": "--checkpoint"}
+# Housekeeping CronJobs: manifest name -> container args.
+HOUSEKEEPING: dict[str, tuple[str, ...]] = {
+    f"housekeeping-{task}": ("housekeeping", task)
+    for task in ("signing-keys", "auth-tokens", "outbox", "idempotency-keys")
+}
 # Workloads that talk to Kafka: in production each signs in with its own IAM role (MSK IAM).
 KAFKA_CLIENTS: tuple[str, ...] = (*WORKERS, "topics-sync")
 # Workers that run in the `spark` image target (Java + PySpark).

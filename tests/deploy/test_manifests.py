@@ -13,7 +13,15 @@ import yaml
 
 from paywall.settings import Settings
 from tests.deploy import contract
-from tests.deploy.conftest import DEPLOY, NAMESPACES, OVERLAYS, by_kind, pod_spec, workloads
+from tests.deploy.conftest import (
+    DEPLOY,
+    NAMESPACES,
+    OVERLAYS,
+    by_kind,
+    pod_spec,
+    pod_template,
+    workloads,
+)
 from transactional.services import SERVICES
 
 K8S_VERSION = "1.30.0"
@@ -189,6 +197,24 @@ def test_worker_state_outlives_the_pod_on_a_persistent_volume(rendered: Objects,
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
+def test_housekeeping_runs_on_schedule_never_overlapping(rendered: Objects, env: str) -> None:
+    cronjobs = by_kind(rendered[env], "CronJob")
+    for name, args in contract.HOUSEKEEPING.items():
+        assert name in cronjobs, f"no CronJob {name}"
+        cronjob = cronjobs[name]
+        assert tuple(_container_of(pod_spec(cronjob))["args"]) == args
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        assert cronjob["spec"]["timeZone"] == "Etc/UTC"
+        assert len(cronjob["spec"]["schedule"].split()) == 5
+        assert pod_spec(cronjob)["restartPolicy"] == "Never"
+
+
+def _container_of(spec: dict[str, Any]) -> dict[str, Any]:
+    (app,) = [c for c in spec["containers"] if c["name"] == "app"]
+    return app
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
 def test_pod_security(rendered: Objects, env: str) -> None:
     """The checks checkov's CKV_K8S_* make that matter most, kept here for every CI run."""
     secretish = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_URL$)", re.I)
@@ -218,7 +244,7 @@ def test_pod_security(rendered: Objects, env: str) -> None:
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(resources[kind]), f"{where}: {kind}"
             assert (container.get("livenessProbe") and container.get("readinessProbe")) or (
-                obj["kind"] == "Job"
+                obj["kind"] in ("Job", "CronJob")
             ), where
             assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"]), where
             for env_var in container.get("env", []):
@@ -293,7 +319,7 @@ def test_pods_use_the_generated_config_with_the_overlay_merged(rendered: Objects
 @pytest.mark.parametrize("env", OVERLAYS)
 def test_overlay_images_labels_and_public_host_land(rendered: Objects, env: str) -> None:
     for obj in workloads(rendered[env]):
-        assert obj["spec"]["template"]["metadata"]["labels"]["paywall.io/environment"] == env
+        assert pod_template(obj)["metadata"]["labels"]["paywall.io/environment"] == env
         for container in pod_spec(obj)["containers"] + pod_spec(obj).get("initContainers", []):
             image = container["image"]
             assert image.startswith(("registry.example.com/paywall/", "kong:")), image
