@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     )
     # At most 16: each charge in flight holds a database connection while it records.
     billing_payment_concurrency: int = Field(8, alias="BILLING_PAYMENT_CONCURRENCY", ge=1, le=16)
+    # The Dagster UI's login (oauth2-proxy in front of it, deploy/k8s/base/dagster): an
+    # authorization-code client of our auth service, registered when its secret is set.
+    # Only users of the operators' tenant can log in through it.
+    dagster_ui_client_secret: SecretStr | None = Field(None, alias="DAGSTER_UI_CLIENT_SECRET")
+    dagster_ui_tenant: str = Field("paywall-operations", alias="DAGSTER_UI_TENANT")
     ops_alert_email: str = Field("ops@paywall.dev", alias="OPS_ALERT_EMAIL")
     service_timeout_seconds: float = Field(10.0, alias="SERVICE_TIMEOUT_SECONDS", gt=0)
     # Argon2id cost of new password and client-secret hashes. The defaults are OWASP's

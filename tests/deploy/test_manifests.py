@@ -322,7 +322,8 @@ def test_overlay_images_labels_and_public_host_land(rendered: Objects, env: str)
         assert pod_template(obj)["metadata"]["labels"]["paywall.io/environment"] == env
         for container in pod_spec(obj)["containers"] + pod_spec(obj).get("initContainers", []):
             image = container["image"]
-            assert image.startswith(("registry.example.com/paywall/", "kong:")), image
+            third_party = ("kong:", "quay.io/oauth2-proxy/oauth2-proxy:")
+            assert image.startswith(("registry.example.com/paywall/", *third_party)), image
     # Tokens carry the issuer, and Kong answers at the Gateway's host: the same name.
     (config,) = [o for o in rendered[env] if o["metadata"]["name"].startswith("paywall-config-")]
     host = urlsplit(config["data"]["AUTH_ISSUER"]).hostname
