@@ -18,10 +18,12 @@ from __future__ import annotations
 # Worker Deployments: manifest name -> container args (the `paywall` entrypoint is implied).
 # Each serves Prometheus metrics on WORKER_METRICS_PORT through `--metrics-port`.
 WORKER_METRICS_PORT = 9100
+# Workers whose liveness is their progress: they touch this file, the probe reads it.
+HEARTBEAT_ARGS: tuple[str, ...] = ("--heartbeat", "/tmp/heartbeat")
 WORKERS: dict[str, tuple[str, ...]] = {
-    "outbox-relay": ("relay", "--metrics-port", "9100"),
-    "consumer-notification": ("consume", "notification", "--metrics-port", "9100"),
-    "consumer-audit": ("consume", "audit", "--metrics-port", "9100"),
+    "outbox-relay": ("relay", "--metrics-port", "9100", *HEARTBEAT_ARGS),
+    "consumer-notification": ("consume", "notification", "--metrics-port", "9100", *HEARTBEAT_ARGS),
+    "consumer-audit": ("consume", "audit", "--metrics-port", "9100", *HEARTBEAT_ARGS),
     "stream-lake": (
         "stream",
         "lake",
