@@ -32,12 +32,16 @@ def ensure_bucket(settings: Settings, bucket: str) -> None:
 
 
 def kafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    """librdkafka settings for every producer, consumer and admin client."""
+    """librdkafka settings for every producer, consumer and admin client: the brokers,
+    then TLS and SASL (paywall/kafka_security.py), then the client's own."""
+    from paywall.kafka_security import KafkaSecurity
+
     if not settings.kafka_bootstrap_servers:
         from paywall.errors import ConfigError
 
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS", "unset; run `paywall stack up` or set it")
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **extra}
+    security = KafkaSecurity.from_settings(settings).librdkafka()
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **security, **extra}
 
 
 def stripe_client(settings: Settings) -> stripe.StripeClient:

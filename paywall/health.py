@@ -54,8 +54,10 @@ def check_kafka(settings: Settings) -> str:
     from confluent_kafka.admin import AdminClient
 
     servers = _required(settings.kafka_bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
+    from paywall.clients import kafka_config
+
     # log_level 0: an unreachable broker is reported once, by us, not retried on stderr.
-    admin = AdminClient({"bootstrap.servers": servers, "log_level": 0})
+    admin = AdminClient(kafka_config(settings, log_level=0))
     try:
         meta = admin.list_topics(timeout=5)
     except KafkaException as exc:

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # and pod of every billing run (assets/billing/pacing.py); unset, the environment
     # decides (see stripe_ops_per_second).
     stripe_rate_limit: int | None = Field(None, alias="STRIPE_RATE_LIMIT", ge=1, le=10_000)
+    # The Dagster UI's login (oauth2-proxy in front of it, deploy/k8s/base/dagster): an
+    # authorization-code client of our auth service, registered when its secret is set.
+    # Only users of the operators' tenant can log in through it.
+    dagster_ui_client_secret: SecretStr | None = Field(None, alias="DAGSTER_UI_CLIENT_SECRET")
+    dagster_ui_tenant: str = Field("paywall-operations", alias="DAGSTER_UI_TENANT")
     ops_alert_email: str = Field("ops@paywall.dev", alias="OPS_ALERT_EMAIL")
     service_timeout_seconds: float = Field(10.0, alias="SERVICE_TIMEOUT_SECONDS", gt=0)
     # Argon2id cost of new password and client-secret hashes. The defaults are OWASP's
@@ -99,6 +104,18 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, alias="REDIS_URL")
     kafka_bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_storage_bucket: str = Field("paywall-kafka", alias="KAFKA_STORAGE_BUCKET")
+    # How clients reach the brokers (paywall/kafka_security.py): the local broker is
+    # PLAINTEXT; MSK is SASL_SSL with SCRAM or AWS_MSK_IAM (credentials from the AWS chain,
+    # e.g. IRSA), or SSL. KAFKA_SSL_CA_LOCATION: a PEM bundle, unset for the system's.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    kafka_sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "AWS_MSK_IAM"] | None
+    ) = Field(None, alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_ca_location: str | None = Field(None, alias="KAFKA_SSL_CA_LOCATION")
     # Topic durability, applied by `paywall topics sync`; unset, the environment decides
     # (see replication_factor and min_insync_replicas).
     kafka_replication_factor: int | None = Field(None, alias="KAFKA_REPLICATION_FACTOR", ge=1)
@@ -106,6 +123,9 @@ class Settings(BaseSettings):
     # The daily completeness check leaves events published this recently alone: they may
     # still be in a relay batch or behind a consumer (streaming/completeness.py).
     events_grace_seconds: float = Field(300.0, alias="EVENTS_GRACE_SECONDS", ge=0)
+    # Published outbox rows are deleted after this many days (`paywall housekeeping
+    # outbox`); at least 2: the daily completeness check repairs yesterday from them.
+    outbox_retention_days: int = Field(7, alias="OUTBOX_RETENTION_DAYS", ge=2)
 
     s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
     aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
@@ -147,6 +167,10 @@ class Settings(BaseSettings):
     datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
     # Where batch runs (billing) push their metrics for Prometheus; unset: not pushed.
     pushgateway_url: str | None = Field(None, alias="PUSHGATEWAY_URL")
+    # Datadog's site (datadoghq.eu, us5.datadoghq.com, ...), or the log intake's whole URL
+    # (a proxy, or the loopback stand-in in paywall/stack/datadog_intake.py).
+    datadog_site: str = Field("datadoghq.com", alias="DD_SITE")
+    datadog_logs_url: str | None = Field(None, alias="DD_LOGS_URL")
 
     @field_validator(
         "database_url",
@@ -157,6 +181,11 @@ class Settings(BaseSettings):
         "sendgrid_api_host",
         "twilio_api_base",
         "pushgateway_url",
+        "datadog_logs_url",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_ca_location",
         mode="before",
     )
     @classmethod
@@ -216,6 +245,15 @@ class Settings(BaseSettings):
                 "KAFKA_MIN_INSYNC_REPLICAS: production needs 2 or more, or one broker's "
                 "loss can lose acknowledged events"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_is_coherent(self) -> Settings:
+        from paywall.kafka_security import refusal
+
+        problem = refusal(self)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property

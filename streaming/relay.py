@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from paywall.clients import kafka_config
 from paywall.logs import get_logger
 from paywall.settings import Settings
+from streaming.heartbeat import Heartbeat
 from streaming.topics import EVENT_ID_HEADER, EVENT_TOPICS, EVENT_TYPE_HEADER
 
 log = get_logger(__name__)
@@ -123,15 +124,24 @@ def drain(engine: Engine, producer: Producer) -> int:
             return total
 
 
-def run(engine: Engine, settings: Settings, stop: Any, idle_sleep: float = 0.2) -> RelayStats:
-    """Relay until `stop()` is true; broker failures back off and retry, losing nothing."""
+def run(
+    engine: Engine,
+    settings: Settings,
+    stop: Any,
+    idle_sleep: float = 0.2,
+    heartbeat: Heartbeat | None = None,
+) -> RelayStats:
+    """Relay until `stop()` is true; broker failures back off and retry, losing nothing.
+    Each finished pass over the outboxes beats `heartbeat` (the liveness probe's)."""
     stats = RelayStats()
+    heartbeat = heartbeat or Heartbeat(None)
     producer = make_producer(settings)
     backoff = 0.5
     while not stop():
         try:
             moved = drain(engine, producer)
             stats.published += moved
+            heartbeat.beat()
             backoff = 0.5
             if moved == 0:
                 time.sleep(idle_sleep)

@@ -13,6 +13,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from paywall.cli.events import app as events_app
+from paywall.cli.housekeeping import app as housekeeping_app
+from paywall.cli.probe import HeartbeatFile
+from paywall.cli.probe import app as probe_app
 from paywall.errors import ConfigError, PaywallError, unreachable
 from paywall.settings import get_settings, reset_settings, state_dir
 
@@ -25,7 +29,6 @@ topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics declared in st
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 stream_app = typer.Typer(no_args_is_help=True, help="Spark Structured Streaming jobs.")
 deploy_app = typer.Typer(no_args_is_help=True, help="What a deploy makes beside the manifests.")
-events_app = typer.Typer(no_args_is_help=True, help="The events the outboxes published.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
@@ -33,6 +36,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(stream_app, name="stream")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(events_app, name="events")
+app.add_typer(housekeeping_app, name="housekeeping")
+app.add_typer(probe_app, name="probe")
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -217,6 +222,7 @@ def _serve_metrics(port: int | None) -> None:
 def relay(
     once: Annotated[bool, typer.Option(help="Publish what is pending, then exit.")] = False,
     metrics_port: MetricsPort = None,
+    heartbeat: HeartbeatFile = None,
 ) -> None:
     """Publish committed outbox rows of every service to Kafka."""
     from paywall.db import engine
@@ -230,7 +236,9 @@ def relay(
         published = outbox_relay.drain(engine(settings), outbox_relay.make_producer(settings))
         console.print(f"published {published} event(s)")
         return
-    outbox_relay.run(engine(settings), settings, stop=lambda: False)
+    from streaming.heartbeat import Heartbeat
+
+    outbox_relay.run(engine(settings), settings, stop=lambda: False, heartbeat=Heartbeat(heartbeat))
 
 
 @app.command()
@@ -247,6 +255,7 @@ def consume(
         typer.Option(help="The Kafka consumer group (default: the consumer's name)."),
     ] = None,
     metrics_port: MetricsPort = None,
+    heartbeat: HeartbeatFile = None,
 ) -> None:
     """Run one event consumer; more processes in its group share the topics' partitions."""
     import time
@@ -259,7 +268,10 @@ def consume(
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
+    from streaming.heartbeat import Heartbeat
+
     loop = consumer_loop(consumer, settings, group_id)
+    loop.heartbeat = Heartbeat(heartbeat)
     handled, last = 0, time.monotonic()
     try:
         while max_messages is None or handled < max_messages:
@@ -334,63 +346,6 @@ def deploy_kong_config(
     )
 
 
-MAX_LISTED = 100
-
-
-@events_app.command("completeness")
-def events_completeness(
-    day: Annotated[
-        str | None, typer.Option(help="The UTC day YYYY-MM-DD (default: yesterday).")
-    ] = None,
-    repair: Annotated[
-        bool, typer.Option(help="Mark the missing events unpublished, so the relay resends them.")
-    ] = False,
-) -> None:
-    """Every event the outboxes published that day is in the audit log; exit 1 on gaps left."""
-    from datetime import UTC, date, datetime, timedelta
-
-    from paywall.db import engine
-    from streaming import completeness
-
-    today = datetime.now(UTC).date()
-    try:
-        which = date.fromisoformat(day) if day else today - timedelta(days=1)
-    except ValueError:
-        raise PaywallError(f"--day: {day!r} is not a date (YYYY-MM-DD)") from None
-    if which > today:
-        raise PaywallError(f"--day: {which} is in the future")
-    settings = get_settings()
-    db = engine(settings)
-    report = completeness.check(db, which, settings.events_grace_seconds)
-    grace = f"{settings.events_grace_seconds:.0f}s"
-    table = Table(
-        "schema", "published", "audited", "gaps", "in flight", "unpublished",
-        title=f"events of {which} (UTC); those published in the last {grace} are in flight",
-    )  # fmt: skip
-    for s in report.schemas:
-        table.add_row(
-            s.schema,
-            *map(str, (s.published, s.audited, len(s.missing), s.in_flight, s.unpublished)),
-        )
-    console.print(table)
-    if report.complete:
-        console.print("no gaps: every published event is in the audit log")
-        return
-    missing = [(s.schema, event_id) for s in report.schemas for event_id in s.missing]
-    for schema, event_id in missing[:MAX_LISTED]:
-        console.print(f"missing {schema} {event_id}")
-    if len(missing) > MAX_LISTED:
-        console.print(f"… and {len(missing) - MAX_LISTED} more")
-    if not repair:
-        err_console.print(f"{report.gaps} event(s) missing; --repair republishes them")
-        raise typer.Exit(1)
-    requeued = sum(completeness.repair(db, report).values())
-    console.print(
-        f"requeued {requeued} event(s): the relay publishes them again; "
-        f"check again in {grace} to confirm"
-    )
-
-
 @app.command()
 def demo(
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
@@ -431,7 +386,9 @@ def main() -> None:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            err_console.print(f"[red]error:[/] {where}: {msg}", highlight=False)
+            # A check across settings names its variables itself (no location).
+            line = f"{where}: {msg}" if where else msg
+            err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as exc:
         problem = unreachable(exc)

@@ -2,7 +2,7 @@
 
 Each row holds the hash of the one before, so editing or removing any row breaks the
 chain from there on; `paywall audit verify` recomputes it. Forwarded to Datadog logs
-when DD_API_KEY is set.
+when DD_API_KEY is set (streaming/consumers/datadog.py: the log is the forwarding outbox).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from sqlalchemy.sql.expression import bindparam
 
 from paywall.logs import get_logger
 from paywall.settings import Settings
-from streaming.consumers.runner import Delivery, Retryable
+from streaming.consumers.datadog import DatadogForwarder
+from streaming.consumers.runner import Delivery
 
 log = get_logger(__name__)
 GENESIS = "0" * 64
@@ -102,43 +103,26 @@ def verify(engine: Engine, batch: int = 5000) -> Verification:
             after = page[-1].seq
 
 
-class DatadogForwarder:
-    """Ships audit records to Datadog logs; absent without a key."""
+class AuditHandler:
+    """Appends each delivery to the log, then forwards what Datadog still lacks: whether
+    or not this delivery appended (a redelivery after a crash finds its row committed,
+    and the row may not have reached Datadog)."""
 
-    def __init__(self, settings: Settings) -> None:
-        from datadog_api_client import ApiClient, Configuration
-        from datadog_api_client.v2.api.logs_api import LogsApi
+    def __init__(self, engine: Engine, forwarder: DatadogForwarder | None) -> None:
+        self.engine = engine
+        self.forwarder = forwarder
 
-        assert settings.datadog_api_key is not None
-        config = Configuration()
-        config.api_key["apiKeyAuth"] = settings.datadog_api_key.get_secret_value()
-        self.api = LogsApi(ApiClient(config))
+    def __call__(self, delivery: Delivery) -> None:
+        append(self.engine, delivery)
+        self.idle()
 
-    def send(self, envelope: dict[str, Any]) -> None:
-        from datadog_api_client.exceptions import ApiException
-        from datadog_api_client.v2.model.http_log import HTTPLog
-        from datadog_api_client.v2.model.http_log_item import HTTPLogItem
-
-        item = HTTPLogItem(
-            ddsource="paywall",
-            service="audit",
-            ddtags=f"event_type:{envelope['event_type']}",
-            message=json.dumps(envelope, sort_keys=True),
-        )
-        try:
-            self.api.submit_log(body=HTTPLog([item]))
-        except ApiException as exc:
-            raise Retryable(f"datadog: {exc.status}") from exc
+    def idle(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.forward_due()
 
 
-def handler(engine: Engine, settings: Settings) -> Any:
-    forwarder = DatadogForwarder(settings) if settings.datadog_api_key else None
+def handler(engine: Engine, settings: Settings) -> AuditHandler:
+    forwarder = DatadogForwarder(engine, settings) if settings.datadog_api_key else None
     if forwarder is None:
         log.info("audit.datadog_disabled", reason="DD_API_KEY unset")
-
-    def handle(delivery: Delivery) -> None:
-        appended = append(engine, delivery)
-        if appended and forwarder is not None:
-            forwarder.send(delivery.envelope)
-
-    return handle
+    return AuditHandler(engine, forwarder)

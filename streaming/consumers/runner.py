@@ -34,6 +34,7 @@ from paywall.errors import PaywallError
 from paywall.logs import get_logger
 from paywall.settings import Settings
 from streaming import contracts
+from streaming.heartbeat import Heartbeat
 from streaming.topics import DEAD_LETTER_TOPICS
 
 log = get_logger(__name__)
@@ -94,6 +95,10 @@ class ConsumerLoop:
     retries: int = 3
     backoff: float = 0.5
     group_id: str | None = None  # the Kafka group; defaults to `group`
+    # The handler's own work for quiet moments (the audit handler's pending forwards).
+    on_idle: Callable[[], None] | None = None
+    # Touched on progress (a message handled, or caught up): the liveness probe reads it.
+    heartbeat: Heartbeat = field(default_factory=lambda: Heartbeat(None))
     stats: dict[str, int] = field(default_factory=lambda: {"ok": 0, "dead_letter": 0})
 
     def __post_init__(self) -> None:
@@ -120,6 +125,7 @@ class ConsumerLoop:
         self._lag_measured = time.monotonic()
         self._failures = 0  # Kafka errors in a row: the backoff grows with them
         self._topic_missing_since: float | None = None
+        self._behind: int | None = None  # messages left on our partitions, when measured
 
     def poll_once(self, timeout: float = 0.5) -> bool:
         """Handle at most one message; True when one was handled (and its commit tried)."""
@@ -134,6 +140,10 @@ class ConsumerLoop:
             self._kafka_error("poll", exc.args[0])
             return False
         if msg is None:
+            if self._behind == 0 and self.consumer.assignment():
+                self.heartbeat.beat()  # caught up: nothing to do is progress too
+            if self.on_idle is not None:
+                self.on_idle()
             return False
         err = msg.error()
         if err is not None:
@@ -142,6 +152,7 @@ class ConsumerLoop:
         self._failures, self._topic_missing_since = 0, None
         self._handle(msg)
         self._commit(msg)
+        self.heartbeat.beat()
         return True
 
     def measure_lag(self) -> dict[str, int]:
@@ -159,6 +170,7 @@ class ConsumerLoop:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(high - position, 0)
         for topic, behind in lag.items():
             LAG.labels(self.group, topic).set(behind)
+        self._behind = sum(lag.values()) if lag else None
         return lag
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:

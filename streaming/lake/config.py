@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from paywall.errors import ConfigError
+from paywall.kafka_security import KafkaSecurity
 from paywall.settings import Settings, get_settings, state_dir
 from streaming.topics import EVENT_TOPICS
 
@@ -53,6 +54,7 @@ class LakeConfig:
     min_partitions: int = 1
     source: SourceKind = "python"
     sink: SinkKind = "python"
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
     spark_conf: dict[str, str] = field(default_factory=dict)
 
 
@@ -81,4 +83,5 @@ def lake_config(
         min_partitions=settings.lake_min_partitions,
         source=settings.lake_source,
         sink=settings.lake_sink,
+        security=KafkaSecurity.from_settings(settings),
     )

@@ -133,6 +133,7 @@ def read_kafka(spark: SparkSession, cfg: LakeConfig) -> DataFrame:
             .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
             .option("minPartitions", str(cfg.min_partitions))
             .option("failOnDataLoss", "true")
+            .options(**cfg.security.spark_kafka_options())
             .load()
         )
     from streaming.lake.source import SOURCE_NAME, KafkaSource
@@ -144,6 +145,7 @@ def read_kafka(spark: SparkSession, cfg: LakeConfig) -> DataFrame:
         .option("topics", ",".join(cfg.topics))
         .option("max_offsets_per_trigger", str(cfg.max_offsets_per_trigger))
         .option("min_partitions", str(cfg.min_partitions))
+        .options(**cfg.security.as_options())
         .load()
     )
 
@@ -165,21 +167,27 @@ def _s3a_conf(cfg: LakeConfig) -> dict[str, str]:
 
 
 def _await(queries: list[StreamingQuery], stop_on_signal: bool) -> None:
+    stopping: list[int] = []
     if stop_on_signal:
 
         def stop(signum: int, frame: FrameType | None) -> None:
-            # Stopping mid-batch is safe: the batch is replayed from the checkpoint.
-            log.info("lake stream stopping on signal %s", signum)
-            for q in queries:
-                q.stop()
+            # Only a flag: a py4j call from the handler would cut into the main thread's
+            # own call (awaitTermination) on the gateway, which then fails.
+            stopping.append(signum)
 
         signal.signal(signal.SIGTERM, stop)
     try:
-        for q in queries:
-            q.awaitTermination()
+        while not stopping and any(q.isActive for q in queries):
+            for q in queries:
+                q.awaitTermination(1)
     except KeyboardInterrupt:
+        stopping.append(signal.SIGINT)
+    if stopping:
+        # Stopping mid-batch is safe: the batch is replayed from the checkpoint.
+        log.info("lake stream stopping on signal %s", stopping[0])
         for q in queries:
             q.stop()
+        return
     for q in queries:
         if q.exception() is not None:
             raise RuntimeError(f"lake query {q.name} failed: {q.exception()}")

@@ -14,14 +14,17 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from paywall.kafka_security import KafkaSecurity
+
 TopicOffsets = dict[str, dict[str, int]]  # {topic: {partition (as str): next offset}}
 _PROBE_TIMEOUT_S = 15.0
 
 
-def _consumer(bootstrap: str, **extra: Any) -> Consumer:
+def _consumer(bootstrap: str, security: KafkaSecurity | None, **extra: Any) -> Consumer:
     # Never joins a group or commits: Spark's checkpoint is the only record of progress.
     conf = {
         "bootstrap.servers": bootstrap,
+        **(security or KafkaSecurity()).librdkafka(),
         "group.id": "paywall-lake-reader",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -31,9 +34,11 @@ def _consumer(bootstrap: str, **extra: Any) -> Consumer:
     return Consumer(conf)
 
 
-def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[tuple[str, int]]:
+def partitions_of(
+    bootstrap: str, topics: Iterable[str], security: KafkaSecurity | None = None
+) -> list[tuple[str, int]]:
     """Existing partitions of the topics, sorted; a missing topic has none yet."""
-    consumer = _consumer(bootstrap, **{"allow.auto.create.topics": False})
+    consumer = _consumer(bootstrap, security, **{"allow.auto.create.topics": False})
     try:
         found: list[tuple[str, int]] = []
         for topic in topics:
@@ -46,8 +51,10 @@ def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[tuple[str, int]
         consumer.close()
 
 
-def earliest_offsets(bootstrap: str, partitions: Iterable[tuple[str, int]]) -> TopicOffsets:
-    consumer = _consumer(bootstrap)
+def earliest_offsets(
+    bootstrap: str, partitions: Iterable[tuple[str, int]], security: KafkaSecurity | None = None
+) -> TopicOffsets:
+    consumer = _consumer(bootstrap, security)
     try:
         out: TopicOffsets = {}
         for topic, part in partitions:
@@ -62,6 +69,7 @@ def end_offsets(
     bootstrap: str,
     partitions: Iterable[tuple[str, int]],
     known: dict[tuple[str, int], int] | None = None,
+    security: KafkaSecurity | None = None,
 ) -> TopicOffsets:
     """The true next offset of each partition, from the watermark of one real fetch.
 
@@ -73,6 +81,7 @@ def end_offsets(
         return {}
     consumer = _consumer(
         bootstrap,
+        security,
         **{
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
@@ -112,12 +121,20 @@ def end_offsets(
 
 
 def read_range(
-    bootstrap: str, topic: str, partition: int, start: int, end: int, stall_timeout_s: float = 60.0
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int,
+    stall_timeout_s: float = 60.0,
+    security: KafkaSecurity | None = None,
 ) -> Iterator[list[Message]]:
     """Messages with start <= offset < end, in chunks; fails rather than return fewer."""
     if start >= end:
         return
-    consumer = _consumer(bootstrap, **{"auto.offset.reset": "error", "fetch.wait.max.ms": 50})
+    consumer = _consumer(
+        bootstrap, security, **{"auto.offset.reset": "error", "fetch.wait.max.ms": 50}
+    )
     try:
         consumer.assign([TopicPartition(topic, partition, start)])
         position, last_progress = start, time.monotonic()

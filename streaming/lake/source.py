@@ -24,6 +24,7 @@ from pyspark.sql.streaming.datasource import (
 )
 from pyspark.sql.types import StructType
 
+from paywall.kafka_security import KafkaSecurity
 from streaming.lake import kafka_offsets as ko
 from streaming.lake.parse import KAFKA_SCHEMA
 
@@ -55,7 +56,7 @@ class OffsetRange(InputPartition):
 
 class KafkaSource(DataSource):
     """Options: bootstrap_servers, topics (comma-separated), max_offsets_per_trigger,
-    min_partitions."""
+    min_partitions, and kafka_security_* (KafkaSecurity.as_options: TLS and SASL)."""
 
     @classmethod
     def name(cls) -> str:
@@ -68,14 +69,26 @@ class KafkaSource(DataSource):
         topics = [t for t in self.options["topics"].split(",") if t]
         limit = int(self.options.get("max_offsets_per_trigger", "0") or 0)
         min_partitions = int(self.options.get("min_partitions", "1") or 1)
-        return KafkaStreamReader(self.options["bootstrap_servers"], topics, limit, min_partitions)
+        return KafkaStreamReader(
+            self.options["bootstrap_servers"],
+            topics,
+            limit,
+            min_partitions,
+            KafkaSecurity.from_options(self.options),
+        )
 
 
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(
-        self, bootstrap: str, topics: Sequence[str], max_offsets: int, min_partitions: int = 1
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        max_offsets: int,
+        min_partitions: int = 1,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security or KafkaSecurity()
         self.topics = list(topics)
         self.max_offsets = max_offsets
         self.min_partitions = min_partitions
@@ -83,7 +96,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.seen: dict[tuple[str, int], int] = {}  # ends found so far: probe hints
 
     def initialOffset(self) -> dict:
-        return ko.earliest_offsets(self.bootstrap, ko.partitions_of(self.bootstrap, self.topics))
+        found = ko.partitions_of(self.bootstrap, self.topics, self.security)
+        return ko.earliest_offsets(self.bootstrap, found, self.security)
 
     def prepareForTriggerAvailableNow(self) -> None:
         # Fix the end now: an available-now run stops at what existed when it started.
@@ -97,7 +111,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         ends = self.target if self.target is not None else self._ends(known)
         # A partition (or topic) that appeared since the last batch starts at its earliest.
         new = [tp for tp in _flatten(ends) if tp not in known]
-        known.update(_flatten(ko.earliest_offsets(self.bootstrap, new)))
+        known.update(_flatten(ko.earliest_offsets(self.bootstrap, new, self.security)))
         wanted = {tp: max(end, known[tp]) for tp, end in _flatten(ends).items()}
         if isinstance(limit, ReadMaxRows):
             wanted = _capped(known, wanted, limit.max_rows)
@@ -119,7 +133,12 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, OffsetRange)
         chunks = ko.read_range(
-            self.bootstrap, partition.topic, partition.partition, partition.start, partition.end
+            self.bootstrap,
+            partition.topic,
+            partition.partition,
+            partition.start,
+            partition.end,
+            security=self.security,
         )
         for chunk in chunks:
             yield _to_arrow(chunk)
@@ -128,8 +147,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         hints = dict(self.seen)
         for tp, offset in (known or {}).items():
             hints[tp] = max(offset, hints.get(tp, 0))
-        partitions = ko.partitions_of(self.bootstrap, self.topics)
-        ends = ko.end_offsets(self.bootstrap, partitions, hints)
+        partitions = ko.partitions_of(self.bootstrap, self.topics, self.security)
+        ends = ko.end_offsets(self.bootstrap, partitions, hints, self.security)
         self.seen = _flatten(ends)
         return ends
 

@@ -42,10 +42,18 @@ def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """A workload's pod template (a CronJob's is inside its job template)."""
+    owner = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    template: dict[str, Any] = owner["template"]
+    return template
+
+
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    spec: dict[str, Any] = obj["spec"]["template"]["spec"]
+    spec: dict[str, Any] = pod_template(obj)["spec"]
     return spec
 
 
 def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
+    kinds = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+    return [o for o in objects if o["kind"] in kinds]

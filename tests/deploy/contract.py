@@ -18,12 +18,31 @@ from __future__ import annotations
 # Worker Deployments: manifest name -> container args (the `paywall` entrypoint is implied).
 # Each serves Prometheus metrics on WORKER_METRICS_PORT through `--metrics-port`.
 WORKER_METRICS_PORT = 9100
+# Workers whose liveness is their progress: they touch this file, the probe reads it.
+HEARTBEAT_ARGS: tuple[str, ...] = ("--heartbeat", "/tmp/heartbeat")
 WORKERS: dict[str, tuple[str, ...]] = {
-    "outbox-relay": ("relay", "--metrics-port", "9100"),
-    "consumer-notification": ("consume", "notification", "--metrics-port", "9100"),
-    "consumer-audit": ("consume", "audit", "--metrics-port", "9100"),
-    "stream-lake": ("stream", "lake", "--metrics-port", "9100"),
+    "outbox-relay": ("relay", "--metrics-port", "9100", *HEARTBEAT_ARGS),
+    "consumer-notification": ("consume", "notification", "--metrics-port", "9100", *HEARTBEAT_ARGS),
+    "consumer-audit": ("consume", "audit", "--metrics-port", "9100", *HEARTBEAT_ARGS),
+    "stream-lake": (
+        "stream",
+        "lake",
+        "--checkpoint",
+        "/var/lib/paywall/checkpoints/lake",
+        "--metrics-port",
+        "9100",
+    ),
 }
+# Workers whose state must outlive the pod: name -> the option naming where it is kept,
+# which must be on a PersistentVolumeClaim (Spark checkpoints need an atomic rename: no S3).
+DURABLE_STATE: dict[str, str] = {"stream-lake": "--checkpoint"}
+# Housekeeping CronJobs: manifest name -> container args.
+HOUSEKEEPING: dict[str, tuple[str, ...]] = {
+    f"housekeeping-{task}": ("housekeeping", task)
+    for task in ("signing-keys", "auth-tokens", "outbox", "idempotency-keys")
+}
+# Workloads that talk to Kafka: in production each signs in with its own IAM role (MSK IAM).
+KAFKA_CLIENTS: tuple[str, ...] = (*WORKERS, "topics-sync")
 # Workers that run in the `spark` image target (Java + PySpark).
 SPARK_WORKERS: frozenset[str] = frozenset({"stream-lake"})
 

@@ -13,7 +13,15 @@ import yaml
 
 from paywall.settings import Settings
 from tests.deploy import contract
-from tests.deploy.conftest import DEPLOY, NAMESPACES, OVERLAYS, by_kind, pod_spec, workloads
+from tests.deploy.conftest import (
+    DEPLOY,
+    NAMESPACES,
+    OVERLAYS,
+    by_kind,
+    pod_spec,
+    pod_template,
+    workloads,
+)
 from transactional.services import SERVICES
 
 K8S_VERSION = "1.30.0"
@@ -167,6 +175,46 @@ def test_workers_job_and_dagster_are_deployed(rendered: Objects, env: str) -> No
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
+def test_worker_state_outlives_the_pod_on_a_persistent_volume(rendered: Objects, env: str) -> None:
+    """The lake stream's checkpoint is on a claim, not an emptyDir: a restarted pod resumes
+    from its offsets instead of re-reading Kafka from the earliest."""
+    deployments = by_kind(rendered[env], "Deployment")
+    claims = by_kind(rendered[env], "PersistentVolumeClaim")
+    for name, option in contract.DURABLE_STATE.items():
+        deployment = deployments[name]
+        container = _container(deployment)
+        args = list(container["args"])
+        path = Path(args[args.index(option) + 1])
+        volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+        (mount,) = [m for m in container["volumeMounts"] if path.is_relative_to(m["mountPath"])]
+        claim = volumes[mount["name"]].get("persistentVolumeClaim")
+        assert claim is not None, f"{name}: {path} is not on a PersistentVolumeClaim"
+        assert claim["claimName"] in claims, f"{name}: no claim {claim['claimName']}"
+        assert claims[claim["claimName"]]["spec"]["accessModes"] == ["ReadWriteOnce"]
+        # One writer per ReadWriteOnce claim: the old pod goes before the new one starts.
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_housekeeping_runs_on_schedule_never_overlapping(rendered: Objects, env: str) -> None:
+    cronjobs = by_kind(rendered[env], "CronJob")
+    for name, args in contract.HOUSEKEEPING.items():
+        assert name in cronjobs, f"no CronJob {name}"
+        cronjob = cronjobs[name]
+        assert tuple(_container_of(pod_spec(cronjob))["args"]) == args
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        assert cronjob["spec"]["timeZone"] == "Etc/UTC"
+        assert len(cronjob["spec"]["schedule"].split()) == 5
+        assert pod_spec(cronjob)["restartPolicy"] == "Never"
+
+
+def _container_of(spec: dict[str, Any]) -> dict[str, Any]:
+    (app,) = [c for c in spec["containers"] if c["name"] == "app"]
+    return app
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
 def test_pod_security(rendered: Objects, env: str) -> None:
     """The checks checkov's CKV_K8S_* make that matter most, kept here for every CI run."""
     secretish = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_URL$)", re.I)
@@ -196,7 +244,7 @@ def test_pod_security(rendered: Objects, env: str) -> None:
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(resources[kind]), f"{where}: {kind}"
             assert (container.get("livenessProbe") and container.get("readinessProbe")) or (
-                obj["kind"] == "Job"
+                obj["kind"] in ("Job", "CronJob")
             ), where
             assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"]), where
             for env_var in container.get("env", []):
@@ -271,10 +319,11 @@ def test_pods_use_the_generated_config_with_the_overlay_merged(rendered: Objects
 @pytest.mark.parametrize("env", OVERLAYS)
 def test_overlay_images_labels_and_public_host_land(rendered: Objects, env: str) -> None:
     for obj in workloads(rendered[env]):
-        assert obj["spec"]["template"]["metadata"]["labels"]["paywall.io/environment"] == env
+        assert pod_template(obj)["metadata"]["labels"]["paywall.io/environment"] == env
         for container in pod_spec(obj)["containers"] + pod_spec(obj).get("initContainers", []):
             image = container["image"]
-            assert image.startswith(("registry.example.com/paywall/", "kong:")), image
+            third_party = ("kong:", "quay.io/oauth2-proxy/oauth2-proxy:")
+            assert image.startswith(("registry.example.com/paywall/", *third_party)), image
     # Tokens carry the issuer, and Kong answers at the Gateway's host: the same name.
     (config,) = [o for o in rendered[env] if o["metadata"]["name"].startswith("paywall-config-")]
     host = urlsplit(config["data"]["AUTH_ISSUER"]).hostname
@@ -301,6 +350,29 @@ def test_production_topics_keep_three_copies_and_acknowledge_on_two(
         BILLING_CLIENT_SECRET="b",
     )
     assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
+
+
+def test_production_kafka_clients_use_tls_and_msk_iam_with_their_own_roles(
+    rendered: Objects,
+) -> None:
+    from paywall.clients import kafka_config
+
+    (config,) = [
+        o
+        for o in rendered["prod"]
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("paywall-config-")
+    ]
+    settings = Settings(_env_file=None, **config["data"])  # type: ignore[call-arg]
+    librdkafka = kafka_config(settings)
+    assert librdkafka["security.protocol"] == "SASL_SSL"
+    assert librdkafka["sasl.mechanism"] == "OAUTHBEARER" and callable(librdkafka["oauth_cb"])
+    assert all(b.endswith(":9098") for b in librdkafka["bootstrap.servers"].split(","))
+    accounts = by_kind(rendered["prod"], "ServiceAccount")
+    deployed = {o["metadata"]["name"]: o for o in workloads(rendered["prod"])}
+    for name in contract.KAFKA_CLIENTS:
+        account = accounts[pod_spec(deployed[name])["serviceAccountName"]]
+        role = account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn", "")
+        assert role.startswith("arn:aws:iam::"), f"{name}: no IAM role for MSK IAM"
 
 
 @pytest.mark.parametrize("env", OVERLAYS)

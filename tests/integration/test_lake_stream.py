@@ -283,3 +283,49 @@ def test_end_offsets_are_true_on_a_topic_the_broker_reads_slowly(lake: Lake) -> 
     assert bootstrap
     ends = ko.end_offsets(bootstrap, ko.partitions_of(bootstrap, [lake.topic]))
     assert sum(ends[lake.topic].values()) == len(produced)
+
+
+def test_a_restarted_stream_resumes_from_its_checkpoint(
+    lake: Lake, local_stack: LocalStack, tmp_path: Path
+) -> None:
+    """As the Deployment runs it: the continuous stream on a durable checkpoint, stopped by
+    SIGTERM (a pod restart) and started again, reads only what came after, not from the
+    earliest offsets (which would write every event again: see the test above)."""
+    env = {
+        **os.environ,
+        STATE_DIR_ENV: str(local_stack.root),
+        "LAKE_BUCKET": lake.bucket,
+        "LAKE_TRIGGER_SECONDS": "0.5",
+    }
+    argv = [str(REPO / ".venv" / "bin" / "paywall"), "stream", "lake"]
+    argv += ["--topics", lake.topic, "--checkpoint", str(lake.checkpoint)]
+
+    def run_until_in_lake(expected: list[str], log: Path) -> None:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            # Until committed: a batch's manifest is written after its files.
+            while sum(m["rows"] for m in lake.manifests()) < len(expected):
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the stream wrote too little in 180 s"
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)  # what the kubelet sends the pod's process
+            assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+    first = lake.produce(60)
+    run_until_in_lake(first, tmp_path / "first.log")
+    before = {json.dumps(m, sort_keys=True) for m in lake.manifests()}
+    more = lake.produce(45, first=300)
+    run_until_in_lake(first + more, tmp_path / "restarted.log")
+    assert_exact(lake, first + more)
+    after = [m for m in lake.manifests() if json.dumps(m, sort_keys=True) not in before]
+    assert sum(m["rows"] for m in after) == len(more)  # the restart read only the new ones
+    assert len({m["query_id"] for m in lake.manifests()}) == 1  # one query, resumed

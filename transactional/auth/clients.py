@@ -100,6 +100,7 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
             scopes=USER_SCOPES,
             replace=True,
         )
+    _ensure_dagster_ui_client(conn, settings)
     services = (
         ("registration", "Registration service"),
         ("billing", "Billing service, billing runs and operations (the Dagster code location)"),
@@ -132,6 +133,38 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
                 scopes=scopes,
                 replace=True,
             )
+
+
+DAGSTER_UI_CLIENT_ID = "dagster-ui"
+DAGSTER_UI_CALLBACK = "/dagster/oauth2/callback"  # oauth2-proxy's, under the public host
+
+
+def _ensure_dagster_ui_client(conn: Connection, settings: Settings) -> None:
+    """The Dagster UI's login client, when DAGSTER_UI_CLIENT_SECRET is set: confidential,
+    authorization code, in the operators' tenant (a tenant's users log in through that
+    tenant's clients only, so nobody else gets past the UI's proxy)."""
+    secret = settings.dagster_ui_client_secret
+    if secret is None:
+        return
+    uris = (f"{settings.issuer}{DAGSTER_UI_CALLBACK}",)
+    existing = repository.get_client(conn, DAGSTER_UI_CLIENT_ID)
+    if (
+        existing is None
+        or existing.redirect_uris != uris
+        or existing.tenant_id != settings.dagster_ui_tenant
+        or not verify_secret(existing.secret_hash, secret.get_secret_value())
+    ):
+        create_client(
+            conn,
+            DAGSTER_UI_CLIENT_ID,
+            secret=secret.get_secret_value(),
+            name="Dagster UI (oauth2-proxy)",
+            redirect_uris=uris,
+            grant_types=("authorization_code", "refresh_token"),
+            scopes=("openid", "email"),
+            tenant_id=settings.dagster_ui_tenant,
+            replace=True,
+        )
 
 
 def authenticate_client(

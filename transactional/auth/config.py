@@ -14,6 +14,11 @@ REFRESH_TOKEN_TTL = timedelta(days=30)
 AUTHORIZATION_CODE_TTL = timedelta(minutes=5)
 # A retired key stays published while tokens it signed can still be presented.
 KEY_RETENTION = max(ACCESS_TOKEN_TTL, ID_TOKEN_TTL) + timedelta(seconds=LEEWAY_SECONDS + 60)
+# Scheduled rotation (`paywall housekeeping signing-keys`, daily): a key signs for
+# SIGNING_KEY_MAX_AGE; the next one is published KEY_PUBLISH_AHEAD before it signs, so
+# every verifier's JWKS and Kong's config (rendered at deploy time) know it first.
+SIGNING_KEY_MAX_AGE = timedelta(days=90)
+KEY_PUBLISH_AHEAD = timedelta(days=7)
 
 SUPPORTED_GRANTS = frozenset({"authorization_code", "client_credentials", "refresh_token"})
 # Scopes any client may ask for besides those it is registered with are none: a client's

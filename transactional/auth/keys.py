@@ -14,8 +14,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import Connection
 
-from transactional.auth import repository
-from transactional.auth.config import KEY_RETENTION
+from transactional.auth import key_store
+from transactional.auth.config import KEY_PUBLISH_AHEAD, KEY_RETENTION, SIGNING_KEY_MAX_AGE
 from transactional.common.security import ALGORITHMS, InvalidToken
 
 ALGORITHM = ALGORITHMS[0]
@@ -26,7 +26,7 @@ _FIRST_KEY_LOCK = 7261002
 def _new_key(conn: Connection) -> tuple[str, RSAKey]:
     kid = f"{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:12]}"
     key = RSAKey.generate_key(2048, parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"})
-    repository.insert_key(conn, kid, ALGORITHM, key.as_dict(private=True))
+    key_store.insert_key(conn, kid, ALGORITHM, key.as_dict(private=True))
     return kid, key
 
 
@@ -36,17 +36,44 @@ def rotate_signing_key(conn: Connection) -> str:
     Tokens signed by the retired key keep verifying: it stays in the JWKS for
     KEY_RETENTION, and verifiers refetch the JWKS when they meet the new kid.
     """
-    repository.retire_keys(conn)
+    key_store.retire_keys(conn)
     kid, _ = _new_key(conn)
     return kid
 
 
+def scheduled_rotation(conn: Connection, now: datetime | None = None) -> str:
+    """One daily step of key rotation; what it did, in a few words.
+
+    The signing key's successor is published KEY_PUBLISH_AHEAD before the signing key
+    reaches SIGNING_KEY_MAX_AGE; once published that long it signs, and the old key stays
+    in the JWKS for KEY_RETENTION (the longest a token it signed lives), then goes.
+    """
+    key_store.lock_for(conn, _FIRST_KEY_LOCK)
+    now = now or datetime.now(UTC)
+    forgotten = key_store.delete_keys_retired_before(conn, KEY_RETENTION)
+    done = f"; forgot {forgotten} expired key(s)" if forgotten else ""
+    live = key_store.live_keys(conn)
+    if not live:
+        return f"created {_new_key(conn)[0]}{done}"
+    signing, upcoming = live[0], live[1:]
+    if upcoming:
+        successor = upcoming[-1]
+        if now - successor["created_at"] < KEY_PUBLISH_AHEAD:
+            starts = successor["created_at"] + KEY_PUBLISH_AHEAD
+            return f"{successor['kid']} published, signs from {starts:%Y-%m-%d}{done}"
+        key_store.retire_keys_but(conn, successor["kid"])
+        return f"{successor['kid']} signs, {signing['kid']} retired{done}"
+    if now - signing["created_at"] >= SIGNING_KEY_MAX_AGE - KEY_PUBLISH_AHEAD:
+        return f"published {_new_key(conn)[0]}, signs in {KEY_PUBLISH_AHEAD.days} days{done}"
+    return f"{signing['kid']} signs{done}"
+
+
 def active_key(conn: Connection) -> RSAKey:
     """The key that signs new tokens; the first call on an empty table creates it."""
-    jwk = repository.active_jwk(conn)
+    jwk = key_store.active_jwk(conn)
     if jwk is None:
-        repository.lock_for(conn, _FIRST_KEY_LOCK)
-        jwk = repository.active_jwk(conn)  # another process may have made it meanwhile
+        key_store.lock_for(conn, _FIRST_KEY_LOCK)
+        jwk = key_store.active_jwk(conn)  # another process may have made it meanwhile
         if jwk is None:
             return _new_key(conn)[1]
     return RSAKey.import_key(jwk)
@@ -56,7 +83,7 @@ def published_keys(conn: Connection) -> list[dict[str, Any]]:
     """Public JWKs of the active key and of keys retired less than KEY_RETENTION ago."""
     return [
         RSAKey.import_key(jwk).as_dict(private=False)
-        for jwk in repository.published_jwks(conn, KEY_RETENTION)
+        for jwk in key_store.published_jwks(conn, KEY_RETENTION)
     ]
 
 

@@ -7,13 +7,10 @@ callers hash, so no clear token is ever a parameter here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, RowMapping, text
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.expression import bindparam
 
 from streaming.outbox import emit
 from transactional.auth.models import Client, User
@@ -348,48 +345,3 @@ def _locked(conn: Connection, table: str, key: str, value: str) -> RowMapping | 
         .mappings()
         .one_or_none()
     )
-
-
-# -- signing keys --------------------------------------------------------------------------
-
-
-def insert_key(conn: Connection, kid: str, alg: str, private_jwk: dict[str, Any]) -> None:
-    conn.execute(
-        text(
-            "INSERT INTO auth.signing_keys (kid, alg, private_jwk) VALUES (:kid, :alg, :jwk)"
-        ).bindparams(bindparam("jwk", type_=JSONB)),
-        {"kid": kid, "alg": alg, "jwk": private_jwk},
-    )
-
-
-def retire_keys(conn: Connection) -> None:
-    conn.execute(text("UPDATE auth.signing_keys SET retired_at = now() WHERE retired_at IS NULL"))
-
-
-def active_jwk(conn: Connection) -> dict[str, Any] | None:
-    """The private JWK of the newest key not retired."""
-    row = conn.execute(
-        text(
-            "SELECT private_jwk FROM auth.signing_keys WHERE retired_at IS NULL "
-            "ORDER BY created_at DESC, kid DESC LIMIT 1"
-        )
-    ).scalar_one_or_none()
-    return dict(row) if row is not None else None
-
-
-def lock_for(conn: Connection, lock: int) -> None:
-    """Hold an advisory lock until the transaction ends (one process at a time)."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
-
-
-def published_jwks(conn: Connection, keep: timedelta) -> Iterable[dict[str, Any]]:
-    """Private JWKs of the active key and of those retired less than `keep` ago."""
-    rows: Iterable[dict[str, Any]] = conn.execute(
-        text(
-            "SELECT private_jwk FROM auth.signing_keys "
-            "WHERE retired_at IS NULL OR retired_at > now() - :keep "
-            "ORDER BY created_at DESC, kid DESC"
-        ),
-        {"keep": keep},
-    ).scalars()
-    return [dict(jwk) for jwk in rows]

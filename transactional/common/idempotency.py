@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Header
@@ -35,6 +36,10 @@ from transactional.common.problems import PROBLEM_JSON, ProblemModel
 from transactional.common.security import Principal
 
 HEADER = "Idempotency-Key"
+# Stripe's: after this a key may be used again for a new request. Registration and
+# subscription keys are purged after it (`paywall housekeeping idempotency-keys`);
+# payment keys are kept for good, so a charge can never be repeated (README).
+KEY_LIFETIME = timedelta(hours=24)
 REPLAYED_HEADER = "Idempotent-Replayed"
 RETRY_AFTER_SECONDS = 1
 _DESCRIPTION = "A retry with the same key and body returns the first answer (use a UUID)."

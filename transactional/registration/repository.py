@@ -30,7 +30,7 @@ from streaming import outbox
 from transactional.common import idempotency
 from transactional.registration.models import RegistrationRequest, SignupDetails
 
-KEY_LIFETIME = timedelta(hours=24)
+KEY_LIFETIME = idempotency.KEY_LIFETIME
 SCHEMA = "registration"
 # Steps after which a signup no longer needs its password: the login exists.
 PAST_LOGIN = ("payment_method", "subscription", "charging", "charged")
@@ -112,6 +112,19 @@ def claim(
     existing = load(conn, owner, key)
     assert existing is not None, "the conflicting row vanished inside our transaction"
     return existing
+
+
+def purge_expired_keys(conn: Connection) -> int:
+    """Delete finished signups whose key has expired, as `claim` does when such a key
+    comes again; an unfinished one may hold a charge to settle and stays."""
+    return int(
+        conn.execute(
+            text(
+                "DELETE FROM registration.registrations "
+                "WHERE expires_at < now() AND status <> 'in_progress'"
+            )
+        ).rowcount
+    )
 
 
 def load(conn: Connection, owner: str, key: str) -> Claim | None:

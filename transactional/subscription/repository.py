@@ -65,6 +65,21 @@ class Keyed:
     fingerprint: str | None
 
 
+def forget_request_keys(conn: Connection, older_than: timedelta) -> int:
+    """Clear the Idempotency-Key (and its fingerprint) of subscriptions created longer
+    ago than `older_than`: the key may then name a new request. The subscriptions stay."""
+    return int(
+        conn.execute(
+            text(
+                "UPDATE subscription.subscriptions SET request_key = NULL, "
+                "request_fingerprint = NULL "
+                "WHERE request_key IS NOT NULL AND created_at < now() - :age"
+            ),
+            {"age": older_than},
+        ).rowcount
+    )
+
+
 def by_request_key(conn: Connection, key: str) -> Keyed | None:
     row = conn.execute(
         text(
