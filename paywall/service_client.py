@@ -111,6 +111,13 @@ class TokenSource:
                 self._expires = time.monotonic() + float(data.get("expires_in", 300))
             return self._token
 
+    def forget(self, token: str) -> None:
+        """The service refused `token` (its signing key retired early, or it was revoked):
+        the next `token()` asks auth for a new one."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
 
 class ServiceClient:
     def __init__(self, service: str, settings: Settings, tokens: TokenSource) -> None:
@@ -143,7 +150,9 @@ class ServiceClient:
         attempts: int = 3,
     ) -> Reply:
         """`call`, with the answer's Retry-After for callers that pace their own retries."""
-        headers = {"Authorization": f"Bearer {self.tokens.token()}"}
+        token = self.tokens.token()
+        headers = {"Authorization": f"Bearer {token}"}
+        renewed = False
         if (rid := request_id.get()) is not None:
             headers["X-Request-ID"] = rid
         if idempotency_key:
@@ -160,6 +169,12 @@ class ServiceClient:
                 time.sleep(0.1 * 2 ** (attempt - 1))
                 continue
             body = _body(resp)
+            if resp.status_code == 401 and not renewed:
+                # Refused before anything was done: once more with a fresh token.
+                self.tokens.forget(token)
+                token, renewed = self.tokens.token(), True
+                headers["Authorization"] = f"Bearer {token}"
+                continue
             if resp.status_code == 409 and body.get("type") == IN_PROGRESS_TYPE:
                 if time.monotonic() >= waited_until:
                     raise ServiceError(self.service, 503, body)

@@ -15,6 +15,10 @@ from paywall.settings import STATE_DIR_ENV, Settings, get_settings, reset_settin
 from paywall.stack.local import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
+# Billing tests bill days of their own across 2025 and 2026 so that they never meet; the
+# Dagster partitions (read from settings when the asset modules are first imported) must
+# offer those days.
+os.environ.setdefault("PARTITIONS_START", "2025-01-01")
 
 
 @pytest.fixture(scope="session")

@@ -263,7 +263,8 @@ def test_poison_message_is_dead_lettered_and_the_consumer_goes_on(
         msg = dlq.poll(0.5)
         if msg is not None and not msg.error():
             reasons.append(dict(msg.headers() or [])["dlq_reason"].decode())
-        if len(reasons) >= 2:
+        # Other tests park messages in this topic too: read until the poison is found.
+        if any(r.startswith("poison:") for r in reasons):
             break
     dlq.close()
     assert any(r.startswith("poison:") for r in reasons)

@@ -52,6 +52,7 @@ PARTNER_SCOPES: dict[str, str] = {
     "subscriptions:write": "Create and change the tenant's subscriptions",
     "payments:read": "Read the tenant's payments",
     "payments:write": "Charge and refund the tenant's customers",
+    "invoices:read": "Read the tenant's invoices (lists, documents)",
 }
 # Scopes that act across tenants: the services' own (`internal`), the operations sweeps'
 # and the platform operator's. An endpoint needing one is not in the public API document.
