@@ -71,5 +71,6 @@ def billing_paid_matches_charges(
     """Per currency, the day's paid invoices equal the succeeded charges less refunds the
     payment service holds for them."""
     day = checked_day(context, database.engine)
-    finding = day and reconciliation.paid_matches_charges(database.engine, services.payment, day)
-    return result(day, finding)
+    if day is None:
+        return result(None, None)
+    return result(day, reconciliation.paid_matches_charges(database.engine, services.payment, day))
