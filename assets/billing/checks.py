@@ -7,8 +7,6 @@ latest billing day. Not partitioned themselves: Dagster 1.13 cannot run a partit
 without its asset.
 """
 
-from __future__ import annotations
-
 from datetime import date
 
 from dagster import (

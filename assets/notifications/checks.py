@@ -1,7 +1,5 @@
 """The notification batch's check: nothing it could send is left pending after it ran."""
 
-from __future__ import annotations
-
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
