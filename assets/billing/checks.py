@@ -1,8 +1,9 @@
 """Reconciliation of a billing day as asset checks on `billing_run` (reconciliation.py).
 
-Both block: a day whose invoices and money do not agree stops what reads them downstream
-(the notification batch's receipts and dunning notices, the marts) until an operator has
-looked. Run with the materialization, they check its partition; run on their own, the
+Both block: a day whose invoices and money do not agree stops what is materialized
+after `billing_run` in the same run (its downstream `notification_batch`, in a backfill of
+both); the separately scheduled notification job is a run of its own and is not held.
+Run with the materialization, they check its partition; run on their own, the
 latest billing day. Not partitioned themselves: Dagster 1.13 cannot run a partitioned check
 without its asset.
 """
