@@ -13,6 +13,7 @@ from dagster import (
 
 from assets.billing.metrics import pushed
 from assets.billing.pacing import Pace
+from assets.billing.report import metadata as report
 from assets.billing.run import BillingRun
 from assets.shared import RETRIES, daily, day_of
 from assets.shared.resources import Database, Services
@@ -26,7 +27,9 @@ from assets.shared.resources import Database, Services
     description=(
         "Subscriptions whose period ends on the partition's day: renewals and trial "
         "conversions invoiced (one per subscription and period) and charged, period-end "
-        "cancellations applied, dunning retries (day 1, 3, 7) due that day charged."
+        "cancellations applied, dunning retries (day 1, 3, 7) due that day charged. Its "
+        "metadata: amounts per currency (invoiced, collected, failed, credited, outstanding "
+        "past due) and the invoices that failed that day."
     ),
 )
 def billing_run(
@@ -44,7 +47,11 @@ def billing_run(
     )
     with pushed(database.settings.pushgateway_url, day) as metrics:
         counts = metrics.counts = run.run(day)
-        metadata: dict[str, Any] = {**counts.numbers(), "billing_day": day.isoformat()}
+        metadata: dict[str, Any] = {
+            **counts.numbers(),
+            "billing_day": day.isoformat(),
+            **report(database.engine, day),
+        }
         if counts.errors:
             # Fail so the retry policy (or an operator) runs the day again; nothing doubles.
             problems = MetadataValue.md("\n".join(counts.problems[:50]))

@@ -10,6 +10,7 @@ from dagster import (
 )
 
 from assets.billing.assets import billing_run
+from assets.billing.checks import billing_invoiced_once, billing_paid_matches_charges
 from assets.shared import RETRIES
 from assets.shared.schedules import schedule_status
 from assets.shared.stewardship import daily_by, stewarded
@@ -33,6 +34,7 @@ def defs(settings: Settings) -> Definitions:
         assets=stewarded(
             [billing_run], owner="team:billing", freshness={"billing_run": daily_by(4)}
         ),
+        asset_checks=[billing_invoiced_once, billing_paid_matches_charges],
         jobs=[billing_job],
         schedules=[daily],
     )

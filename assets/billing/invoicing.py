@@ -77,6 +77,15 @@ def create_invoices(conn: Connection, billing_date: date) -> tuple[int, int]:
     `invoice.created` and `invoice.finalized` events in billing's outbox, all in one
     statement: (created, already invoiced before)."""
     staged: int = conn.execute(text(f"SELECT count(*) FROM {STAGE}")).scalar_one()
+    # What this run was given, kept for reconciliation (assets/billing/reconciliation.py).
+    conn.execute(
+        text(
+            "INSERT INTO billing.due_seen (billing_date, subscription_id, period_start, kind, "
+            f"amount, currency) SELECT :day, subscription_id, period_start, kind, amount, "
+            f"currency FROM {STAGE} ON CONFLICT DO NOTHING"
+        ),
+        {"day": billing_date},
+    )
     created: int = conn.execute(
         text(
             "WITH made AS (INSERT INTO billing.invoices (id, subscription_id, customer_id, "

@@ -11,6 +11,7 @@ from dagster import (
 )
 
 from assets.notifications.assets import notification_batch
+from assets.notifications.checks import notification_batch_settled
 from assets.notifications.sensors import ops_alert_on_run_failure
 from assets.shared import RETRIES
 from assets.shared.schedules import schedule_status
@@ -35,6 +36,7 @@ def defs(settings: Settings) -> Definitions:
             owner="team:billing",
             freshness={"notification_batch": daily_by(11)},
         ),
+        asset_checks=[notification_batch_settled],
         jobs=[notification_job],
         schedules=[daily],
         sensors=[ops_alert_on_run_failure],

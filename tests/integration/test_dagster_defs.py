@@ -29,6 +29,7 @@ from dagster import (
     materialize,
 )
 
+from assets.billing.checks import billing_invoiced_once, billing_paid_matches_charges
 from assets.notifications.sensors import ops_alert_on_run_failure
 from paywall.settings import Settings
 from paywall.stack.process import free_port
@@ -74,6 +75,9 @@ CHECKS = {
     "mrr_monthly_quality",
     "fct_subscriptions_quality",
     "stripe_matches_payments",
+    "billing_invoiced_once",
+    "billing_paid_matches_charges",
+    "notification_batch_settled",
 }
 JOBS = {  # scheduled
     "event_completeness_job": "0 1 * * *",
@@ -121,6 +125,9 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
     # The contract check runs in raw_events before the load, and blocks what follows.
     specs = {s.name: s for s in defs.resolve_assets_def("raw_events").check_specs}
     assert specs["raw_events_contract"].blocking
+    # Billing's reconciliation blocks what reads the day after the billing run.
+    for check in (billing_invoiced_once, billing_paid_matches_charges):
+        assert all(spec.blocking for spec in check.check_specs)
 
     repo = defs.get_repository_def()
     assert set(JOBS) | SENSOR_JOBS <= {j.name for j in repo.get_all_jobs()}
