@@ -186,6 +186,7 @@ class Settings(BaseSettings):
         "kafka_sasl_username",
         "kafka_sasl_password",
         "kafka_ssl_ca_location",
+        "partitions_start",
         mode="before",
     )
     @classmethod

@@ -54,6 +54,7 @@ DBT_ASSETS = {
     "staging/stg_payments",
     "staging/stg_registrations",
     "staging/stg_subscription_events",
+    "staging/stg_invoice_events",
     "staging/stg_users",
     "intermediate/int_subscription_states",
     "intermediate/int_customer_mrr_monthly",

@@ -54,6 +54,7 @@ from assets.warehouse import (
 from assets.warehouse.lake import lake_filesystem
 from paywall.clients import ensure_bucket, s3_client
 from paywall.settings import Settings
+from streaming import contracts
 from streaming.lake import layout
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,7 @@ SERVICE = {
     "payment": "payment",
     "registration": "registration",
     "user": "auth",
+    "invoice": "billing",
 }
 
 
@@ -156,6 +158,31 @@ class History:
         if event_type != "subscription.created":
             data["previous_status"] = extra.get("previous_status", sub.status)
         self.emit(event_type, when, sub.id, data)
+
+    def invoice(
+        self, event_type: str, when: dt.datetime, inv: dict[str, Any], **extra: Any
+    ) -> None:
+        """billing's invoice.* data: the invoice after the change (amounts in cents)."""
+        self.emit(event_type, when, inv["invoice_id"], {**inv, **extra})
+
+    def bill(self, when: dt.datetime, iid: str, sub: Sub, kind: str, total: int) -> dict[str, Any]:
+        """A new invoice, created and finalized in one transaction (one instant)."""
+        inv = {
+            "invoice_id": iid,
+            "customer_id": sub.customer_id,
+            "tenant_id": None,
+            "subscription_id": sub.id,
+            "kind": kind,
+            "status": "draft",
+            "currency": "usd",
+            "total": total,
+            "amount_paid": 0,
+            "amount_due": total,
+        }
+        self.invoice("invoice.created", when, inv)
+        inv["status"] = "open"
+        self.invoice("invoice.finalized", when, inv)
+        return inv
 
     def subscribe(
         self, cid: str, when: dt.datetime, plan: str, trial_days: int = 0
@@ -282,6 +309,10 @@ def synthetic_history() -> History:
     # Billing renews C an hour after the period end, on the downgraded plan.
     sub_c.plan_id, sub_c.status = "pro-monthly", "active"
     sub_c.period_start, sub_c.period_end = at(2, 8, 8), at(3, 8, 8)
+    inv_c1 = h.bill(at(2, 8, 8, 59), "inv_c1", sub_c, "renewal", 2900)
+    paid_c1 = h.charge(c, at(2, 8, 9), 2900)
+    inv_c1 |= {"status": "paid", "amount_paid": 2900, "amount_due": 0}
+    h.invoice("invoice.paid", at(2, 8, 9), inv_c1, payment_id=paid_c1)
     h.sub_event(
         "subscription.renewed",
         at(2, 8, 9, 1),
@@ -289,14 +320,22 @@ def synthetic_history() -> History:
         pending_plan_id=None,
         previous_plan_id="team-monthly",
         invoice_id="inv_c1",
-        payment_id=h.charge(c, at(2, 8, 9), 2900),
+        payment_id=paid_c1,
         amount=2900,
         currency="usd",
         interval="month",
     )
 
     # B's first renewal fails (past due, still counted in MRR), then is paid in dunning.
-    h.charge(b, at(3, 4, 9), 900, fail=True)
+    inv_b1 = h.bill(at(3, 4, 8, 59), "inv_b1", sub_b, "renewal", 900)
+    h.invoice(
+        "invoice.payment_failed",
+        at(3, 4, 9),
+        inv_b1,
+        payment_id=h.charge(b, at(3, 4, 9), 900, fail=True),
+        decline_code="insufficient_funds",
+        attempt=1,
+    )
     sub_b.status = "past_due"
     h.sub_event(
         "subscription.past_due",
@@ -306,6 +345,9 @@ def synthetic_history() -> History:
         invoice_id="inv_b1",
         decline_code="insufficient_funds",
     )
+    paid_b1 = h.charge(b, at(3, 6, 9), 900)
+    inv_b1 |= {"status": "paid", "amount_paid": 900, "amount_due": 0}
+    h.invoice("invoice.paid", at(3, 6, 9), inv_b1, payment_id=paid_b1)
     sub_b.status = "active"
     sub_b.period_start, sub_b.period_end = at(3, 4, 9, 5), at(4, 4, 9, 5)
     h.sub_event(
@@ -314,11 +356,26 @@ def synthetic_history() -> History:
         sub_b,
         previous_status="past_due",
         invoice_id="inv_b1",
-        payment_id=h.charge(b, at(3, 6, 9), 900),
+        payment_id=paid_b1,
         amount=900,
         currency="usd",
         interval="month",
     )
+
+    # C tries to upgrade back to team on Mar 20: the proration charge (70 for the rest of
+    # the period, as billing priced it) is declined, so the invoice is voided in the same
+    # transaction and the plan stays (no subscription event).
+    inv_c2 = h.bill(at(3, 20, 10), "inv_c2", sub_c, "proration", 7000)
+    h.invoice(
+        "invoice.payment_failed",
+        at(3, 20, 10),
+        inv_c2,
+        payment_id=h.charge(c, at(3, 20, 10), 7000, fail=True),
+        decline_code="insufficient_funds",
+        attempt=1,
+    )
+    inv_c2 |= {"status": "void", "amount_due": 0}
+    h.invoice("invoice.voided", at(3, 20, 10), inv_c2, reason="upgrade_declined")
 
     h.customer(d, at(1, 12, 7), "dave")
     sub_d, _ = h.subscribe(d, at(1, 12, 8), "pro-monthly")
@@ -463,6 +520,14 @@ def _count(path: Path, sql: str) -> int:
         row = con.execute(sql).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def test_the_hand_made_invoice_events_are_billing_contracts() -> None:
+    """fct_invoices is asserted on these: they must be what billing can emit."""
+    invoices = [e for e in synthetic_history().events if e["event_type"].startswith("invoice.")]
+    assert len(invoices) == 11
+    for event in invoices:
+        contracts.validate({**event, "occurred_at": event["occurred_at"].isoformat()})
 
 
 def test_lake_partitions_come_from_the_s3_listing(
@@ -675,32 +740,80 @@ def test_payments_and_customers(dbt_build: DbtRun) -> None:
         "FROM marts.fct_payments GROUP BY payment_status ORDER BY payment_status"
     )
     # Charges: A 29, C 99 + renewal 29, D 29, E 9 (refunded), E again 9, F 290,
-    # B 9 + renewal 9 (each after a failed attempt).
+    # B 9 + renewal 9 (each after a failed attempt); C's declined upgrade (70).
     assert payments == [
-        {"payment_status": "failed", "n": 2, "net": 0},
+        {"payment_status": "failed", "n": 3, "net": 0},
         {"payment_status": "refunded", "n": 1, "net": 0},
         {"payment_status": "succeeded", "n": 8, "net": Decimal("503.00")},
     ]
     invoices = dbt_build.query(
-        "SELECT invoice_id, invoice_status, amount, past_due_at IS NOT NULL AS was_past_due, "
-        "payment_id IS NOT NULL AS has_payment FROM marts.fct_invoices ORDER BY invoice_id"
+        "SELECT invoice_id, invoice_kind, invoice_status, currency, total_amount, amount_paid, "
+        "amount_due, attempts, decline_code, void_reason, payment_id IS NOT NULL AS has_payment, "
+        "created_at, finalized_at, first_failed_at, paid_at, voided_at "
+        "FROM marts.fct_invoices ORDER BY invoice_id"
     )
+    usd = {"currency": "usd"}
     assert invoices == [
-        {
+        {  # failed once (in dunning), paid on the second attempt
             "invoice_id": "inv_b1",
+            "invoice_kind": "renewal",
             "invoice_status": "paid",
-            "amount": Decimal("9.00"),
-            "was_past_due": True,
+            **usd,
+            "total_amount": Decimal("9.00"),
+            "amount_paid": Decimal("9.00"),
+            "amount_due": Decimal("0.00"),
+            "attempts": 2,
+            "decline_code": "insufficient_funds",
+            "void_reason": None,
             "has_payment": True,
+            "created_at": dt.datetime(2025, 3, 4, 8, 59),
+            "finalized_at": dt.datetime(2025, 3, 4, 8, 59),
+            "first_failed_at": dt.datetime(2025, 3, 4, 9),
+            "paid_at": dt.datetime(2025, 3, 6, 9),
+            "voided_at": None,
         },
         {
             "invoice_id": "inv_c1",
+            "invoice_kind": "renewal",
             "invoice_status": "paid",
-            "amount": Decimal("29.00"),
-            "was_past_due": False,
+            **usd,
+            "total_amount": Decimal("29.00"),
+            "amount_paid": Decimal("29.00"),
+            "amount_due": Decimal("0.00"),
+            "attempts": 1,
+            "decline_code": None,
+            "void_reason": None,
             "has_payment": True,
+            "created_at": dt.datetime(2025, 2, 8, 8, 59),
+            "finalized_at": dt.datetime(2025, 2, 8, 8, 59),
+            "first_failed_at": None,
+            "paid_at": dt.datetime(2025, 2, 8, 9),
+            "voided_at": None,
+        },
+        {  # declined upgrade: failed and voided in one instant; its amounts stay known
+            "invoice_id": "inv_c2",
+            "invoice_kind": "proration",
+            "invoice_status": "void",
+            **usd,
+            "total_amount": Decimal("70.00"),
+            "amount_paid": Decimal("0.00"),
+            "amount_due": Decimal("0.00"),
+            "attempts": 1,
+            "decline_code": "insufficient_funds",
+            "void_reason": "upgrade_declined",
+            "has_payment": False,
+            "created_at": dt.datetime(2025, 3, 20, 10),
+            "finalized_at": dt.datetime(2025, 3, 20, 10),
+            "first_failed_at": dt.datetime(2025, 3, 20, 10),
+            "paid_at": None,
+            "voided_at": dt.datetime(2025, 3, 20, 10),
         },
     ]
+    staged_invoices = dbt_build.query(
+        "SELECT count(*) AS n, count(DISTINCT invoice_id) AS invoices "
+        "FROM staging.stg_invoice_events"
+    )
+    assert staged_invoices == [{"n": 11, "invoices": 3}]
     customers = dbt_build.query(
         "SELECT count(*) AS n, count(stripe_customer_id) AS with_stripe, "
         "count(first_paid_at) AS paid FROM marts.dim_customers"

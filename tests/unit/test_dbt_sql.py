@@ -22,6 +22,7 @@ ROLE = "arn:aws:iam::123456789012:role/paywall-redshift-copy"
 MODELS = {
     "stg_customers",
     "stg_subscription_events",
+    "stg_invoice_events",
     "stg_payments",
     "stg_payment_accounts",
     "stg_registrations",

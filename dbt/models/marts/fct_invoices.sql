@@ -1,71 +1,80 @@
-{{ config(dist='subscription_id', sort=['first_seen_at']) }}
+{{ config(dist='customer_id', sort=['created_at']) }}
 
-{#- Billing's renewal invoices, as far as events tell: there are no invoice.* events yet,
-    but subscription.renewed / reactivated (paid) and subscription.past_due (charge failed)
-    carry the invoice_id. One row per invoice; amounts in major units. The first charge at
-    signup (subscription.activated) has no invoice and is in fct_payments only. -#}
+{#- One row per invoice, from billing's invoice.* events: the latest event gives the status
+    and amounts (each event carries the invoice as it is after the change), the others its
+    timestamps, attempts and last decline. Amounts in major units. -#}
 
-with invoice_events as (
+with ranked as (
     select
         *,
         row_number() over (
             partition by invoice_id
             order by
-                case when event_type in ('subscription.renewed', 'subscription.reactivated')
-                    then 0 else 1 end,
                 occurred_at desc,
+                -- one transaction may emit two (a declined upgrade: failed, then voided)
+                case event_type
+                    when 'invoice.created' then 1
+                    when 'invoice.finalized' then 2
+                    when 'invoice.payment_failed' then 3
+                    else 4
+                end desc,
+                attempt desc,
                 event_id
-        ) as paid_first
-    from {{ ref('stg_subscription_events') }}
-    where invoice_id is not null
+        ) as latest_first,
+        row_number() over (
+            partition by invoice_id, event_type
+            order by occurred_at desc, attempt desc, event_id
+        ) as latest_of_type
+    from {{ ref('stg_invoice_events') }}
 ),
 
-outcomes as (
+history as (
     select
         invoice_id,
+        min(case when event_type = 'invoice.created' then occurred_at end) as created_at,
+        min(case when event_type = 'invoice.finalized' then occurred_at end) as finalized_at,
+        min(case when event_type = 'invoice.payment_failed' then occurred_at end)
+            as first_failed_at,
+        min(case when event_type = 'invoice.paid' then occurred_at end) as paid_at,
+        min(case when event_type = 'invoice.voided' then occurred_at end) as voided_at,
         min(occurred_at) as first_seen_at,
-        min(case when event_type = 'subscription.past_due' then occurred_at end) as past_due_at,
-        min(
+        -- one event per charge attempt: each declined one, and the paying one (an invoice
+        -- paid without a charge has no payment)
+        count(case when event_type = 'invoice.payment_failed' then 1 end)
+        + count(case when event_type = 'invoice.paid' and payment_id is not null then 1 end)
+            as attempts,
+        max(
             case
-                when event_type in ('subscription.renewed', 'subscription.reactivated')
-                    then occurred_at
+                when event_type = 'invoice.payment_failed' and latest_of_type = 1
+                    then decline_code
             end
-        ) as paid_at,
-        max(decline_code) as decline_code
-    from invoice_events
+        ) as decline_code,
+        max(case when event_type = 'invoice.paid' then payment_id end) as payment_id,
+        max(case when event_type = 'invoice.voided' then void_reason end) as void_reason
+    from ranked
     group by invoice_id
-),
-
-ended as (
-    select subscription_id, min(occurred_at) as canceled_at
-    from {{ ref('stg_subscription_events') }}
-    where event_type = 'subscription.canceled'
-    group by subscription_id
 )
 
 select
-    invoice.invoice_id,
-    invoice.subscription_id,
-    invoice.customer_id,
-    invoice.plan_id,
-    case
-        when outcomes.paid_at is not null then 'paid'
-        when ended.canceled_at > outcomes.past_due_at then 'uncollectible'
-        else 'past_due'
-    end as invoice_status,
-    coalesce(invoice.currency, plans.currency) as currency,
-    coalesce({{ minor_to_major('invoice.amount') }}, plans.amount) as amount,
-    case when outcomes.paid_at is not null then invoice.current_period_start end
-        as period_start,
-    case when outcomes.paid_at is not null then invoice.current_period_end end as period_end,
-    invoice.payment_id,
-    outcomes.first_seen_at,
-    outcomes.past_due_at,
-    outcomes.paid_at,
-    outcomes.decline_code
-from invoice_events as invoice
-inner join outcomes on invoice.invoice_id = outcomes.invoice_id
-left join ended on invoice.subscription_id = ended.subscription_id
--- subscription.past_due carries no amount: an invoice not yet paid is priced at its plan
-left join {{ ref('dim_plans') }} as plans on invoice.plan_id = plans.plan_id
-where invoice.paid_first = 1
+    latest.invoice_id,
+    latest.tenant_id,
+    latest.customer_id,
+    latest.subscription_id,
+    latest.invoice_kind,
+    latest.invoice_status,
+    latest.currency,
+    {{ minor_to_major('latest.total') }} as total_amount,
+    {{ minor_to_major('latest.amount_paid') }} as amount_paid,
+    {{ minor_to_major('latest.amount_due') }} as amount_due,
+    history.payment_id,
+    cast(history.attempts as integer) as attempts,
+    history.decline_code,
+    history.void_reason,
+    coalesce(history.created_at, history.first_seen_at) as created_at,
+    history.finalized_at,
+    history.first_failed_at,
+    history.paid_at,
+    history.voided_at
+from ranked as latest
+inner join history on latest.invoice_id = history.invoice_id
+where latest.latest_first = 1
