@@ -9,12 +9,12 @@ from datetime import date
 
 from sqlalchemy import Engine, RowMapping, text
 
-from assets.billing import events
 from assets.billing.dunning import record
 from assets.billing.outcomes import Counts, Outcome
 from assets.billing.paced_payments import PacedPayments
 from assets.billing.pacing import Pace, Unpaced
 from paywall.service_client import ServiceClient, ServiceError
+from streaming import invoice_events
 
 
 def idempotency_key(invoice_id: uuid.UUID | str, attempt: int) -> str:
@@ -104,7 +104,7 @@ class Charges:
                 .first()
             )
             if voided is not None:
-                events.emit(conn, voided, "invoice.voided", reason="subscription_canceled")
+                invoice_events.emit(conn, voided, "invoice.voided", reason="subscription_canceled")
             conn.execute(
                 text(
                     "UPDATE billing.dunning SET status = 'abandoned', next_attempt_on = NULL, "

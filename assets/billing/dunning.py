@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Engine, RowMapping, text
 
-from assets.billing import events
 from assets.billing.outcomes import Counts, Outcome
+from streaming import invoice_events
 
 # Dunning: retries on day 1, 3 and 7 after the first failure; the subscription is past
 # due meanwhile and canceled when the last retry fails.
@@ -84,7 +84,7 @@ def _paid(
         .mappings()
         .one()
     )
-    events.emit(conn, paid, "invoice.paid", payment_id=outcome.payment_id)
+    invoice_events.emit(conn, paid, "invoice.paid", payment_id=outcome.payment_id)
     if in_dunning:
         conn.execute(
             text(
@@ -123,7 +123,7 @@ def _failed(
         .mappings()
         .one()
     )
-    events.emit(
+    invoice_events.emit(
         conn,
         failed,
         "invoice.payment_failed",

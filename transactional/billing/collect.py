@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, RowMapping
 
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient, ServiceError
+from streaming import invoice_events
 from transactional.billing import repository as repo
 
 log = get_logger(__name__)
@@ -120,10 +121,10 @@ def book(conn: Connection, invoice_id: uuid.UUID, attempt: int, outcome: Outcome
             # for prorations, the billing run's actions for the others).
             pending_action="apply_upgrade" if proration else "reactivate" if dunning else "renew",
         )
-        repo.emit(conn, paid, "invoice.paid", payment_id=outcome.payment_id)
+        invoice_events.emit(conn, paid, "invoice.paid", payment_id=outcome.payment_id)
         return paid
     failed = repo.update(conn, invoice_id, attempts=attempts, decline_code=outcome.decline_code)
-    repo.emit(
+    invoice_events.emit(
         conn,
         failed,
         "invoice.payment_failed",
@@ -146,5 +147,5 @@ def void(conn: Connection, invoice: RowMapping, reason: str) -> RowMapping:
         pending_action=None,
     )
     repo.end_dunning(conn, invoice["id"], "abandoned")
-    repo.emit(conn, voided, "invoice.voided", reason=reason)
+    invoice_events.emit(conn, voided, "invoice.voided", reason=reason)
     return voided

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, RowMapping
 from paywall import pricing
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient, ServiceError
+from streaming import invoice_events
 from transactional.billing import repository as repo
 from transactional.billing.collect import Collector
 from transactional.billing.models import InvoiceSweep, ProrationCreate
@@ -122,8 +123,8 @@ def _new(conn: Connection, scoped: str, asked: str, body: ProrationCreate) -> Ro
             "another plan change of this subscription is being charged; retry shortly",
             headers={"Retry-After": "2"},
         )
-    repo.emit(conn, made, "invoice.created")
-    repo.emit(conn, made, "invoice.finalized")
+    invoice_events.emit(conn, made, "invoice.created")
+    invoice_events.emit(conn, made, "invoice.finalized")
     return made
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
-from streaming import outbox
 from transactional.billing.models import Invoice, InvoiceLine, PaymentAttempt
 
 SCHEMA = "billing"
@@ -338,32 +337,6 @@ def stale_prorations(conn: Connection, older_than: timedelta, limit: int) -> lis
             ),
             {"before": datetime.now(UTC) - older_than, "limit": limit},
         ).mappings()
-    )
-
-
-# -- events ------------------------------------------------------------------------------
-
-
-def emit(conn: Connection, row: RowMapping, event_type: str, **extra: Any) -> None:
-    outbox.emit(
-        conn,
-        SCHEMA,
-        "invoice",
-        str(row["id"]),
-        event_type,
-        {
-            "invoice_id": str(row["id"]),
-            "customer_id": row["customer_id"],
-            "tenant_id": row["tenant_id"],
-            "subscription_id": str(row["subscription_id"]),
-            "kind": row["kind"],
-            "status": row["status"],
-            "currency": row["currency"],
-            "total": row["total"],
-            "amount_paid": row["amount_paid"],
-            "amount_due": row["amount_due"],
-            **extra,
-        },
     )
 
 

@@ -1,5 +1,6 @@
-"""Invoice events the billing run writes to billing's outbox (streaming/contracts: invoice.*),
-in the transaction that books the outcome; the billing service writes the same ones."""
+"""The invoice events (streaming/contracts: invoice.*) as billing writes them to its outbox,
+in the transaction that changes the invoice. One payload for both writers: the billing
+service (upgrades, operators' void and pay) and the Dagster billing run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from streaming import outbox
 
 
 def emit(conn: Connection, invoice: RowMapping, event_type: str, **extra: Any) -> None:
+    """`event_type` for `invoice` (a billing.invoices row as it is now), with `extra`
+    fields the event's contract adds (payment_id, decline_code, reason)."""
     outbox.emit(
         conn,
         "billing",
