@@ -51,7 +51,7 @@ from assets.billing.pacing import Pace  # noqa: E402
 from assets.billing.run import BillingRun  # noqa: E402
 from assets.shared.resources import Services  # noqa: E402
 from bench.fresh_stack import fresh_stack  # noqa: E402
-from bench.signup import created, serve  # noqa: E402
+from bench.signup import created, register, serve  # noqa: E402
 from paywall import clients, db  # noqa: E402
 from paywall.cli.demo_flow import GOOD_CARD, new_card, partner_token  # noqa: E402
 from paywall.settings import Settings, get_settings, reset_settings  # noqa: E402
@@ -68,22 +68,7 @@ def sign_up(api: str, settings: Settings, n: int, concurrency: int) -> list[str]
 
     def one(card: str) -> str:
         with httpx.Client(timeout=60) as http:
-            resp = created(
-                http.post(
-                    f"{api}/v1/registrations",
-                    headers={
-                        "Authorization": f"Bearer {token}",
-                        "Idempotency-Key": str(uuid.uuid4()),
-                    },
-                    json={
-                        "email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
-                        "password": "bench password 123",
-                        "name": "Bench",
-                        "plan_id": "pro-monthly",
-                        "payment_method_id": card,
-                    },
-                )
-            )
+            resp = created(register(http, api, token, card))
         return str(resp.json()["subscription_id"])
 
     with ThreadPoolExecutor(concurrency) as pool:

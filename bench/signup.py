@@ -81,6 +81,21 @@ def load(call: Callable[[int], object], n: int, concurrency: int) -> tuple[float
     return n / (time.perf_counter() - start), latencies
 
 
+def register(http: httpx.Client, api: str, token: str, card: str) -> httpx.Response:
+    """One partner signup (a new email, the pro plan, `card`), as the benchmarks send it."""
+    return http.post(
+        f"{api}/v1/registrations",
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
+            "password": "bench password 123",
+            "name": "Bench",
+            "plan_id": "pro-monthly",
+            "payment_method_id": card,
+        },
+    )
+
+
 def created(resp: httpx.Response) -> httpx.Response:
     if resp.status_code != 201:
         raise RuntimeError(f"{resp.request.url} answered {resp.status_code}: {resp.text[:300]}")
@@ -161,22 +176,7 @@ def main() -> None:
             baseline_http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
 
             def signup(card: str) -> httpx.Response:
-                return created(
-                    http.post(
-                        f"{api}/v1/registrations",
-                        headers={
-                            "Authorization": f"Bearer {token}",
-                            "Idempotency-Key": str(uuid.uuid4()),
-                        },
-                        json={
-                            "email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
-                            "password": "bench password 123",
-                            "name": "Bench",
-                            "plan_id": "pro-monthly",
-                            "payment_method_id": card,
-                        },
-                    )
-                )
+                return created(register(http, api, token, card))
 
             def insert(_: int) -> httpx.Response:
                 return created(
