@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from transactional.common.pagination import Page
+
 InvoiceStatus = Literal["draft", "open", "paid", "uncollectible", "void"]
 
 
@@ -60,9 +62,7 @@ class Invoice(BaseModel):
     payment_attempts: list[PaymentAttempt]
 
 
-class InvoicePage(BaseModel):
-    data: list[Invoice]
-    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page")
+InvoicePage = Page[Invoice]
 
 
 class ProrationCreate(BaseModel):

@@ -3,17 +3,14 @@ operators' void and pay-now."""
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
-from datetime import datetime
 
 from sqlalchemy import Engine, RowMapping
 
 from transactional.billing import repository as repo
 from transactional.billing.collect import CHARGEABLE, Collector, void
 from transactional.billing.models import Invoice, InvoicePage
-from transactional.common import errors, idempotency, tenancy
+from transactional.common import errors, idempotency, pagination, tenancy
 from transactional.common.errors import DomainError
 from transactional.common.security import Principal
 
@@ -29,18 +26,18 @@ def listed(
 ) -> InvoicePage:
     """The caller's invoices, newest first: a user's own customer's, a partner's tenant's,
     an internal caller's any (it may act for every tenant)."""
-    scope: dict[str, object] = {}
-    if not principal.internal:
-        if principal.customer_id:
-            scope["customer_id"] = principal.customer_id
-        else:
-            scope["tenant_id"] = principal.tenant_id
-    after = _decode_cursor(cursor) if cursor else None
+    scope = tenancy.list_scope(principal)
+    after = pagination.decode_cursor(cursor)
     with engine.connect() as conn:
         rows = repo.page(conn, scope, filters, after, limit + 1)
         data = repo.many(conn, rows[:limit])
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return InvoicePage(data=data, next_cursor=next_cursor)
+    cursor_row = rows[limit - 1] if len(rows) > limit else None
+    return InvoicePage(
+        data=data,
+        next_cursor=pagination.encode_cursor(cursor_row["created_at"], cursor_row["id"])
+        if cursor_row is not None
+        else None,
+    )
 
 
 def void_invoice(engine: Engine, principal: Principal, invoice_id: uuid.UUID, key: str) -> Invoice:
@@ -98,17 +95,3 @@ def _visible(row: RowMapping | None, principal: Principal, invoice_id: uuid.UUID
 
 def _refused(row: RowMapping, detail: str) -> DomainError:
     return DomainError(errors.INVOICE_STATE, detail, status_now=row["status"])
-
-
-def _encode_cursor(last: RowMapping) -> str:
-    raw = json.dumps([last["created_at"].isoformat(), str(last["id"])]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts, iid = json.loads(raw)
-        return datetime.fromisoformat(ts), uuid.UUID(iid)
-    except (ValueError, TypeError) as exc:
-        raise DomainError(errors.BAD_CURSOR, "cursor is not one this API returned") from exc

@@ -55,6 +55,17 @@ def owns(principal: Principal, customer_id: uuid.UUID | str, tenant_id: str | No
     return bool(principal.tenant_id) and principal.tenant_id == tenant_id
 
 
+def list_scope(principal: Principal) -> dict[str, str | None]:
+    """The column a list is filtered on for the caller: {} for an internal caller (every
+    tenant), a user's own customer, else the partner's tenant (None, no tenant, matches no
+    row: SQL's `= NULL` is never true)."""
+    if principal.internal:
+        return {}
+    if principal.customer_id:
+        return {"customer_id": principal.customer_id}
+    return {"tenant_id": principal.tenant_id or None}
+
+
 def tenant_for(principal: Principal, claimed: str | None = None) -> str | None:
     """The tenant a request acts in: the one an internal caller names (None: no tenant),
     else the caller's own. Naming another tenant is for internal services only (403)."""

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 
+from transactional.common.pagination import Page
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 # E.164: a plus and up to 15 ASCII digits, what Twilio accepts (`\d` would take any
 # script's digits in pydantic, and only ASCII ones in the JSON Schema of the OpenAPI).
@@ -67,6 +69,4 @@ class Customer(BaseModel):
     erased_at: datetime | None = None
 
 
-class CustomerPage(BaseModel):
-    data: list[Customer]
-    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page")
+CustomerPage = Page[Customer]

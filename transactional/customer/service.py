@@ -7,15 +7,12 @@ before the commit, a reader could put the old row back for the cache's whole TTL
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
-from transactional.common import errors, tenancy
+from transactional.common import errors, pagination, tenancy
 from transactional.common.errors import DomainError, not_found
 from transactional.common.security import Principal
 from transactional.customer import cache, repository
@@ -88,11 +85,10 @@ def listed(
         with db.connect() as conn:
             found = repository.find_by_email(conn, email, tenant)
         return CustomerPage(data=[found] if found else [], next_cursor=None)
-    after = _decode_cursor(cursor) if cursor else None
+    after = pagination.decode_cursor(cursor)
     with db.connect() as conn:
         rows = repository.page(conn, tenant, after, limit + 1)
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return CustomerPage(data=rows[:limit], next_cursor=next_cursor)
+    return pagination.page_of(rows, limit, lambda row: (row.created_at, row.id))
 
 
 def _visible(
@@ -121,17 +117,3 @@ def _change(
         changed = write(conn)
     cache.invalidate(str(customer_id))
     return changed
-
-
-def _encode_cursor(last: Customer) -> str:
-    raw = json.dumps([last.created_at.isoformat(), str(last.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts, cid = json.loads(raw)
-        return datetime.fromisoformat(ts), uuid.UUID(cid)
-    except (ValueError, TypeError) as exc:
-        raise DomainError(errors.BAD_CURSOR, "cursor is not one this API returned") from exc

@@ -327,3 +327,32 @@ def payments_to_reconcile(
             {"s": start, "e": end, "intents": intent_ids, "ids": payment_ids},
         ).mappings()
     )
+
+
+def payments_page(
+    conn: Connection,
+    scope: dict[str, str | None],
+    filters: dict[str, str | None],
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Payments newest first. `scope` (tenancy.list_scope) filters on the account's tenant
+    or the payment's customer; `filters` narrow within it (each its own parameter)."""
+    columns = {"tenant_id": "a.tenant_id", "customer_id": "p.customer_id", "status": "p.status"}
+    conditions = [*scope.items()] + [(k, v) for k, v in filters.items() if v is not None]
+    where = ["true"] + [f"{columns[k]} = :p{n}" for n, (k, _) in enumerate(conditions)]
+    params: dict[str, Any] = {f"p{n}": value for n, (_, value) in enumerate(conditions)}
+    params["limit"] = limit
+    if after is not None:
+        where.append("(p.created_at, p.id) < (:after_ts, :after_id)")
+        params.update(after_ts=after[0], after_id=after[1])
+    return list(
+        conn.execute(
+            text(
+                f"SELECT p.* FROM {SCHEMA}.payments p "
+                f"JOIN {SCHEMA}.accounts a ON a.customer_id = p.customer_id "
+                f"WHERE {' AND '.join(where)} ORDER BY p.created_at DESC, p.id DESC LIMIT :limit"
+            ),
+            params,
+        ).mappings()
+    )

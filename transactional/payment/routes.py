@@ -15,6 +15,7 @@ from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.deps import Db
 from transactional.common.errors import DomainError
 from transactional.common.idempotency import IdempotencyKey
+from transactional.common.pagination import Cursor, Limit, Page
 from transactional.common.problems import PROBLEM_JSON, ProblemModel
 from transactional.common.security import Principal, require
 from transactional.payment import refunds, service
@@ -24,6 +25,7 @@ from transactional.payment.models import (
     Payment,
     PaymentCreate,
     PaymentMethodAttach,
+    PaymentStatus,
     PendingSweep,
     Refund,
     RefundCreate,
@@ -117,6 +119,20 @@ def create_payment(
     body: PaymentCreate, key: IdempotencyKey, principal: Writer, db: Db, stripe: StripeGateway
 ) -> JSONResponse:
     return idempotency.respond(service.create_payment(db, stripe, principal, key, body))
+
+
+@router.get("/payments", response_model=Page[Payment], summary="The caller's payments")
+def list_payments(
+    principal: Reader,
+    db: Db,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    customer_id: Annotated[str | None, Query(max_length=100)] = None,
+    status: PaymentStatus | None = None,
+) -> Page[Payment]:
+    """Newest first; a user sees its own customer's only."""
+    filters = {"customer_id": customer_id, "status": status}
+    return service.list_payments(db, principal, filters, limit, cursor)
 
 
 @router.get(

@@ -25,10 +25,11 @@ from prometheus_client import Counter
 from sqlalchemy import Connection, Engine, RowMapping
 
 from paywall.logs import get_logger
-from transactional.common import errors, idempotency, tenancy
+from transactional.common import errors, idempotency, pagination, tenancy
 from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.errors import DomainError
 from transactional.common.idempotency import Answer
+from transactional.common.pagination import Page
 from transactional.common.security import Principal
 from transactional.payment import repository as repo
 from transactional.payment.models import (
@@ -242,6 +243,21 @@ def get_payment(engine: Engine, principal: Principal, payment_id: uuid.UUID) -> 
         if row is None or owned_account(conn, principal, row["customer_id"]) is None:
             raise tenancy.not_found("payment", payment_id)
     return Payment.model_validate(dict(row))
+
+
+def list_payments(
+    engine: Engine,
+    principal: Principal,
+    filters: dict[str, str | None],
+    limit: int,
+    cursor: str | None,
+) -> Page[Payment]:
+    """The caller's payments, newest first: a user's own, a partner's tenant's."""
+    after = pagination.decode_cursor(cursor)
+    with engine.connect() as conn:
+        rows = repo.payments_page(conn, tenancy.list_scope(principal), filters, after, limit + 1)
+    payments = [Payment.model_validate(dict(row)) for row in rows]
+    return pagination.page_of(payments, limit, lambda p: (p.created_at, p.id))
 
 
 # -- helpers -----------------------------------------------------------------------------

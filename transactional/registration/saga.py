@@ -16,6 +16,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import SecretStr
 
@@ -100,12 +101,14 @@ def run(
     tenant: str | None,
 ) -> Registration:
     """Take the signup from its recorded `state` to the end; `password` only before login."""
-    plans = services.subscription.expect({200}, "GET", "/v1/plans")["data"]
-    price = next((p for p in plans if p["id"] == signup.plan_id), None)
-    if price is None:
+    plan_path = f"/v1/plans/{quote(signup.plan_id, safe='')}"
+    status, price = services.subscription.call("GET", plan_path)
+    if status == 404:
         raise Rejected(
             422, {"type": errors.UNKNOWN_PLAN.uri, "detail": f"no plan {signup.plan_id!r}"}
         )
+    if status != 200:
+        raise ServiceError("subscription", status, price)
     customer_id = state.customer_id
     if customer_id is None:
         customer_id = _customer(services, signup, tenant)

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+SubscriptionStatus = Literal["incomplete", "trialing", "active", "past_due", "paused", "canceled"]
+
 
 class Plan(BaseModel):
     id: str

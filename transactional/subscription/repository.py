@@ -26,12 +26,19 @@ class LiveSubscriptionExists(Exception):
         self.existing = existing
 
 
-def plans(conn: Connection) -> list[Plan]:
+def plans(conn: Connection, after: tuple[int, str] | None, limit: int) -> list[Plan]:
+    """Active plans, cheapest first (then by id), after the keyset position `after`."""
+    where = "active"
+    params: dict[str, Any] = {"limit": limit}
+    if after is not None:
+        where += " AND (amount, id) > (:after_amount, :after_id)"
+        params.update(after_amount=after[0], after_id=after[1])
     rows = conn.execute(
         text(
             "SELECT id, name, amount, currency, interval, trial_days FROM subscription.plans "
-            "WHERE active ORDER BY amount, id"
-        )
+            f"WHERE {where} ORDER BY amount, id LIMIT :limit"
+        ),
+        params,
     ).all()
     return [Plan.model_validate(dict(r._mapping)) for r in rows]
 
@@ -106,13 +113,44 @@ def live_for_customer(conn: Connection, customer_id: uuid.UUID) -> Subscription 
     return _row(row) if row else None
 
 
-def for_customer(conn: Connection, customer_id: uuid.UUID) -> list[Subscription]:
+@dataclass(frozen=True)
+class Filters:
+    customer_id: uuid.UUID | None = None
+    status: str | None = None
+    plan_id: str | None = None
+
+
+def page(
+    conn: Connection,
+    scope: dict[str, str | None],
+    filters: Filters,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Subscription]:
+    """Subscriptions newest first; `scope` is the tenancy filter (tenancy.list_scope)."""
+    # The scope and the filters may name the same column: each gets its own parameter, so
+    # a filter only narrows what the scope allows (a scope's None matches nothing).
+    conditions = [*scope.items()] + [
+        (column, value)
+        for column, value in (
+            ("customer_id", filters.customer_id),
+            ("status", filters.status),
+            ("plan_id", filters.plan_id),
+        )
+        if value is not None
+    ]
+    where = ["true"] + [f"{column} = :p{n}" for n, (column, _) in enumerate(conditions)]
+    params: dict[str, Any] = {f"p{n}": value for n, (_, value) in enumerate(conditions)}
+    params["limit"] = limit
+    if after is not None:
+        where.append("(created_at, id) < (:after_ts, :after_id)")
+        params.update(after_ts=after[0], after_id=after[1])
     rows = conn.execute(
         text(
-            f"SELECT {COLUMNS} FROM subscription.subscriptions WHERE customer_id = :c "
-            "ORDER BY created_at DESC"
+            f"SELECT {COLUMNS} FROM subscription.subscriptions WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, id DESC LIMIT :limit"
         ),
-        {"c": customer_id},
+        params,
     ).all()
     return [_row(r) for r in rows]
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from transactional.common import customer_lookup, errors, idempotency, tenancy
@@ -15,8 +15,9 @@ from transactional.common.api_document import problems_answered
 from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.deps import Db, ReadConn, Transaction
 from transactional.common.idempotency import OptionalIdempotencyKey
+from transactional.common.pagination import Cursor, Limit, Page
 from transactional.common.security import Principal
-from transactional.subscription import service
+from transactional.subscription import listing, repository, service
 from transactional.subscription.billing import Billing, billing
 from transactional.subscription.models import (
     Activate,
@@ -30,6 +31,7 @@ from transactional.subscription.models import (
     PlanChanged,
     Subscription,
     SubscriptionCreate,
+    SubscriptionStatus,
     UpgradeApply,
 )
 
@@ -48,9 +50,22 @@ CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/v1/plans", response_model=list[Plan], tags=["plans"])
-def list_plans(db: ReadConn) -> list[Plan]:
-    return service.plans(db)
+@router.get("/v1/plans", response_model=Page[Plan], tags=["plans"])
+def list_plans(db: ReadConn, limit: Limit = 20, cursor: Cursor = None) -> Page[Plan]:
+    """The price list, cheapest first."""
+    return listing.plans(db, limit, cursor)
+
+
+@router.get(
+    "/v1/plans/{plan_id}",
+    response_model=Plan,
+    tags=["plans"],
+    responses={404: {"description": "No such active plan"}},
+    openapi_extra=problems_answered(errors.NOT_FOUND),
+)
+def get_plan(plan_id: Annotated[str, Path(max_length=100)], db: ReadConn) -> Plan:
+    """One plan of the price list."""
+    return listing.plan(db, plan_id)
 
 
 @router.post(
@@ -81,6 +96,21 @@ def create_subscription(
     return response
 
 
+@router.get("/v1/subscriptions", response_model=Page[Subscription])
+def list_subscriptions(
+    principal: Reader,
+    db: ReadConn,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    customer_id: uuid.UUID | None = None,
+    status: SubscriptionStatus | None = None,
+    plan_id: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[Subscription]:
+    """The caller's subscriptions, newest first (a user: its own customer's)."""
+    filters = repository.Filters(customer_id=customer_id, status=status, plan_id=plan_id)
+    return listing.subscriptions(db, principal, filters, limit, cursor)
+
+
 @router.get("/v1/subscriptions/{sub_id}", response_model=Subscription, responses=NOT_FOUND)
 def get_subscription(sub_id: uuid.UUID, principal: Reader, db: ReadConn) -> Subscription:
     return service.get(db, principal, sub_id)
@@ -88,16 +118,22 @@ def get_subscription(sub_id: uuid.UUID, principal: Reader, db: ReadConn) -> Subs
 
 @router.get(
     "/v1/customers/{customer_id}/subscriptions",
-    response_model=list[Subscription],
+    response_model=Page[Subscription],
     responses={
         404: {"description": "No such customer visible to the caller"},
         503: {"description": "The customer service could not be asked; retry"},
     },
 )
 def customer_subscriptions(
-    customer_id: uuid.UUID, principal: Reader, db: ReadConn, customers: Customers
-) -> list[Subscription]:
-    return service.for_customer(db, customers, principal, customer_id)
+    customer_id: uuid.UUID,
+    principal: Reader,
+    db: ReadConn,
+    customers: Customers,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Page[Subscription]:
+    """One customer's subscriptions, newest first."""
+    return listing.for_customer(db, customers, principal, customer_id, limit, cursor)
 
 
 @router.post(

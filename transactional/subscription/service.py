@@ -84,13 +84,6 @@ def get(conn: Connection, principal: Principal, sub_id: uuid.UUID) -> Subscripti
     return sub
 
 
-def for_customer(
-    conn: Connection, customers: CustomerLookup, principal: Principal, customer_id: uuid.UUID
-) -> list[Subscription]:
-    customers.owned(principal, str(customer_id))
-    return [s for s in repository.for_customer(conn, customer_id) if _owned(principal, s)]
-
-
 def activate(
     conn: Connection, principal: Principal, sub_id: uuid.UUID, payment_id: str
 ) -> Subscription:
@@ -296,10 +289,6 @@ def expire(conn: Connection, principal: Principal, sub_id: uuid.UUID, at: dateti
     if sub.status == "canceled":
         return sub
     return _move(conn, sub, "canceled", "subscription.canceled", {"canceled_at": at})
-
-
-def plans(conn: Connection) -> list[Plan]:
-    return repository.plans(conn)
 
 
 # -- helpers -------------------------------------------------------------------------------
