@@ -1,22 +1,33 @@
 """Telling the subscription service what a billing outcome means for a subscription (renew,
 reactivate, mark past due, expire): each call is stored with the outcome and retried by every
-later run until the service confirms it; those endpoints are idempotent."""
+later run until the service confirms it; those endpoints are idempotent.
+
+The calls run concurrently across subscriptions (one call waits mostly on the network and the
+subscription service's database), while one subscription's calls keep their billing-date
+order: a renewal must not overtake the past-due mark of an earlier day.
+"""
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, RowMapping, text
 
 from assets.billing.outcomes import Counts
 from paywall.service_client import ServiceClient, ServiceError
 
 
 class SubscriptionActions:
-    def __init__(self, engine: Engine, subscriptions: ServiceClient) -> None:
+    def __init__(self, engine: Engine, subscriptions: ServiceClient, concurrency: int = 8) -> None:
         self.engine = engine
         self.subscriptions = subscriptions
+        self.concurrency = concurrency
+        self._counting = threading.Lock()
 
     def apply_pending(self, day: date, counts: Counts) -> None:
         with self.engine.connect() as conn:
@@ -30,41 +41,64 @@ class SubscriptionActions:
                     {"d": day},
                 ).mappings()
             )
+        by_subscription: dict[uuid.UUID, list[RowMapping]] = {}
         for invoice in owed:
-            action = invoice["pending_action"]
-            sub_id = invoice["subscription_id"]
-            if action in ("renew", "reactivate"):
-                body = {
-                    "invoice_id": str(invoice["id"]),
-                    "payment_id": invoice["payment_id"],
-                    "plan_id": invoice["plan_id"],
-                    "period_start": invoice["period_start"].isoformat(),
-                    "period_end": invoice["period_end"].isoformat(),
-                }
-                done = self._call(f"/v1/subscriptions/{sub_id}/{action}", body, counts)
-                counts.renewed += int(done == 200)
-            elif action == "mark_past_due":
-                body = {"invoice_id": str(invoice["id"]), "decline_code": invoice["decline_code"]}
-                done = self._call(f"/v1/subscriptions/{sub_id}/mark-past-due", body, counts)
-                counts.past_due += int(done == 200)
-            else:
-                at = datetime.combine(day, time.min, UTC)
-                done = self.expire(str(sub_id), at, "dunning_exhausted", counts)
-            if done in (200, 409):  # 409: the subscription moved on (its customer acted)
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        text(
-                            "UPDATE billing.invoices SET pending_action = NULL, updated_at = now() "
-                            "WHERE id = :i AND pending_action = :a"
-                        ),
-                        {"i": invoice["id"], "a": action},
-                    )
+            by_subscription.setdefault(invoice["subscription_id"], []).append(invoice)
+
+        def in_order(invoices: list[RowMapping]) -> None:
+            for invoice in invoices:
+                self._apply(invoice, day, counts)
+
+        self._each(in_order, by_subscription.values())
+
+    def expire_all(self, expiring: list[tuple[str, datetime]], reason: str, counts: Counts) -> None:
+        self._each(lambda item: self.expire(item[0], item[1], reason, counts), expiring)
 
     def expire(self, sub_id: str, at: datetime, reason: str, counts: Counts) -> int | None:
         body = {"at": at.isoformat(), "reason": reason}
         done = self._call(f"/v1/subscriptions/{sub_id}/expire", body, counts)
-        counts.canceled += int(done == 200)
+        self._count(counts, "canceled", done == 200)
         return done
+
+    def _each(self, work: Any, items: Iterable[Any]) -> None:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            list(pool.map(work, items))  # list(): a worker's exception is raised here
+
+    def _apply(self, invoice: RowMapping, day: date, counts: Counts) -> None:
+        action = invoice["pending_action"]
+        sub_id = invoice["subscription_id"]
+        if action in ("renew", "reactivate"):
+            body = {
+                "invoice_id": str(invoice["id"]),
+                "payment_id": invoice["payment_id"],
+                "plan_id": invoice["plan_id"],
+                "period_start": invoice["period_start"].isoformat(),
+                "period_end": invoice["period_end"].isoformat(),
+            }
+            done = self._call(f"/v1/subscriptions/{sub_id}/{action}", body, counts)
+            self._count(counts, "renewed", done == 200)
+        elif action == "mark_past_due":
+            body = {"invoice_id": str(invoice["id"]), "decline_code": invoice["decline_code"]}
+            done = self._call(f"/v1/subscriptions/{sub_id}/mark-past-due", body, counts)
+            self._count(counts, "past_due", done == 200)
+        else:
+            at = datetime.combine(day, time.min, UTC)
+            done = self.expire(str(sub_id), at, "dunning_exhausted", counts)
+        if done in (200, 409):  # 409: the subscription moved on (its customer acted)
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "UPDATE billing.invoices SET pending_action = NULL, updated_at = now() "
+                        "WHERE id = :i AND pending_action = :a"
+                    ),
+                    {"i": invoice["id"], "a": action},
+                )
+
+    def _count(self, counts: Counts, name: str, happened: bool, problem: str = "") -> None:
+        with self._counting:
+            setattr(counts, name, getattr(counts, name) + int(happened))
+            if problem:
+                counts.problems.append(problem)
 
     def _call(self, path: str, body: dict[str, Any], counts: Counts) -> int | None:
         try:
@@ -72,10 +106,8 @@ class SubscriptionActions:
         except ServiceError as exc:
             status, answer = exc.status, exc.body
         if status == 409:
-            counts.conflicts += 1
-            counts.problems.append(f"{path}: {answer.get('detail')}")
+            self._count(counts, "conflicts", True, f"{path}: {answer.get('detail')}")
         elif status != 200:
-            counts.errors += 1
-            counts.problems.append(f"{path}: {status} {answer.get('detail')}")
+            self._count(counts, "errors", True, f"{path}: {status} {answer.get('detail')}")
             return None
         return status

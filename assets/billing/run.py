@@ -61,7 +61,7 @@ class BillingRun:
         self.engine = engine
         self.subscriptions = subscriptions
         self.charges = Charges(engine, subscriptions, payments, concurrency, pace)
-        self.actions = SubscriptionActions(engine, subscriptions)
+        self.actions = SubscriptionActions(engine, subscriptions, concurrency)
 
     # -- the day ---------------------------------------------------------------------------
 
@@ -69,8 +69,7 @@ class BillingRun:
         counts = Counts()
         with self._exclusive(day):
             expiring = self._invoice_due(day, counts)
-            for sub_id, at in expiring:
-                self.actions.expire(sub_id, at, "period_end", counts)
+            self.actions.expire_all(expiring, "period_end", counts)
             self.charges.charge_all(self.charges.first_attempts(day), day, counts, retry=False)
             self.charges.charge_all(self.charges.retries(day), day, counts, retry=True)
             self.actions.apply_pending(day, counts)

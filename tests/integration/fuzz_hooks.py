@@ -81,11 +81,13 @@ def _whole_float_amount(_: str, problem: dict[str, Any], body: Any) -> bool:
 
 
 def _opaque_token(label: str, problem: dict[str, Any], __: Any) -> bool:
-    """A cursor this API did not hand out, or a Stripe signature that does not verify: 400."""
-    return (label, problem.get("type")) in {
-        ("GET /v1/customers", errors.BAD_CURSOR.uri),
-        ("POST /webhooks/stripe", errors.INVALID_WEBHOOK.uri),
-    }
+    """A cursor this API did not hand out (any list), or a Stripe signature that does not
+    verify: 400."""
+    kind = problem.get("type")
+    return (label.startswith("GET ") and kind == errors.BAD_CURSOR.uri) or (
+        label,
+        kind,
+    ) == ("POST /webhooks/stripe", errors.INVALID_WEBHOOK.uri)
 
 
 def _oauth_refers_to_nothing(label: str, problem: dict[str, Any], __: Any) -> bool:
