@@ -8,6 +8,8 @@ raw_events_unique_event_ids  warning: at-least-once delivery files replays; stag
 mrr_monthly_quality          marts, after dbt build: MRR non-negative, one row per month x
 fct_subscriptions_quality    currency; subscription status in the allowed set. Made from the
                              dbt assets (`mart_checks()`), which exist once the manifest does.
+fct_invoices_match_billing   blocking: the warehouse's invoices equal the billing schema's
+                             (billing_match.py); a lost or doubled invoice event fails it.
 """
 
 from functools import cache
@@ -18,12 +20,14 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     Failure,
+    MetadataValue,
     ResourceParam,
     asset_check,
 )
 
-from assets.shared.resources import Lake
+from assets.shared.resources import Database, Lake
 from assets.warehouse.assets import lake_partition, raw_events
+from assets.warehouse.billing_match import invoices_match
 from assets.warehouse.dbt import dbt_key
 from assets.warehouse.lake import partition_files, read_files
 from assets.warehouse.quality import validation_result
@@ -92,3 +96,27 @@ def mart_checks() -> list[AssetChecksDefinition]:
         )
 
     return [mrr_monthly_quality, fct_subscriptions_quality]
+
+
+@cache
+def billing_match_check() -> AssetChecksDefinition:
+    """fct_invoices against the billing schema (made once the dbt assets are)."""
+
+    @asset_check(
+        asset=dbt_key("fct_invoices"),
+        name="fct_invoices_match_billing",
+        blocking=True,
+        description="Invoices per currency and status (count, total, paid, due) equal the "
+        "billing schema's, up to the newest invoice event loaded.",
+    )
+    def fct_invoices_match_billing(
+        warehouse: ResourceParam[WarehouseResource], database: ResourceParam[Database]
+    ) -> AssetCheckResult:
+        finding = invoices_match(database.engine, warehouse)
+        return AssetCheckResult(
+            passed=finding.passed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={**finding.numbers, "differences": MetadataValue.md(finding.markdown())},
+        )
+
+    return fct_invoices_match_billing

@@ -11,7 +11,11 @@ from dagster import AssetSelection, Definitions, FreshnessPolicy, define_asset_j
 from assets.shared import RETRIES
 from assets.shared.stewardship import stewarded
 from assets.warehouse.assets import raw_events
-from assets.warehouse.checks import mart_checks, raw_events_unique_event_ids
+from assets.warehouse.checks import (
+    billing_match_check,
+    mart_checks,
+    raw_events_unique_event_ids,
+)
 from assets.warehouse.dbt import paywall_dbt
 from assets.warehouse.sensors import WAREHOUSE_JOB, lake_partitions_sensor
 from paywall.settings import Settings
@@ -39,7 +43,7 @@ def defs(settings: Settings) -> Definitions:
             owner="team:data-platform",
             freshness=dict.fromkeys({raw_events.key.to_user_string(), *marts}, within_a_day),
         ),
-        asset_checks=[raw_events_unique_event_ids, *mart_checks()],
+        asset_checks=[raw_events_unique_event_ids, *mart_checks(), billing_match_check()],
         jobs=[warehouse_job],
         sensors=[lake_partitions_sensor],
     )
