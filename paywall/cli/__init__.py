@@ -243,7 +243,7 @@ def relay(
 
 @app.command()
 def consume(
-    consumer: Annotated[str, typer.Argument(help="notification or audit")],
+    consumer: Annotated[str, typer.Argument(help="notification, audit or erasure")],
     max_messages: Annotated[
         int | None, typer.Option(help="Stop after handling this many messages.")
     ] = None,
@@ -263,14 +263,21 @@ def consume(
     from paywall.logs import configure_logging
     from streaming.consumers.wiring import CONSUMERS, consumer_loop
 
-    if consumer not in CONSUMERS:
-        raise PaywallError(f"consumer: unknown consumer {consumer!r} ({' or '.join(CONSUMERS)})")
+    # erasure runs the services' own erasure steps, so it lives with them (transactional).
+    names = (*CONSUMERS, "erasure")
+    if consumer not in names:
+        raise PaywallError(f"consumer: unknown consumer {consumer!r} ({' or '.join(names)})")
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
     from streaming.heartbeat import Heartbeat
+    from transactional import erasure
 
-    loop = consumer_loop(consumer, settings, group_id)
+    loop = (
+        erasure.consumer_loop(settings, group_id)
+        if consumer == erasure.NAME
+        else consumer_loop(consumer, settings, group_id)
+    )
     loop.heartbeat = Heartbeat(heartbeat)
     handled, last = 0, time.monotonic()
     try:
