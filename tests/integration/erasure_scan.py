@@ -1,4 +1,8 @@
-"""Searches of every store for a person's email and phone in clear text (test_erasure)."""
+"""Searches of every store for a person's email and phone in clear text (test_erasure).
+
+Each search answers `<where>: <needle>` for every needle found, so a test can also look for
+something that must be there (the customer's id) and know the search saw the data.
+"""
 
 from __future__ import annotations
 
@@ -35,13 +39,16 @@ def postgres(db: Engine, needles: list[str]) -> list[str]:
             {"types": list(TEXT_TYPES)},
         ).all()
         for schema, table, column in columns:
-            where = " OR ".join(f'"{column}"::text ILIKE :n{i}' for i in range(len(needles)))
-            hit = conn.execute(
-                text(f'SELECT 1 FROM "{schema}"."{table}" WHERE {where} LIMIT 1'),
-                {f"n{i}": f"%{n}%" for i, n in enumerate(needles)},
-            ).first()
-            if hit:
-                found.append(f"{schema}.{table}.{column}")
+            for needle in needles:
+                hit = conn.execute(
+                    text(
+                        f'SELECT 1 FROM "{schema}"."{table}" WHERE "{column}"::text ILIKE :n '
+                        "LIMIT 1"
+                    ),
+                    {"n": f"%{needle}%"},
+                ).first()
+                if hit:
+                    found.append(f"{schema}.{table}.{column}: {needle}")
     assert len(columns) > 50, "the scan saw too few columns to mean anything"
     return found
 
@@ -72,8 +79,8 @@ def kafka(settings: Settings, needles: list[str]) -> list[str]:
             parts = [msg.value() or b"", msg.key() or b""]
             parts += [h[1] or b"" for h in msg.headers() or []]
             blob = b"\n".join(p if isinstance(p, bytes) else str(p).encode() for p in parts)
-            if _contains(blob.decode("utf-8", "replace"), needles):
-                found.append(f"{msg.topic()}/{msg.partition()}/{msg.offset()}")
+            where = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+            found += _found(where, blob.decode("utf-8", "replace"), needles)
     finally:
         consumer.close()
     assert seen > 0, "no message read: the scan would prove nothing"
@@ -89,8 +96,7 @@ def bucket(settings: Settings, name: str, needles: list[str]) -> list[str]:
             key = obj["Key"]
             body = s3.get_object(Bucket=name, Key=key)["Body"].read()
             seen += 1
-            if _contains(_readable(key, body), needles):
-                found.append(key)
+            found += _found(key, _readable(key, body), needles)
     assert seen > 0, f"bucket {name} is empty: the scan would prove nothing"
     return found
 
@@ -114,21 +120,31 @@ def warehouse(path: Path, needles: list[str]) -> list[str]:
             "WHERE data_type IN ('VARCHAR', 'JSON') OR data_type LIKE '%[]'"
         ).fetchall()
         for schema, table, column in columns:
-            where = " OR ".join(f'CAST("{column}" AS VARCHAR) ILIKE ?' for _ in needles)
-            hit = con.execute(
-                f'SELECT 1 FROM "{schema}"."{table}" WHERE {where} LIMIT 1',
-                [f"%{n}%" for n in needles],
-            ).fetchone()
-            if hit:
-                found.append(f"{schema}.{table}.{column}")
+            for needle in needles:
+                hit = con.execute(
+                    f'SELECT 1 FROM "{schema}"."{table}" '
+                    f'WHERE CAST("{column}" AS VARCHAR) ILIKE ? LIMIT 1',
+                    [f"%{needle}%"],
+                ).fetchone()
+                if hit:
+                    found.append(f"{schema}.{table}.{column}: {needle}")
     assert columns, "the warehouse has no text columns: the scan would prove nothing"
     return found
 
 
 def datadog(logs: list[dict[str, Any]], needles: list[str]) -> list[str]:
-    return [str(i) for i, entry in enumerate(logs) if _contains(json.dumps(entry), needles)]
+    found = []
+    for i, entry in enumerate(logs):
+        found += _found(f"log {i}", json.dumps(entry), needles)
+    return found
 
 
-def _contains(haystack: str, needles: list[str]) -> bool:
+def _found(where: str, haystack: str, needles: list[str]) -> list[str]:
     lowered = haystack.lower()
-    return any(n.lower() in lowered for n in needles)
+    return [f"{where}: {n}" for n in needles if n.lower() in lowered]
+
+
+def only(found: list[str], needle: str) -> list[str]:
+    """What was found besides `needle` (asserted empty), after asserting `needle` was."""
+    assert any(f.endswith(f": {needle}") for f in found), f"{needle} not found: blind search"
+    return [f for f in found if not f.endswith(f": {needle}")]

@@ -67,11 +67,13 @@ class Erased:
     archive_bucket: str
     warehouse: Path
     datadog_logs: list[dict[str, Any]]
+    postgres_before: list[str]
 
     @property
     def needles(self) -> list[str]:
-        # The phone also without its "+": a store may keep it as digits.
-        return [self.email, self.phone, self.phone.lstrip("+")]
+        """The email and phone (also without its "+": a store may keep digits), and the
+        customer's id, which every store must hold: a search that misses it saw nothing."""
+        return [self.email, self.phone, self.phone.lstrip("+"), self.customer_id]
 
 
 def consume(settings: Settings, name: str, handler: Handler, group: str) -> ConsumerLoop:
@@ -159,6 +161,8 @@ def erased(
         run_lake_stream(settings, available_now=True, checkpoint=tmp / "lake")
         archive.archive(db, clients.s3_client(settings), archive_bucket, datetime.now(UTC).date())
 
+        before = scan.postgres(db, [body["email"], phone])
+
         # Erase, then the events it causes: relayed, and each consumer honours it.
         erased = httpx.post(
             f"{api.url}/v1/customers/{customer_id}/erase",
@@ -186,22 +190,36 @@ def erased(
             archive_bucket,
             tmp / "warehouse.duckdb",
             list(intake.logs),
+            before,
         )
 
 
 def test_postgres_holds_no_clear_text_email_or_phone(erased: Erased) -> None:
-    assert scan.postgres(engine(erased.settings), erased.needles) == []
+    # Where they were before the erasure: the scan finds them where they are.
+    assert {
+        f"customer.customers.email: {erased.email}",
+        f"customer.customers.phone: {erased.phone}",
+        f"auth.users.email: {erased.email}",
+        f"notification.recipients.email: {erased.email}",
+        f"notification.recipients.phone: {erased.phone}",
+        f"registration.registrations.email: {erased.email}",
+    } <= set(erased.postgres_before), erased.postgres_before
+    found = scan.postgres(engine(erased.settings), erased.needles)
+    assert scan.only(found, erased.customer_id) == []
 
 
 def test_no_kafka_topic_holds_them(erased: Erased) -> None:
-    assert scan.kafka(erased.settings, erased.needles) == []
+    found = scan.kafka(erased.settings, erased.needles)
+    assert scan.only(found, erased.customer_id) == []
 
 
 def test_the_lake_holds_no_clear_text_and_the_warehouse_shows_the_customer_erased(
     erased: Erased,
 ) -> None:
-    assert scan.bucket(erased.settings, erased.lake_bucket, erased.needles) == []
-    assert scan.warehouse(erased.warehouse, erased.needles) == []
+    found = scan.bucket(erased.settings, erased.lake_bucket, erased.needles)
+    assert scan.only(found, erased.customer_id) == []
+    found = scan.warehouse(erased.warehouse, erased.needles)
+    assert scan.only(found, erased.customer_id) == []
     import duckdb
 
     with duckdb.connect(str(erased.warehouse), read_only=True) as con:
@@ -216,10 +234,10 @@ def test_the_lake_holds_no_clear_text_and_the_warehouse_shows_the_customer_erase
 def test_the_audit_archive_and_datadog_hold_no_clear_text_and_the_chain_verifies(
     erased: Erased,
 ) -> None:
-    assert scan.bucket(erased.settings, erased.archive_bucket, erased.needles) == []
-    ours = [e for e in erased.datadog_logs if erased.customer_id in str(e)]
-    assert ours, "the customer's events never reached Datadog: the scan would prove nothing"
-    assert scan.datadog(erased.datadog_logs, erased.needles) == []
+    found = scan.bucket(erased.settings, erased.archive_bucket, erased.needles)
+    assert scan.only(found, erased.customer_id) == []
+    found = scan.datadog(erased.datadog_logs, erased.needles)
+    assert scan.only(found, erased.customer_id) == []
     assert audit.verify(engine(erased.settings)).ok
 
 
