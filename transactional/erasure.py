@@ -54,6 +54,10 @@ class Eraser:
         )
 
 
+def handler(settings: Settings) -> Eraser:
+    return Eraser(engine(settings), stripe_gateway(settings))
+
+
 def consumer_loop(settings: Settings, group_id: str | None = None) -> ConsumerLoop:
-    eraser = Eraser(engine(settings), stripe_gateway(settings))
+    eraser = handler(settings)
     return ConsumerLoop(settings, NAME, [EVENT_TOPICS["customer"].name], eraser, group_id=group_id)

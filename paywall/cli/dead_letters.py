@@ -13,6 +13,7 @@ from paywall.errors import PaywallError
 from paywall.settings import get_settings
 
 if TYPE_CHECKING:
+    from streaming.consumers.runner import Handler
     from streaming.dead_letters import Filters
 
 app = typer.Typer(
@@ -54,8 +55,9 @@ def _filters(
 def _consumer(name: str) -> str:
     from streaming.consumers.wiring import CONSUMERS
 
-    if name not in CONSUMERS:
-        raise PaywallError(f"consumer: unknown consumer {name!r} ({' or '.join(CONSUMERS)})")
+    names = (*CONSUMERS, "erasure")  # erasure is wired with the services (transactional)
+    if name not in names:
+        raise PaywallError(f"consumer: unknown consumer {name!r} ({' or '.join(names)})")
     return name
 
 
@@ -136,7 +138,13 @@ def replay(
     settings = get_settings()
     configure_logging(settings)
     letters = list(dead_letters.read(settings, _consumer(consumer), wanted))
-    results = dead_letters.replay(letters, wiring(consumer, settings).handler)
+    if consumer == "erasure":
+        from transactional import erasure
+
+        handler: Handler = erasure.handler(settings)
+    else:
+        handler = wiring(consumer, settings).handler
+    results = dead_letters.replay(letters, handler)
     failed = [(letter, why) for letter, why in results if why is not None]
     for letter, why in failed:
         err_console.print(f"offset {letter.offset}: still failing: {why}", highlight=False)
