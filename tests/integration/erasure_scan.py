@@ -148,3 +148,27 @@ def only(found: list[str], needle: str) -> list[str]:
     """What was found besides `needle` (asserted empty), after asserting `needle` was."""
     assert any(f.endswith(f": {needle}") for f in found), f"{needle} not found: blind search"
     return [f for f in found if not f.endswith(f": {needle}")]
+
+
+def redis(settings: Settings, needles: list[str]) -> list[str]:
+    """Every key of the cache with its value (strings, hashes, lists, sets)."""
+    import redis as redis_lib
+
+    assert settings.redis_url
+    client = redis_lib.Redis.from_url(settings.redis_url)
+    found, seen = [], 0
+    for key in client.scan_iter(count=500):
+        seen += 1
+        kind = client.type(key)
+        value: Any = b""
+        if kind == b"string":
+            value = client.get(key)
+        elif kind == b"hash":
+            value = client.hgetall(key)
+        elif kind == b"list":
+            value = client.lrange(key, 0, -1)
+        elif kind == b"set":
+            value = client.smembers(key)
+        found += _found(key.decode("utf-8", "replace"), f"{key!r} {value!r}", needles)
+    assert seen > 0, "the cache is empty: the scan would prove nothing"
+    return found

@@ -46,13 +46,13 @@ from streaming.lake.job import run_lake_stream
 from streaming.topics import EVENT_TOPICS
 from tests.conftest import Api
 from tests.integration import erasure_scan as scan
+from tests.integration.test_auth import PASSWORD, _code_flow, _login, _tenant_client
 from tests.integration.test_signup import GOOD_CARD, register, signup_body
 from transactional import erasure
-from transactional.auth.users import authenticate_user
+from transactional.auth.users import authenticate_user, find_user
 from transactional.payment.stripe_gateway import stripe_gateway
 
 pytestmark = pytest.mark.integration
-PASSWORD = "correct horse battery"
 
 
 @dataclass
@@ -68,6 +68,8 @@ class Erased:
     warehouse: Path
     datadog_logs: list[dict[str, Any]]
     postgres_before: list[str]
+    login_client: str
+    login: dict[str, Any]  # the tokens the customer's login got before the erasure
 
     @property
     def needles(self) -> list[str]:
@@ -135,7 +137,7 @@ def erased(
         # The flow: a paid signup with email and phone (SMS opted in).
         tenant = f"tenant-{suffix}"
         phone = f"+4477009{random.randint(10000, 99999)}"
-        body = signup_body(api, GOOD_CARD, phone=phone, marketing_opt_in=True)
+        body = signup_body(api, GOOD_CARD, phone=phone, marketing_opt_in=True, password=PASSWORD)
         token = issue_token("registrations:write customers:write", tenant)
         resp = register(api, token, body, str(uuid.uuid4()))
         assert resp.status_code == 201, resp.text
@@ -162,6 +164,15 @@ def erased(
         archive.archive(db, clients.s3_client(settings), archive_bucket, datetime.now(UTC).date())
 
         before = scan.postgres(db, [body["email"], phone])
+        # The customer logs in (authorization code + PKCE): tokens the erasure must revoke.
+        with db.connect() as conn:
+            user = find_user(conn, body["email"], tenant)
+        assert user is not None
+        spa = _tenant_client(db, tenant)
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            login = _code_flow(http, spa, user, "openid")
+            bearer = {"Authorization": f"Bearer {login['access_token']}"}
+            assert http.get("/userinfo", headers=bearer).status_code == 200
 
         # Erase, then the events it causes: relayed, and each consumer honours it.
         erased = httpx.post(
@@ -191,10 +202,12 @@ def erased(
             tmp / "warehouse.duckdb",
             list(intake.logs),
             before,
+            spa,
+            login,
         )
 
 
-def test_postgres_holds_no_clear_text_email_or_phone(erased: Erased) -> None:
+def test_postgres_and_redis_hold_no_clear_text_email_or_phone(erased: Erased) -> None:
     # Where they were before the erasure: the scan finds them where they are.
     assert {
         f"customer.customers.email: {erased.email}",
@@ -206,6 +219,7 @@ def test_postgres_holds_no_clear_text_email_or_phone(erased: Erased) -> None:
     } <= set(erased.postgres_before), erased.postgres_before
     found = scan.postgres(engine(erased.settings), erased.needles)
     assert scan.only(found, erased.customer_id) == []
+    assert scan.redis(erased.settings, erased.needles[:-1]) == []
 
 
 def test_no_kafka_topic_holds_them(erased: Erased) -> None:
@@ -251,18 +265,33 @@ def test_the_stripe_customer_is_deleted(erased: Erased) -> None:
         assert found.get("deleted") is True
 
 
-def test_the_login_is_gone_and_its_tokens_revoked(erased: Erased) -> None:
+def test_the_login_is_gone_and_its_tokens_revoked(erased: Erased, api: Api) -> None:
     with engine(erased.settings).begin() as conn:
         assert authenticate_user(conn, erased.email, PASSWORD, erased.tenant) is None
         users = conn.execute(
             text("SELECT email FROM auth.users WHERE customer_id = :c"), {"c": erased.customer_id}
         ).scalars()
         assert all(e.startswith("erased+") and e.endswith("@invalid") for e in users)
-        live = conn.execute(
-            text(
-                "SELECT count(*) FROM auth.refresh_tokens t JOIN auth.users u ON u.id = t.user_id "
-                "WHERE u.customer_id = :c AND t.revoked_at IS NULL"
-            ),
-            {"c": erased.customer_id},
-        ).scalar_one()
-        assert live == 0
+    bearer = {"Authorization": f"Bearer {erased.login['access_token']}"}
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        assert http.get("/userinfo", headers=bearer).status_code == 401
+        refreshed = http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": erased.login["refresh_token"],
+                "client_id": erased.login_client,
+            },
+        )
+        assert refreshed.status_code == 400, refreshed.text
+        query = {
+            "response_type": "code",
+            "client_id": erased.login_client,
+            "redirect_uri": "http://127.0.0.1:9/callback",
+            "scope": "openid",
+            "state": "s1",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+        url = str(httpx.URL("/oauth/authorize", params=query))
+        assert _login(http, url, erased.email, PASSWORD).status_code != 302  # no code
