@@ -52,7 +52,9 @@ from transactional import erasure
 from transactional.auth.users import authenticate_user, find_user
 from transactional.payment.stripe_gateway import stripe_gateway
 
-pytestmark = pytest.mark.integration
+# The whole flow (two Spark runs, a dbt build) is set up once, in the first test: more than
+# the default 600 s on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @dataclass
