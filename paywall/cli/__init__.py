@@ -260,24 +260,16 @@ def consume(
     """Run one event consumer; more processes in its group share the topics' partitions."""
     import time
 
+    from paywall.cli import consumers
     from paywall.logs import configure_logging
-    from streaming.consumers.wiring import CONSUMERS, consumer_loop
 
-    # erasure runs the services' own erasure steps, so it lives with them (transactional).
-    names = (*CONSUMERS, "erasure")
-    if consumer not in names:
-        raise PaywallError(f"consumer: unknown consumer {consumer!r} ({' or '.join(names)})")
+    consumers.checked(consumer)
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
     from streaming.heartbeat import Heartbeat
-    from transactional import erasure
 
-    loop = (
-        erasure.consumer_loop(settings, group_id)
-        if consumer == erasure.NAME
-        else consumer_loop(consumer, settings, group_id)
-    )
+    loop = consumers.loop(consumer, settings, group_id)
     loop.heartbeat = Heartbeat(heartbeat)
     handled, last = 0, time.monotonic()
     try:

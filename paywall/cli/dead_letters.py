@@ -13,7 +13,6 @@ from paywall.errors import PaywallError
 from paywall.settings import get_settings
 
 if TYPE_CHECKING:
-    from streaming.consumers.runner import Handler
     from streaming.dead_letters import Filters
 
 app = typer.Typer(
@@ -53,12 +52,9 @@ def _filters(
 
 
 def _consumer(name: str) -> str:
-    from streaming.consumers.wiring import CONSUMERS
+    from paywall.cli import consumers
 
-    names = (*CONSUMERS, "erasure")  # erasure is wired with the services (transactional)
-    if name not in names:
-        raise PaywallError(f"consumer: unknown consumer {name!r} ({' or '.join(names)})")
-    return name
+    return consumers.checked(name)
 
 
 @app.command("list")
@@ -130,7 +126,6 @@ def replay(
     Safe to repeat: the consumer dedupes by event id."""
     from paywall.logs import configure_logging
     from streaming import dead_letters
-    from streaming.consumers.wiring import wiring
 
     wanted = _filters(offset, event_id, event_type, reason, since)
     if wanted == dead_letters.Filters() and not all_:
@@ -138,12 +133,9 @@ def replay(
     settings = get_settings()
     configure_logging(settings)
     letters = list(dead_letters.read(settings, _consumer(consumer), wanted))
-    if consumer == "erasure":
-        from transactional import erasure
+    from paywall.cli import consumers
 
-        handler: Handler = erasure.handler(settings)
-    else:
-        handler = wiring(consumer, settings).handler
+    handler = consumers.handler(consumer, settings)
     results = dead_letters.replay(letters, handler)
     failed = [(letter, why) for letter, why in results if why is not None]
     for letter, why in failed:
