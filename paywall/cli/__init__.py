@@ -243,7 +243,7 @@ def relay(
 
 @app.command()
 def consume(
-    consumer: Annotated[str, typer.Argument(help="notification or audit")],
+    consumer: Annotated[str, typer.Argument(help="notification, audit or erasure")],
     max_messages: Annotated[
         int | None, typer.Option(help="Stop after handling this many messages.")
     ] = None,
@@ -260,17 +260,16 @@ def consume(
     """Run one event consumer; more processes in its group share the topics' partitions."""
     import time
 
+    from paywall.cli import consumers
     from paywall.logs import configure_logging
-    from streaming.consumers.wiring import CONSUMERS, consumer_loop
 
-    if consumer not in CONSUMERS:
-        raise PaywallError(f"consumer: unknown consumer {consumer!r} ({' or '.join(CONSUMERS)})")
+    consumers.checked(consumer)
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
     from streaming.heartbeat import Heartbeat
 
-    loop = consumer_loop(consumer, settings, group_id)
+    loop = consumers.loop(consumer, settings, group_id)
     loop.heartbeat = Heartbeat(heartbeat)
     handled, last = 0, time.monotonic()
     try:

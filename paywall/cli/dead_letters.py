@@ -52,11 +52,9 @@ def _filters(
 
 
 def _consumer(name: str) -> str:
-    from streaming.consumers.wiring import CONSUMERS
+    from paywall.cli import consumers
 
-    if name not in CONSUMERS:
-        raise PaywallError(f"consumer: unknown consumer {name!r} ({' or '.join(CONSUMERS)})")
-    return name
+    return consumers.checked(name)
 
 
 @app.command("list")
@@ -128,7 +126,6 @@ def replay(
     Safe to repeat: the consumer dedupes by event id."""
     from paywall.logs import configure_logging
     from streaming import dead_letters
-    from streaming.consumers.wiring import wiring
 
     wanted = _filters(offset, event_id, event_type, reason, since)
     if wanted == dead_letters.Filters() and not all_:
@@ -136,7 +133,10 @@ def replay(
     settings = get_settings()
     configure_logging(settings)
     letters = list(dead_letters.read(settings, _consumer(consumer), wanted))
-    results = dead_letters.replay(letters, wiring(consumer, settings).handler)
+    from paywall.cli import consumers
+
+    handler = consumers.handler(consumer, settings)
+    results = dead_letters.replay(letters, handler)
     failed = [(letter, why) for letter, why in results if why is not None]
     for letter, why in failed:
         err_console.print(f"offset {letter.offset}: still failing: {why}", highlight=False)

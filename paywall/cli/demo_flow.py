@@ -140,11 +140,11 @@ def run_signups(base: str, settings: Settings, count: int, console: Console) -> 
 
 
 def run_consumers(settings: Settings, idle_seconds: float = 4.0) -> dict[str, dict[str, int]]:
-    from streaming.consumers.wiring import CONSUMERS, consumer_loop
+    from paywall.cli import consumers
 
     stats = {}
-    for name in CONSUMERS:
-        loop = consumer_loop(name, settings)
+    for name in consumers.NAMES:
+        loop = consumers.loop(name, settings)
         last = time.monotonic()
         try:
             while time.monotonic() - last < idle_seconds or not loop.consumer.assignment():

@@ -9,6 +9,11 @@ dedupe key with the provider's message id, so a redelivered event sends nothing 
 failed payment's notice is keyed by the payment, as the billing batch's dunning notice of
 that payment is: the customer hears of a failed charge once, from whichever path is first.
 SMS goes only to customers who opted in; erased customers get nothing.
+
+Version 2 events carry the contact details sealed (paywall/privacy.py): they are opened
+here with the customer's key, and an erased customer's key is gone, so a late or replayed
+event of theirs holds nothing to remember. `customer.erased` clears the recipient and the
+addresses and values in the sent-message log.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from paywall import privacy
 from paywall.logs import get_logger
 from streaming.consumers.runner import Delivery, Retryable
 from streaming.notifications import ledger
@@ -33,8 +39,11 @@ class Notifier:
 
     def __call__(self, delivery: Delivery) -> None:
         env = delivery.envelope
-        data: dict[str, Any] = env["data"]
         kind = env["event_type"]
+        data: dict[str, Any] = env["data"]
+        if "sealed" in data:
+            with self.engine.connect() as conn:
+                data = privacy.unseal(conn, str(data["customer_id"]), data)
         event_id = str(env["event_id"])
         if kind in ("customer.created", "customer.updated"):
             self._remember(data, env["occurred_at"])
@@ -92,6 +101,14 @@ class Notifier:
                     "INSERT INTO notification.recipients (customer_id, erased) VALUES (:c, true) "
                     "ON CONFLICT (customer_id) DO UPDATE SET email = NULL, phone = NULL, "
                     "name = NULL, sms_opt_in = false, erased = true, updated_at = now()"
+                ),
+                {"c": customer_id},
+            )
+            # The log keeps what was sent and when, not to whom or with what in it.
+            conn.execute(
+                text(
+                    "UPDATE notification.sends SET values = NULL, error = NULL "
+                    "WHERE customer_id = :c AND (values IS NOT NULL OR error IS NOT NULL)"
                 ),
                 {"c": customer_id},
             )

@@ -24,6 +24,7 @@ WORKERS: dict[str, tuple[str, ...]] = {
     "outbox-relay": ("relay", "--metrics-port", "9100", *HEARTBEAT_ARGS),
     "consumer-notification": ("consume", "notification", "--metrics-port", "9100", *HEARTBEAT_ARGS),
     "consumer-audit": ("consume", "audit", "--metrics-port", "9100", *HEARTBEAT_ARGS),
+    "consumer-erasure": ("consume", "erasure", "--metrics-port", "9100", *HEARTBEAT_ARGS),
     "stream-lake": (
         "stream",
         "lake",

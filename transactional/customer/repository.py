@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from paywall import privacy
 from streaming import outbox
 from transactional.customer.models import Customer, CustomerCreate, CustomerUpdate
 
@@ -31,16 +32,21 @@ def _row(row: Any) -> Customer:
     return Customer.model_validate(dict(row._mapping))
 
 
-def _event_data(c: Customer) -> dict[str, Any]:
-    return {
-        "customer_id": str(c.id),
-        "tenant_id": c.tenant_id,
-        "email": c.email,
-        "name": c.name,
-        "phone": c.phone,
-        "marketing_opt_in": c.marketing_opt_in,
-        "status": c.status,
-    }
+def _event_data(conn: Connection, c: Customer) -> dict[str, Any]:
+    """The event's data, its personal fields sealed with the customer's key."""
+    return privacy.seal(
+        conn,
+        str(c.id),
+        {
+            "customer_id": str(c.id),
+            "tenant_id": c.tenant_id,
+            "email": c.email,
+            "name": c.name,
+            "phone": c.phone,
+            "marketing_opt_in": c.marketing_opt_in,
+            "status": c.status,
+        },
+    )
 
 
 def _event_keys(c: Customer) -> dict[str, Any]:
@@ -74,7 +80,7 @@ def create(conn: Connection, body: CustomerCreate, tenant_id: str | None) -> Cus
     if row is None:
         raise EmailTaken(_live_id(conn, body.email, tenant_id) or uuid.UUID(int=0))
     customer = _row(row)
-    _emit(conn, customer, "customer.created", _event_data(customer))
+    _emit(conn, customer, "customer.created", _event_data(conn, customer))
     return customer
 
 
@@ -134,7 +140,12 @@ def update(conn: Connection, customer_id: uuid.UUID, body: CustomerUpdate) -> Cu
     if row is None:
         return None
     customer = _row(row)
-    _emit(conn, customer, "customer.updated", {**_event_data(customer), "changed": sorted(changes)})
+    _emit(
+        conn,
+        customer,
+        "customer.updated",
+        {**_event_data(conn, customer), "changed": sorted(changes)},
+    )
     return customer
 
 
@@ -167,6 +178,9 @@ def erase(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
     if row is None:
         return None
     customer = _row(row)
+    # The key goes with the row, in one transaction: from this commit on, no copy of any
+    # event about this customer (topics, lake, audit log and its archive) can be read.
+    privacy.shred(conn, str(customer_id))
     _emit(conn, customer, "customer.erased", _event_keys(customer))
     return customer
 

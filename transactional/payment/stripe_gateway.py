@@ -110,6 +110,16 @@ class Gateway:
                     return str(customer.id)
         return None
 
+    def delete_customer(self, stripe_customer_id: str) -> None:
+        """Erasure: Stripe drops the customer (its email, name, phone, cards). A delete
+        moves no money and a retry after it finds the customer gone (404): done."""
+        try:
+            with _translated():
+                self.client.v1.customers.delete(stripe_customer_id)
+        except Rejected as exc:
+            if exc.http_status != 404:
+                raise
+
     def attach_default_payment_method(self, stripe_customer_id: str, payment_method: str) -> None:
         with _translated():
             self.client.v1.payment_methods.attach(

@@ -23,6 +23,7 @@ from transactional.common.deps import CurrentSettings, Db
 from transactional.common.errors import DomainError
 from transactional.common.problems import PROBLEM_JSON, ProblemModel
 from transactional.payment import repository as repo
+from transactional.payment.erasure import redacted
 from transactional.payment.models import WebhookAck
 from transactional.payment.stripe_gateway import verify_webhook
 
@@ -78,7 +79,7 @@ def handle_event(engine: Engine, event: dict[str, Any]) -> bool:
     """Record and apply one verified event; False when it was already handled."""
     event_id, event_type = str(event["id"]), str(event["type"])
     with engine.begin() as conn:
-        if not repo.record_webhook(conn, SOURCE, event_id, event_type, event):
+        if not repo.record_webhook(conn, SOURCE, event_id, event_type, redacted(event)):
             log.info("stripe.webhook.duplicate", event_id=event_id, type=event_type)
             return False
         handler = HANDLERS.get(event_type)

@@ -16,7 +16,7 @@ database that dies under it, drops the connection and so the lock: the key is ne
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -202,9 +202,12 @@ class Run:
         response_status: int,
         response_body: dict[str, Any],
         event_type: str,
-        event_data: dict[str, Any],
+        event_data: dict[str, Any] | Callable[[Connection], dict[str, Any]],
     ) -> None:
-        """Save the answer for replays and the event for the bus, in one transaction."""
+        """Save the answer for replays and the event for the bus, in one transaction.
+
+        `event_data` may be made in that transaction (sealing personal fields makes the
+        customer's key there when it is the first to need one)."""
         self.conn.execute(
             text(
                 "UPDATE registration.registrations SET status = :status, step = 'done', "
@@ -212,7 +215,8 @@ class Run:
             ).bindparams(bindparam("rb", type_=JSONB)),
             {"status": status, "rs": response_status, "rb": response_body, "id": self.id},
         )
-        outbox.emit(self.conn, SCHEMA, "registration", str(self.id), event_type, event_data)
+        data = event_data(self.conn) if callable(event_data) else event_data
+        outbox.emit(self.conn, SCHEMA, "registration", str(self.id), event_type, data)
         self.conn.commit()
 
     def release(self) -> None:

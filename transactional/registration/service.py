@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from paywall import privacy
 from paywall.logs import get_logger
 from paywall.service_client import ServiceError
 from paywall.settings import get_settings
@@ -117,19 +118,23 @@ def _advance(
         201,
         data,
         "registration.completed",
-        {
-            "registration_id": str(run.id),
-            "customer_id": data["customer_id"],
-            "subscription_id": data["subscription_id"],
-            "plan_id": data["plan_id"],
-            "subscription_status": data["subscription_status"],
-            "email": signup.email,
-            "phone": signup.phone,
-            "name": signup.name,
-            "tenant_id": state.tenant_id,
-            "trial": signup.trial,
-            "marketing_opt_in": signup.marketing_opt_in,
-        },
+        lambda conn: privacy.seal(
+            conn,
+            data["customer_id"],
+            {
+                "registration_id": str(run.id),
+                "customer_id": data["customer_id"],
+                "subscription_id": data["subscription_id"],
+                "plan_id": data["plan_id"],
+                "subscription_status": data["subscription_status"],
+                "email": signup.email,
+                "phone": signup.phone,
+                "name": signup.name,
+                "tenant_id": state.tenant_id,
+                "trial": signup.trial,
+                "marketing_opt_in": signup.marketing_opt_in,
+            },
+        ),
     )
     SIGNUPS.labels("completed").inc()
     return Answer(201, data)
