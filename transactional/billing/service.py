@@ -35,11 +35,11 @@ def listed(
             scope["customer_id"] = principal.customer_id
         else:
             scope["tenant_id"] = principal.tenant_id
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor) if cursor else None
     with engine.connect() as conn:
         rows = repo.page(conn, scope, filters, after, limit + 1)
         data = repo.many(conn, rows[:limit])
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return InvoicePage(data=data, next_cursor=next_cursor)
 
 
@@ -100,12 +100,12 @@ def _refused(row: RowMapping, detail: str) -> DomainError:
     return DomainError(errors.INVOICE_STATE, detail, status_now=row["status"])
 
 
-def _encode_cursor(last: RowMapping) -> str:
+def encode_cursor(last: RowMapping) -> str:
     raw = json.dumps([last["created_at"].isoformat(), str(last["id"])]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts, iid = json.loads(raw)
