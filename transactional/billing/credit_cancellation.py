@@ -39,6 +39,7 @@ def create(engine: Engine, payments: ServiceClient, body: CancellationCredit) ->
     with idempotency.held(engine, key):
         with engine.begin() as conn:
             note = cr.by_request_key(conn, key)
+            replayed = note is not None
             if note is not None:
                 idempotency.check_same(note["request_fingerprint"], asked)
             else:
@@ -74,4 +75,4 @@ def create(engine: Engine, payments: ServiceClient, body: CancellationCredit) ->
                     request_fingerprint=asked,
                 )
         note = credit_notes.settle(engine, payments, note)
-        return credit_notes.answer(engine, note, INSTANCE)
+        return credit_notes.answer(engine, note, INSTANCE, replayed)

@@ -54,6 +54,7 @@ def create(
     with idempotency.held(engine, scoped):
         with engine.begin() as conn:
             note = cr.by_request_key(conn, scoped)
+            replayed = note is not None
             if note is not None:
                 idempotency.check_same(note["request_fingerprint"], asked)
             else:
@@ -76,7 +77,7 @@ def create(
                     request_fingerprint=asked,
                 )
         note = settle(engine, payments, note)
-        return answer(engine, note, f"/v1/invoices/{invoice_id}/credit_notes")
+        return answer(engine, note, f"/v1/invoices/{invoice_id}/credit_notes", replayed)
 
 
 def _asked(
@@ -235,19 +236,19 @@ def _created(conn: Connection, note: RowMapping, invoice: RowMapping) -> None:
     )
 
 
-def answer(engine: Engine, note: RowMapping, instance: str) -> Answer:
+def answer(engine: Engine, note: RowMapping, instance: str, replayed: bool = False) -> Answer:
     """Issued: 201 with the note. Refund refused (void): 422. Not known yet: 503, retry."""
     with engine.connect() as conn:
         body = cr.full(conn, [note])[0].model_dump(mode="json")
     if note["status"] == "issued":
-        return Answer(201, body)
+        return Answer(201, body, replayed=replayed)
     if note["status"] == "void":
         refused = DomainError(
             errors.REFUND_REJECTED,
             note["failure"] or "the refund was refused",
             credit_note=body,
         )
-        return Answer(422, refused.body(instance))
+        return Answer(422, refused.body(instance), replayed=replayed)
     raise DomainError(
         errors.DEPENDENCY_UNAVAILABLE,
         "the refund's outcome is not known yet; retry with the same Idempotency-Key",

@@ -55,6 +55,17 @@ class Cancel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     at_period_end: StrictBool = True
+    prorate: StrictBool = Field(
+        False,
+        description="With at_period_end false: refund the unused time of the paid period "
+        "(a credit note, by the second)",
+    )
+
+    @model_validator(mode="after")
+    def _prorate_now(self) -> Cancel:
+        if self.prorate and self.at_period_end:
+            raise ValueError("prorate applies to a cancellation now (at_period_end false)")
+        return self
 
 
 class Activate(BaseModel):

@@ -34,8 +34,8 @@ STATUSES = ("pending", "issued", "void")
 SETTLEMENTS = ("refund", "customer_balance")
 
 
-def _uuid(name: str, **kw: object) -> sa.Column:
-    return sa.Column(name, postgresql.UUID(as_uuid=True), **kw)  # type: ignore[arg-type]
+def _uuid(name: str, *args: object, **kw: object) -> sa.Column:
+    return sa.Column(name, postgresql.UUID(as_uuid=True), *args, **kw)  # type: ignore[arg-type]
 
 
 def _when(name: str, nullable: bool = False) -> sa.Column:
