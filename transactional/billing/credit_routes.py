@@ -70,12 +70,16 @@ def _problem(description: str) -> dict[str, Any]:
         422: _problem("More than the invoice can still give back, or the refund was refused"),
         503: _problem("The refund's outcome is not known yet: retry with the same key"),
     },
-    openapi_extra=problems_answered(
-        errors.INVOICE_STATE,
-        errors.CREDIT_EXCEEDS_INVOICE,
-        errors.NOT_REFUNDABLE,
-        errors.REFUND_REJECTED,
-    ),
+    openapi_extra={
+        **problems_answered(
+            errors.INVOICE_STATE,
+            errors.CREDIT_EXCEEDS_INVOICE,
+            errors.NOT_REFUNDABLE,
+            errors.REFUND_REJECTED,
+        ),
+        # What a partner needs (operators pass with operations + internal instead).
+        "security": [{"OAuth2": [_WRITE]}],
+    },
 )
 def create_credit_note(
     invoice_id: uuid.UUID,
