@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ import pytest
 
 from paywall import clients, pricing
 from tests.conftest import Api
+from tests.integration.test_billing import at, bill, move_period_end, resources
 from tests.integration.test_signup import register, signup_body
 
 pytestmark = pytest.mark.integration
@@ -30,6 +31,7 @@ PARTNER = (
     "payments:read payments:write invoices:read invoices:write"
 )
 PROBLEMS = "https://paywall.dev/problems"
+__all__ = ["resources"]  # the billing run's resources, a fixture of test_billing
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +310,34 @@ def test_prorate_needs_a_cancellation_now(api: Api, partner: dict[str, str]) -> 
         headers=partner,
     )
     problem(resp, 422, "validation")
+
+
+def test_the_billing_run_charges_a_renewal_less_the_customers_credit_once(
+    api: Api, partner: dict[str, str], operator: dict[str, str], resources: dict[str, Any]
+) -> None:
+    invoice = paid_invoice(api, partner, operator)
+    sub_id, customer = invoice["subscription_id"], invoice["customer_id"]
+    key = str(uuid.uuid4())
+    kept = credit(api.url, partner, invoice["id"], key, amount=500, settlement="customer_balance")
+    assert kept.status_code == 201, kept.text
+    day = date(2026, 8, 23)  # a billing day of this test's own
+    move_period_end(api, sub_id, at(day))
+
+    for _ in range(2):  # the same day again changes nothing
+        bill(resources, day)
+    [(renewal_id, status, total, applied, paid, payment_id)] = sql(
+        api,
+        "SELECT id::text, status, total, credit_applied, amount_paid, payment_id "
+        "FROM billing.invoices WHERE subscription_id = %s AND period_start = %s",
+        sub_id,
+        at(day),
+    )
+    assert (status, total, applied, paid) == ("paid", 900, 500, 400)
+    [(charged,)] = sql(api, "SELECT amount FROM payment.payments WHERE id::text = %s", payment_id)
+    assert charged == 400
+    balance = httpx.get(f"{api.url}/v1/customers/{customer}/balance", headers=partner)
+    assert balance.json()["balances"] == {"usd": 0}
+    [(consumed,)] = sql(
+        api, "SELECT count(*) FROM billing.customer_balance WHERE invoice_id = %s", renewal_id
+    )
+    assert consumed == 1
