@@ -203,6 +203,14 @@ def test_a_note_beyond_what_the_invoice_brought_in_is_refused_and_changes_nothin
     assert problem(nothing, 422, "credit-exceeds-invoice")["creditable"] == 0
     assert refunds_of(api, invoice["id"]) == [("succeeded", 400), ("succeeded", 500)]
     assert stripe_refunds(api, invoice["id"]) == 2
+    # Cursor pages, newest first, filtered by customer.
+    query = {"customer_id": invoice["customer_id"], "limit": 1}
+    first_page = httpx.get(f"{api.url}/v1/credit_notes", params=query, headers=partner).json()
+    assert [n["id"] for n in first_page["data"]] == [rest.json()["id"]]
+    query["cursor"] = first_page["next_cursor"]
+    second_page = httpx.get(f"{api.url}/v1/credit_notes", params=query, headers=partner).json()
+    assert [n["id"] for n in second_page["data"]] == [first.json()["id"]]
+    assert second_page["next_cursor"] is None
 
     reg = signup(api, partner)
     unpaid = period_invoice(api, reg["subscription_id"], 900)
@@ -249,6 +257,8 @@ def test_customer_credit_is_consumed_by_the_next_invoices_and_never_below_zero(
     assert charged == 700
     page = httpx.get(f"{api.url}/v1/invoices/{large['id']}.html", headers=partner)
     assert "Customer credit applied" in page.text and "-2.00 USD" in page.text
+    document = httpx.get(f"{api.url}/v1/invoices/{large['id']}.pdf", headers=partner)
+    assert document.status_code == 200 and document.content.startswith(b"%PDF")
     balance = httpx.get(f"{api.url}/v1/customers/{customer}/balance", headers=partner)
     assert balance.json()["balances"] == {"usd": 0}
 
