@@ -111,8 +111,7 @@ def paid_matches_charges(engine: Engine, payments: ServiceClient, day: date) -> 
         taken[inv.currency] += net
         if net != kept:
             problems.append(
-                f"invoice {inv.id}: paid {kept} {inv.currency}, "
-                f"charged less refunds {net}"
+                f"invoice {inv.id}: paid {kept} {inv.currency}, charged less refunds {net}"
             )
     numbers: dict[str, int] = {"invoices": len(invoices)}
     for currency in sorted(paid.keys() | taken.keys()):

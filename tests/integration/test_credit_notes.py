@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -351,3 +351,43 @@ def test_the_billing_run_charges_a_renewal_less_the_customers_credit_once(
         api, "SELECT count(*) FROM billing.customer_balance WHERE invoice_id = %s", renewal_id
     )
     assert consumed == 1
+
+
+def test_a_refunded_cancellation_whose_cancel_was_lost_is_canceled_by_the_sweep(
+    api: Api, partner: dict[str, str], operator: dict[str, str], issue_token: Callable[..., str]
+) -> None:
+    """Billing refunded the unused time, then the subscription service's commit was lost
+    (a crash): the subscription is still active. The recovery sweep cancels it, once."""
+    invoice = paid_invoice(api, partner, operator)
+    sub_id = invoice["subscription_id"]
+    internal = {"Authorization": f"Bearer {issue_token('invoices:write internal')}"}
+    refunded = httpx.post(
+        f"{api.url}/v1/cancellation_credits",
+        json={
+            "subscription_id": sub_id,
+            "period_start": invoice["period_start"],
+            "period_end": invoice["period_end"],
+            "at": datetime.now(UTC).isoformat(),
+        },
+        headers=internal,
+        timeout=120,
+    )
+    assert refunded.status_code == 201, refunded.text
+    [(status,)] = sql(api, "SELECT status FROM subscription.subscriptions WHERE id = %s", sub_id)
+    assert status == "active"
+
+    for _ in range(2):  # a second sweep finds nothing left to do for it
+        swept = httpx.post(
+            f"{api.url}/v1/operations/invoice-recovery",
+            params={"older_than_seconds": 0},
+            headers={"Authorization": f"Bearer {issue_token('operations internal')}"},
+            timeout=120,
+        )
+        assert swept.status_code == 200, swept.text
+    [(status,)] = sql(api, "SELECT status FROM subscription.subscriptions WHERE id = %s", sub_id)
+    assert status == "canceled"
+    [(pending,)] = sql(
+        api, "SELECT pending_action FROM billing.credit_notes WHERE id = %s", refunded.json()["id"]
+    )
+    assert pending is None
+    assert refunds_of(api, invoice["id"]) == [("succeeded", refunded.json()["amount"])]

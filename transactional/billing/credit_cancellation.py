@@ -6,7 +6,9 @@ period, rounded half up (paywall/pricing.py's one rule), capped at what the invo
 still give back. The request key names the subscription and the period
 (`cancel:<subscription>:<period start>`) and the fingerprint leaves the moment out, so a
 retried cancellation (a moment later) finds the note the first one made and never
-refunds twice; a refund whose outcome is unknown is finished like any other note's.
+refunds twice; a refund whose outcome is unknown is finished like any other note's. The
+note keeps `pending_action = cancel_subscription` until the recovery sweep sees the
+subscription canceled (or cancels it: refunded, the subscription service's commit lost).
 """
 
 from __future__ import annotations
@@ -74,5 +76,7 @@ def create(engine: Engine, payments: ServiceClient, body: CancellationCredit) ->
                     request_key=key,
                     request_fingerprint=asked,
                 )
+                # Until the subscription is known canceled (see credit_notes.recover).
+                cr.set_pending_action(conn, note["id"], "cancel_subscription")
         note = credit_notes.settle(engine, payments, note)
         return credit_notes.answer(engine, note, INSTANCE, replayed)

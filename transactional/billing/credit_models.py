@@ -134,3 +134,7 @@ class CreditNoteSweep(BaseModel):
     issued: int = 0
     voided: int = 0
     still_pending: int = 0
+    cancellations_confirmed: int = Field(
+        default=0, description="Prorated cancellations' subscriptions found (or made) canceled"
+    )
+    errors: int = 0

@@ -267,9 +267,14 @@ def get(engine: Engine, principal: Principal, note_id: uuid.UUID) -> CreditNote:
 
 
 def recover(
-    engine: Engine, payments: ServiceClient, older_than: timedelta, limit: int
+    engine: Engine,
+    payments: ServiceClient,
+    subscriptions: ServiceClient,
+    older_than: timedelta,
+    limit: int,
 ) -> CreditNoteSweep:
-    """Finish notes whose refund outcome nobody came back for: ask again under their key."""
+    """Finish notes whose refund outcome nobody came back for (ask again under their key),
+    then make sure each prorated cancellation's subscription is canceled."""
     report = CreditNoteSweep()
     with engine.connect() as conn:
         stale = cr.stale_pending(conn, older_than, limit)
@@ -279,6 +284,33 @@ def recover(
         report.issued += done["status"] == "issued"
         report.voided += done["status"] == "void"
         report.still_pending += done["status"] == "pending"
+    with engine.connect() as conn:
+        unconfirmed = cr.unconfirmed_cancellations(conn, older_than, limit)
+    for note in unconfirmed:
+        report.examined += 1
+        if _canceled(subscriptions, note["subscription_id"]):
+            report.cancellations_confirmed += 1
+            with engine.begin() as conn:
+                cr.set_pending_action(conn, note["id"], None)
+        else:
+            report.errors += 1
     if report.examined:
         log.info("billing.credit_note_recovery", **report.model_dump())
     return report
+
+
+def _canceled(subscriptions: ServiceClient, subscription_id: uuid.UUID) -> bool:
+    """True once the subscription is canceled: refunded for its unused time, it must not
+    stay live because the subscription service's commit was lost after the refund."""
+    try:
+        status, sub = subscriptions.call("GET", f"/v1/subscriptions/{subscription_id}")
+        if status == 200 and sub.get("status") in ("canceled", "expired"):
+            return True
+        if status != 200:
+            return False
+        status, _ = subscriptions.call(
+            "POST", f"/v1/subscriptions/{subscription_id}/cancel", json={"at_period_end": False}
+        )
+    except ServiceError:
+        return False
+    return status == 200

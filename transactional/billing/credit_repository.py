@@ -13,7 +13,7 @@ from transactional.billing.credit_models import CreditNote, CreditNoteLine
 NOTE_COLUMNS = (
     "id, invoice_id, customer_id, tenant_id, currency, amount, reason, memo, settlement, "
     "origin, status, refund_key, refund_id, failure, request_key, request_fingerprint, "
-    "created_at, updated_at, issued_at"
+    "created_at, updated_at, issued_at, pending_action"
 )
 
 
@@ -248,4 +248,29 @@ def paid_period_invoice(
         )
         .mappings()
         .first()
+    )
+
+
+def set_pending_action(conn: Connection, note_id: uuid.UUID, action: str | None) -> None:
+    conn.execute(
+        text("UPDATE billing.credit_notes SET pending_action = :a WHERE id = :id"),
+        {"a": action, "id": note_id},
+    )
+
+
+def unconfirmed_cancellations(
+    conn: Connection, older_than: timedelta, limit: int
+) -> list[RowMapping]:
+    """Prorated cancellations' notes whose subscription is not yet known canceled, with
+    the subscription they are for."""
+    return list(
+        conn.execute(
+            text(
+                "SELECT n.id, i.subscription_id FROM billing.credit_notes n "
+                "JOIN billing.invoices i ON i.id = n.invoice_id "
+                "WHERE n.pending_action = 'cancel_subscription' AND n.status <> 'pending' "
+                "AND n.updated_at < now() - :age ORDER BY n.updated_at LIMIT :limit"
+            ),
+            {"age": older_than, "limit": limit},
+        ).mappings()
     )

@@ -163,5 +163,5 @@ def recover_invoices(
 ) -> InvoiceSweep:
     age = timedelta(seconds=older_than_seconds)
     report = prorations.recover(db, collector, subscriptions, age, limit)
-    report.credit_notes = credit_notes.recover(db, payments, age, limit)
+    report.credit_notes = credit_notes.recover(db, payments, subscriptions, age, limit)
     return report

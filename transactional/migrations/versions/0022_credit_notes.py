@@ -71,6 +71,9 @@ def upgrade() -> None:
         sa.Column("refund_key", sa.Text),
         sa.Column("refund_id", sa.Text),
         sa.Column("failure", sa.Text),
+        # A prorated cancellation's note until the subscription is known canceled: the
+        # recovery sweep cancels it if the subscription service's commit never happened.
+        sa.Column("pending_action", sa.Text),
         sa.Column("request_key", sa.Text, nullable=False, unique=True),
         sa.Column("request_fingerprint", sa.Text, nullable=False),
         _when("created_at"),
@@ -80,6 +83,9 @@ def upgrade() -> None:
         sa.CheckConstraint(f"reason IN {REASONS!r}", name="credit_note_reason"),
         sa.CheckConstraint(f"status IN {STATUSES!r}", name="credit_note_status"),
         sa.CheckConstraint(f"settlement IN {SETTLEMENTS!r}", name="credit_note_settlement"),
+        sa.CheckConstraint(
+            "pending_action IN ('cancel_subscription')", name="credit_note_pending_action"
+        ),
         schema="billing",
     )
     op.create_index("credit_notes_invoice", "credit_notes", ["invoice_id"], schema="billing")
