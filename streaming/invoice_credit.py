@@ -38,19 +38,23 @@ def lock_customer(conn: Connection, customer_id: str) -> None:
 
 
 def apply(conn: Connection, invoice: RowMapping) -> RowMapping:
-    """The invoice (locked by the caller, or about to be charged for the first time) with
-    the customer's credit applied once: credit_applied and amount_due updated, a negative
+    """The invoice (locked here, if the caller has not) with the customer's credit
+    applied once: credit_applied and amount_due updated, a negative
     ledger row written. Already applied, or no credit: the invoice as it is now."""
-    lock_customer(conn, invoice["customer_id"])
+    # The invoice's row first, then the customer's lock: every collector takes them in
+    # this order, so two of them (an operator's pay-now and the billing run) cannot deadlock.
+    current = (
+        conn.execute(
+            text("SELECT * FROM billing.invoices WHERE id = :i FOR UPDATE"), {"i": invoice["id"]}
+        )
+        .mappings()
+        .one()
+    )
+    lock_customer(conn, current["customer_id"])
     applied = conn.execute(
         text("SELECT 1 FROM billing.customer_balance WHERE invoice_id = :i"),
         {"i": invoice["id"]},
     ).first()
-    current = (
-        conn.execute(text("SELECT * FROM billing.invoices WHERE id = :i"), {"i": invoice["id"]})
-        .mappings()
-        .one()
-    )
     if applied is not None or current["status"] not in ("open", "uncollectible"):
         return current
     use = min(balance(conn, current["customer_id"], current["currency"]), current["amount_due"])
