@@ -312,14 +312,21 @@ def test_cancel_with_prorate_refunds_the_unused_time_once(
     assert stripe_refunds(api, invoice["id"]) == 1
 
 
-def test_prorate_needs_a_cancellation_now(api: Api, partner: dict[str, str]) -> None:
-    reg = signup(api, partner)
+def test_prorate_at_the_period_end_refunds_nothing(
+    api: Api, partner: dict[str, str], operator: dict[str, str]
+) -> None:
+    invoice = paid_invoice(api, partner, operator)
     resp = httpx.post(
-        f"{api.url}/v1/subscriptions/{reg['subscription_id']}/cancel",
+        f"{api.url}/v1/subscriptions/{invoice['subscription_id']}/cancel",
         json={"at_period_end": True, "prorate": True},
         headers=partner,
     )
-    problem(resp, 422, "validation")
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["status"], resp.json()["cancel_at_period_end"]) == ("active", True)
+    [(notes,)] = sql(
+        api, "SELECT count(*) FROM billing.credit_notes WHERE invoice_id = %s", invoice["id"]
+    )
+    assert notes == 0 and refunds_of(api, invoice["id"]) == []
 
 
 def test_the_billing_run_charges_a_renewal_less_the_customers_credit_once(

@@ -22,7 +22,8 @@ def cancel(
     before = repository.get(conn, sub_id, lock=True)
     canceled = service.cancel(conn, principal, sub_id, body.at_period_end)
     # Only a period the customer paid for: trials and unpaid (past due) periods have none.
-    if body.prorate and before is not None and before.status == "active":
+    now = body.prorate and not body.at_period_end
+    if now and before is not None and before.status == "active":
         assert canceled.canceled_at is not None
         billing.credit_cancellation(before, canceled.canceled_at)
     return canceled

@@ -58,14 +58,8 @@ class Cancel(BaseModel):
     prorate: StrictBool = Field(
         False,
         description="With at_period_end false: refund the unused time of the paid period "
-        "(a credit note, by the second)",
+        "(a credit note, by the second). At the period's end nothing is unused: no effect.",
     )
-
-    @model_validator(mode="after")
-    def _prorate_now(self) -> Cancel:
-        if self.prorate and self.at_period_end:
-            raise ValueError("prorate applies to a cancellation now (at_period_end false)")
-        return self
 
 
 class Activate(BaseModel):
