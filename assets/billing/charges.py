@@ -14,7 +14,7 @@ from assets.billing.outcomes import Counts, Outcome
 from assets.billing.paced_payments import PacedPayments
 from assets.billing.pacing import Pace, Unpaced
 from paywall.service_client import ServiceClient, ServiceError
-from streaming import invoice_events
+from streaming import invoice_credit, invoice_events
 
 
 def idempotency_key(invoice_id: uuid.UUID | str, attempt: int) -> str:
@@ -117,13 +117,26 @@ class Charges:
     def _charge(self, invoice: RowMapping, attempt: int, day: date) -> Outcome:
         key = idempotency_key(invoice["id"], attempt)
         with self.engine.begin() as conn:
-            conn.execute(
+            opened = conn.execute(
                 text(
                     "INSERT INTO billing.attempts (invoice_id, attempt, attempted_on, "
-                    "idempotency_key) VALUES (:i, :a, :d, :k) ON CONFLICT DO NOTHING"
+                    "idempotency_key) VALUES (:i, :a, :d, :k) ON CONFLICT DO NOTHING "
+                    "RETURNING attempt"
                 ),
                 {"i": invoice["id"], "a": attempt, "d": day, "k": key},
-            )
+            ).first()
+            # The customer's credit is taken when an attempt is first opened, so an attempt
+            # asked again (a re-run) sends the amount it was first sent with.
+            if opened is not None:
+                invoice = invoice_credit.apply(conn, invoice)
+            else:
+                invoice = (
+                    conn.execute(
+                        text("SELECT * FROM billing.invoices WHERE id = :i"), {"i": invoice["id"]}
+                    )
+                    .mappings()
+                    .one()
+                )
             # The attempt may have been opened first by the billing service (an operator's
             # "pay now"): its key, whoever wrote it, is the one key this attempt is sent under.
             key = conn.execute(
@@ -133,11 +146,11 @@ class Charges:
                 ),
                 {"i": invoice["id"], "a": attempt},
             ).scalar_one()
-        if invoice["amount"] == 0:
+        if invoice["amount_due"] == 0:
             return Outcome("succeeded", payment_id=f"free:{invoice['id']}")
         body = {
             "customer_id": invoice["customer_id"],
-            "amount": invoice["amount"],
+            "amount": invoice["amount_due"],
             "currency": invoice["currency"],
             "description": f"{invoice['plan_id']} from {invoice['period_start']:%Y-%m-%d}",
             "metadata": {

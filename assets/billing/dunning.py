@@ -71,7 +71,8 @@ def _paid(
             text(
                 "UPDATE billing.invoices SET status = 'paid', attempts = :a, payment_id = :p, "
                 "decline_code = NULL, paid_on = :d, pending_action = :action, "
-                "amount_paid = total, amount_due = 0, updated_at = now() WHERE id = :i RETURNING *"
+                "amount_paid = total - credit_applied, amount_due = 0, updated_at = now() "
+                "WHERE id = :i RETURNING *"
             ),
             {
                 "a": attempt,

@@ -1,8 +1,8 @@
 """What a billing day amounted to, per currency, for the partition's metadata: invoiced,
 collected, failed, credited and outstanding past due, and the invoices that failed that day.
 
-Credited is 0 until credit notes exist (issue 14 item 3); it is shown so the columns an
-operator reads do not change when they do. Outstanding past due is as of the
+Credited is what credit notes issued that UTC day gave back (refunded or kept as customer
+credit), whichever invoice they were on. Outstanding past due is as of the
 materialization: invoices billed on or before the day, still open after a failed attempt.
 """
 
@@ -28,6 +28,8 @@ _AMOUNTS = {
     "failed": "SELECT i.currency, sum(i.total) FROM billing.attempts a "
     "JOIN billing.invoices i ON i.id = a.invoice_id "
     "WHERE a.attempted_on = :d AND a.status = 'failed' GROUP BY i.currency",
+    "credited": "SELECT currency, sum(amount) FROM billing.credit_notes "
+    "WHERE status = 'issued' AND (issued_at AT TIME ZONE 'UTC')::date = :d GROUP BY currency",
     "outstanding_past_due": "SELECT currency, sum(amount_due) FROM billing.invoices "
     "WHERE billing_date <= :d AND status = 'open' AND attempts > 0 GROUP BY currency",
 }

@@ -41,12 +41,16 @@ def payment_recovery(
     signups = services.registration.expect({200}, "POST", f"/v1/operations/signup-recovery?{age}")
     payments = services.payment.expect({200}, "POST", f"/v1/operations/payment-recovery?{age}")
     invoices = services.billing.expect({200}, "POST", f"/v1/operations/invoice-recovery?{age}")
+    # Credit notes whose refund outcome was unknown, and prorated cancellations to confirm.
+    credit_notes: dict[str, Any] = invoices.pop("credit_notes", None) or {}
     metadata: dict[str, Any] = {
         **{f"signups_{k}": v for k, v in signups.items()},
         **{f"payments_{k}": v for k, v in payments.items()},
         **{f"invoices_{k}": v for k, v in invoices.items()},
+        **{f"credit_notes_{k}": v for k, v in credit_notes.items()},
     }
     left = signups["unfinished"] + payments["unavailable"] + invoices["errors"]
+    left += int(credit_notes.get("errors", 0))
     if left:
         # Fail, so the failure alert reaches an operator; the next run tries them again.
         raise Failure(f"{left} signup(s) or payment(s) could not be recovered", metadata=metadata)

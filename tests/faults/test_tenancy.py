@@ -40,7 +40,7 @@ Operation = tuple[str, str]
 # and not `users:write` (only the registration service creates logins).
 PARTNER_SCOPES = (
     "customers:read customers:write subscriptions:read subscriptions:write "
-    "payments:read payments:write registrations:write users:write invoices:read"
+    "payments:read payments:write registrations:write users:write invoices:read invoices:write"
 )
 
 # Operations that are not tenant data, with why. The walk fails when this list and the
@@ -93,6 +93,7 @@ LISTS = {
     ("GET", "/v1/invoices"),
     ("GET", "/v1/subscriptions"),
     ("GET", "/v1/payments"),
+    ("GET", "/v1/credit_notes"),
 }
 STRIPE_LISTS = ("customers", "payment_intents", "refunds")
 PROBLEMS = "https://paywall.dev/problems"
@@ -115,6 +116,7 @@ class World:
     payment_id: str
     refund_id: str
     invoice_id: str
+    credit_note_id: str
     stripe_ids: tuple[str, ...]
 
     def refs(self, customer_id: str) -> dict[str, str]:
@@ -125,6 +127,7 @@ class World:
             "subscription_id": self.sub_id,
             "payment_id": self.payment_id,
             "invoice_id": self.invoice_id,
+            "credit_note_id": self.credit_note_id,
             "tenant_id": self.tenant,
         }
 
@@ -136,7 +139,8 @@ class World:
     def secrets(self) -> set[str]:
         """Everything of A's: no refusal may name what the request did not name itself."""
         ids = {self.customer_id, self.new_customer_id, self.sub_id, self.payment_id}
-        return ids | {self.refund_id, self.invoice_id, self.email, self.new_email, *self.stripe_ids}
+        ids |= {self.refund_id, self.invoice_id, self.credit_note_id, *self.stripe_ids}
+        return ids | {self.email, self.new_email}
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,7 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
     )
     sub = created(subscribe(api, token_a, cid))
     invoice_id = billing_run_invoice(api, sub)
+    credit_note_id = customer_credit_note(api, sub)
     fresh = new_customer(api, token_a)
     assert (account["tenant_id"], sub["tenant_id"], sub["status"]) == (
         tenant_a,
@@ -265,6 +270,7 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
         payment_id=payment["id"],
         refund_id=refund["id"],
         invoice_id=invoice_id,
+        credit_note_id=credit_note_id,
         stripe_ids=(
             account["stripe_customer_id"],
             payment["stripe_payment_intent_id"],
@@ -295,6 +301,54 @@ def billing_run_invoice(api: Api, sub: dict[str, Any]) -> str:
             },
         )
     return invoice_id
+
+
+def customer_credit_note(api: Api, sub: dict[str, Any]) -> str:
+    """A paid invoice of A's (a later period) with a credit note kept as customer credit."""
+    invoice_id, note_id = uuid.uuid4(), uuid.uuid4()
+    start = datetime.fromisoformat(sub["current_period_end"]) + timedelta(days=60)
+    with engine(api.settings).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO billing.invoices (id, subscription_id, customer_id, tenant_id, "
+                "plan_id, kind, amount, subtotal, total, amount_paid, amount_due, currency, "
+                "period_start, period_end, billing_date, status, finalized_at, paid_on) VALUES "
+                "(:id, :sub, :customer, :tenant, 'basic-monthly', 'renewal', 900, 900, 900, "
+                "900, 0, 'usd', :start, :end, current_date, 'paid', now(), current_date)"
+            ),
+            {
+                "id": invoice_id,
+                "sub": sub["id"],
+                "customer": sub["customer_id"],
+                "tenant": sub["tenant_id"],
+                "start": start,
+                "end": start + timedelta(days=30),
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO billing.credit_notes (id, invoice_id, customer_id, tenant_id, "
+                "currency, amount, reason, settlement, status, request_key, "
+                "request_fingerprint, issued_at) VALUES (:id, :invoice, :customer, :tenant, "
+                "'usd', 200, 'duplicate', 'customer_balance', 'issued', :key, 'walk', now())"
+            ),
+            {
+                "id": note_id,
+                "invoice": invoice_id,
+                "customer": sub["customer_id"],
+                "tenant": sub["tenant_id"],
+                "key": f"walk|{note_id}",
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO billing.customer_balance (id, customer_id, tenant_id, currency, "
+                "amount, credit_note_id) VALUES (gen_random_uuid(), :customer, :tenant, 'usd', "
+                "200, :note)"
+            ),
+            {"customer": sub["customer_id"], "tenant": sub["tenant_id"], "note": note_id},
+        )
+    return str(note_id)
 
 
 # -- the walk ------------------------------------------------------------------------------
@@ -476,6 +530,9 @@ def _rows(db: Engine, world: World) -> dict[str, list[dict[str, Any]]]:
         "invoices": "SELECT * FROM billing.invoices WHERE customer_id = ANY(:s) ORDER BY id",
         "attempts": "SELECT a.* FROM billing.attempts a JOIN billing.invoices i "
         "ON i.id = a.invoice_id WHERE i.customer_id = ANY(:s) ORDER BY a.invoice_id, a.attempt",
+        "credit_notes": "SELECT * FROM billing.credit_notes WHERE customer_id = ANY(:s) "
+        "ORDER BY id",
+        "balance": "SELECT * FROM billing.customer_balance WHERE customer_id = ANY(:s) ORDER BY id",
     }
     ids = [uuid.UUID(world.customer_id), uuid.UUID(world.new_customer_id)]
     params = {"c": ids, "s": [str(i) for i in ids]}
@@ -656,6 +713,8 @@ def test_not_yours_reads_exactly_like_absent(api: Api, world: World, token_b: st
         ("GET", "/v1/payments/{}", world.payment_id),
         ("POST", "/v1/payments/{}/refunds", world.payment_id),
         ("GET", "/v1/invoices/{}", world.invoice_id),
+        ("GET", "/v1/credit_notes/{}", world.credit_note_id),
+        ("GET", "/v1/customers/{}/balance", world.customer_id),
     ):
         absent = str(uuid.uuid4())
         answers = [

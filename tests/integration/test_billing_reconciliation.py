@@ -97,7 +97,7 @@ def test_a_normal_day_reconciles_and_its_metadata_has_the_amounts(
     assert meta["invoiced_usd"] == pytest.approx(67.00)
     assert meta["collected_usd"] == pytest.approx(38.00 + int(others_paid) / 100)
     assert meta["failed_usd"] == pytest.approx(29.00 + int(others_failed) / 100)
-    assert meta["credited_usd"] == 0  # no credit notes yet
+    assert meta["credited_usd"] == 0  # no credit note issued that day
     # Past due across every day up to this one, as of now (other tests' dunning too).
     [(owed,)] = sql(
         api,

@@ -80,6 +80,7 @@ SERVICE = {
     "registration": "registration",
     "user": "auth",
     "invoice": "billing",
+    "credit_note": "billing",
 }
 
 
@@ -313,6 +314,27 @@ def synthetic_history() -> History:
     paid_c1 = h.charge(c, at(2, 8, 9), 2900)
     inv_c1 |= {"status": "paid", "amount_paid": 2900, "amount_due": 0}
     h.invoice("invoice.paid", at(2, 8, 9), inv_c1, payment_id=paid_c1)
+    # An operator gives C 5.00 back on it as customer credit (nothing refunded).
+    h.emit(
+        "credit_note.created",
+        at(2, 9, 10),
+        "cn_c1",
+        {
+            "credit_note_id": "cn_c1",
+            "invoice_id": "inv_c1",
+            "customer_id": c,
+            "tenant_id": None,
+            "subscription_id": sub_c.id,
+            "currency": "usd",
+            "amount": 500,
+            "refunded_amount": 0,
+            "credited_amount": 500,
+            "settlement": "customer_balance",
+            "origin": "api",
+            "reason": "product_unsatisfactory",
+            "refund_id": None,
+        },
+    )
     h.sub_event(
         "subscription.renewed",
         at(2, 8, 9, 1),
@@ -528,6 +550,30 @@ def test_the_hand_made_invoice_events_are_billing_contracts() -> None:
     assert len(invoices) == 11
     for event in invoices:
         contracts.validate({**event, "occurred_at": event["occurred_at"].isoformat()})
+
+
+def test_fct_credit_notes(dbt_build: DbtRun) -> None:
+    notes = dbt_build.query(
+        "SELECT credit_note_id, invoice_id, currency, credit_amount, refunded_amount, "
+        "customer_credit_amount, settlement, origin, reason, created_at "
+        "FROM marts.fct_credit_notes ORDER BY credit_note_id"
+    )
+    assert notes == [
+        {
+            "credit_note_id": "cn_c1",
+            "invoice_id": "inv_c1",
+            "currency": "usd",
+            "credit_amount": Decimal("5.00"),
+            "refunded_amount": Decimal("0.00"),
+            "customer_credit_amount": Decimal("5.00"),
+            "settlement": "customer_balance",
+            "origin": "api",
+            "reason": "product_unsatisfactory",
+            "created_at": dt.datetime(2025, 2, 9, 10),
+        }
+    ]
+    [note] = [e for e in synthetic_history().events if e["event_type"] == "credit_note.created"]
+    contracts.validate({**note, "occurred_at": note["occurred_at"].isoformat()})
 
 
 def test_lake_partitions_come_from_the_s3_listing(

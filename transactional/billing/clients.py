@@ -35,5 +35,10 @@ def subscriptions(settings: CurrentSettings) -> ServiceClient:
     return client(settings, "subscription")
 
 
+def payments(settings: CurrentSettings) -> ServiceClient:
+    return client(settings, "payment")
+
+
 Collecting = Annotated[Collector, Depends(collector)]
 Subscriptions = Annotated[ServiceClient, Depends(subscriptions)]
+Payments = Annotated[ServiceClient, Depends(payments)]

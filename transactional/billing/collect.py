@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, RowMapping
 
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient, ServiceError
-from streaming import invoice_events
+from streaming import invoice_credit, invoice_events
 from transactional.billing import repository as repo
 
 log = get_logger(__name__)
@@ -51,6 +51,10 @@ class Collector:
             assert invoice is not None
             if invoice["status"] not in CHARGEABLE:
                 return invoice
+            if not repo.charge_in_flight(conn, invoice_id):
+                # A new attempt: the customer's credit first (a pending one is asked again
+                # for the amount it was sent with).
+                invoice = invoice_credit.apply(conn, invoice)
             attempt, key = repo.open_attempt(conn, invoice, payment_key, request_key)
         return self.settle(invoice, attempt, key)
 
@@ -114,7 +118,7 @@ def book(conn: Connection, invoice_id: uuid.UUID, attempt: int, outcome: Outcome
             attempts=attempts,
             payment_id=outcome.payment_id,
             decline_code=None,
-            amount_paid=invoice["total"],
+            amount_paid=invoice["total"] - invoice["credit_applied"],
             amount_due=0,
             paid_on=repo.today(),
             # What the subscription service is still to be told (see the recovery sweep

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from transactional.billing.credit_models import CreditNoteSweep
 from transactional.common.pagination import Page
 
 InvoiceStatus = Literal["draft", "open", "paid", "uncollectible", "void"]
@@ -50,8 +51,11 @@ class Invoice(BaseModel):
     discount: int
     tax: int
     total: int
-    amount_paid: int
-    amount_due: int
+    credit_applied: int = Field(
+        description="Customer credit (from credit notes) this invoice consumed when collected"
+    )
+    amount_paid: int = Field(description="What was charged: total - credit_applied once paid")
+    amount_due: int = Field(description="What is still to be charged: total - credit_applied")
     payment_id: str | None
     decline_code: str | None
     created_at: datetime
@@ -114,3 +118,7 @@ class InvoiceSweep(BaseModel):
     applied: int = 0
     refused: int = 0
     errors: int = 0
+    credit_notes: CreditNoteSweep = Field(
+        default_factory=CreditNoteSweep,
+        description="Credit notes whose refund outcome was unknown, asked again",
+    )

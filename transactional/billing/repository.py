@@ -18,7 +18,7 @@ COLUMNS = (
     "id, tenant_id, customer_id, subscription_id, kind, status, currency, plan_id, "
     "previous_plan_id, period_start, period_end, billing_date, subtotal, discount, tax, total, "
     "amount_paid, amount_due, payment_id, decline_code, created_at, finalized_at, paid_on, "
-    "voided_at, attempts, pending_action, request_fingerprint"
+    "voided_at, attempts, pending_action, request_fingerprint, credit_applied"
 )
 
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime
 
-from transactional.billing import documents, prorations, service
-from transactional.billing.clients import Collecting, Subscriptions
+from transactional.billing import credit_notes, documents, prorations, service
+from transactional.billing.clients import Collecting, Payments, Subscriptions
 from transactional.billing.models import (
     Invoice,
     InvoicePage,
@@ -149,16 +149,19 @@ def create_proration(
 @router.post(
     "/operations/invoice-recovery",
     response_model=InvoiceSweep,
-    summary="Finish proration invoices left open or paid but not applied (internal)",
+    summary="Finish proration invoices left open or paid but not applied, and credit notes "
+    "whose refund outcome is unknown (internal)",
 )
 def recover_invoices(
     _: Operator,
     db: Db,
     collector: Collecting,
     subscriptions: Subscriptions,
+    payments: Payments,
     older_than_seconds: Annotated[int, Query(ge=0, le=30 * 24 * 3600)] = 300,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> InvoiceSweep:
-    return prorations.recover(
-        db, collector, subscriptions, timedelta(seconds=older_than_seconds), limit
-    )
+    age = timedelta(seconds=older_than_seconds)
+    report = prorations.recover(db, collector, subscriptions, age, limit)
+    report.credit_notes = credit_notes.recover(db, payments, subscriptions, age, limit)
+    return report

@@ -69,6 +69,7 @@ DETAILS: dict[str, str] = {
     "no-payment-method": "the customer has no default payment method",
     "not-refundable": "only a succeeded payment can be refunded",
     "refund-exceeds-payment": "refund of 3000 exceeds the 2900 left to refund",
+    "credit-exceeds-invoice": "at most 400 usd of this invoice can still be credited",
     "refund-rejected": "Stripe refused the refund: charge_already_refunded",
     "processor-rejected": "No such PaymentMethod: 'pm_123'",
     "processor-unavailable": "Stripe did not answer; retry with the same Idempotency-Key",
@@ -93,6 +94,7 @@ _EXTRA: dict[str, dict[str, Any]] = {
     },
     "dependency-unavailable": {"dependency": "postgres"},
     "payment-declined": {"decline_code": "card_declined"},
+    "credit-exceeds-invoice": {"creditable": 400},
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {

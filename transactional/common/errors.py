@@ -80,6 +80,7 @@ REFUND_REJECTED = _register("refund-rejected", 422, "Refund Rejected")
 PROCESSOR_REJECTED = _register("processor-rejected", 422, "Rejected by the Payment Processor")
 PROCESSOR_UNAVAILABLE = _register("processor-unavailable", 503, "Payment Processor Unavailable")
 INVOICE_STATE = _register("invoice-state", 409, "Not Allowed in the Invoice's State")
+CREDIT_EXCEEDS_INVOICE = _register("credit-exceeds-invoice", 422, "Credit Exceeds Invoice")
 PRORATION_IN_PROGRESS = _register("proration-in-progress", 409, "Plan Change In Progress")
 INVALID_WEBHOOK = _register("invalid-webhook", 400, "Invalid Webhook")
 # -- passing trouble -------------------------------------------------------------------------

@@ -53,6 +53,7 @@ PARTNER_SCOPES: dict[str, str] = {
     "payments:read": "Read the tenant's payments",
     "payments:write": "Charge and refund the tenant's customers",
     "invoices:read": "Read the tenant's invoices (lists, documents)",
+    "invoices:write": "Credit the tenant's paid invoices (credit notes: refund or credit)",
 }
 # Scopes that act across tenants: the services' own (`internal`), the operations sweeps'
 # and the platform operator's. An endpoint needing one is not in the public API document.

@@ -10,12 +10,15 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from paywall.logs import get_logger
 from paywall.service_client import ServiceClient, ServiceError, service_tokens
 from paywall.settings import Settings
 from transactional.common import errors
 from transactional.common.deps import CurrentSettings
 from transactional.common.errors import DomainError
 from transactional.subscription.models import Plan, Subscription
+
+log = get_logger(__name__)
 
 
 class Billing:
@@ -70,11 +73,34 @@ class Billing:
             )
         raise _unavailable()
 
+    def credit_cancellation(self, sub: Subscription, at: datetime) -> dict[str, Any] | None:
+        """The credit note refunding the unused time of `sub`'s paid period (billing keys
+        it by subscription and period: asked again, it answers the same note); None when
+        billing has no paid invoice of the period or nothing is left of it."""
+        body = {
+            "subscription_id": str(sub.id),
+            "period_start": sub.current_period_start.isoformat(),
+            "period_end": sub.current_period_end.isoformat(),
+            "at": min(max(at, sub.current_period_start), sub.current_period_end).isoformat(),
+        }
+        try:
+            status, answer = self.client.call("POST", "/v1/cancellation_credits", json=body)
+        except ServiceError as exc:
+            raise _unavailable("the cancellation's refund") from exc
+        if status == 201:
+            return answer
+        if status == 404:
+            return None
+        if status == 422:  # the refund was refused for good: the note is void, billing logs it
+            log.error("subscription.cancel_refund_refused", subscription_id=str(sub.id))
+            return None
+        raise _unavailable("the cancellation's refund")
 
-def _unavailable() -> DomainError:
+
+def _unavailable(what: str = "the upgrade's charge") -> DomainError:
     return DomainError(
         errors.DEPENDENCY_UNAVAILABLE,
-        "the upgrade's charge could not be settled yet; retry with the same Idempotency-Key",
+        f"{what} could not be settled yet; retry with the same Idempotency-Key",
         headers={"Retry-After": "2"},
         dependency="billing-service",
     )

@@ -57,6 +57,11 @@ class Cancel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     at_period_end: StrictBool = True
+    prorate: StrictBool = Field(
+        False,
+        description="With at_period_end false: refund the unused time of the paid period "
+        "(a credit note, by the second). At the period's end nothing is unused: no effect.",
+    )
 
 
 class Activate(BaseModel):

@@ -17,7 +17,7 @@ from transactional.common.deps import Db, ReadConn, Transaction
 from transactional.common.idempotency import OptionalIdempotencyKey
 from transactional.common.pagination import Cursor, Limit, Page
 from transactional.common.security import Principal
-from transactional.subscription import listing, repository, service
+from transactional.subscription import cancellation, listing, repository, service
 from transactional.subscription.billing import Billing, billing
 from transactional.subscription.models import (
     Activate,
@@ -195,8 +195,14 @@ def apply_upgrade(
     responses=CHANGE_ERRORS,
     openapi_extra=problems_answered(errors.TRANSITION),
 )
-def cancel(sub_id: uuid.UUID, body: Cancel, principal: Writer, db: Transaction) -> Subscription:
-    return service.cancel(db, principal, sub_id, body.at_period_end)
+def cancel(
+    sub_id: uuid.UUID,
+    body: Cancel,
+    principal: Writer,
+    db: Transaction,
+    billing_: Annotated[Billing, Depends(billing)],
+) -> Subscription:
+    return cancellation.cancel(db, billing_, principal, sub_id, body)
 
 
 @router.post(
