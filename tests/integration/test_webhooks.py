@@ -10,6 +10,7 @@ endpoint never hears of tenant B. The retry schedule is shrunk by its scale sett
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -328,3 +329,66 @@ def test_endpoints_are_managed_per_tenant_with_secrets_shown_once(
         answer = httpx.post(f"{api.url}/v1/webhook-endpoints", json=bad, headers=auth)
         assert answer.status_code == 422, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_cli_creates_lists_rotates_replays_and_disables(
+    api: Api,
+    cli_env: dict[str, str],
+    topics: None,
+    steady: Receiver,
+    issue_token: Callable[..., str],
+) -> None:
+    from tests.integration.test_cli import run
+
+    tenant_id = f"wh-cli-{uuid.uuid4().hex[:6]}"
+    made = run(
+        [
+            "webhooks",
+            "create",
+            "--tenant",
+            tenant_id,
+            "--url",
+            steady.url,
+            "--json",
+            "--event-type",
+            "customer.*",
+        ],
+        cli_env,
+    )
+    assert made.returncode == 0, made.stderr
+    hook = json.loads(made.stdout)
+    assert hook["secret"].startswith("whsec_") and hook["tenant_id"] == tenant_id
+    listed = run(["webhooks", "list", "--tenant", tenant_id, "--json"], cli_env)
+    assert [e["id"] for e in json.loads(listed.stdout)] == [hook["id"]]
+    assert "whsec_" not in listed.stdout
+    rotated = run(["webhooks", "rotate-secret", hook["id"], "--json"], cli_env)
+    secret = json.loads(rotated.stdout)["secret"]
+    assert secret.startswith("whsec_") and secret != hook["secret"]
+
+    # An event of the tenant, delivered by the worker command, signed with the new secret.
+    internal = {"Authorization": f"Bearer {issue_token('customers:write', tenant_id)}"}
+    customer = httpx.post(
+        f"{api.url}/v1/customers",
+        json={"email": f"{uuid.uuid4().hex[:10]}@example.com", "name": "Ada"},
+        headers=internal,
+    )
+    assert customer.status_code == 201, customer.text
+    publish_and_fan_out(api, fast(api.settings), f"webhooks-{uuid.uuid4().hex[:6]}")
+    sent = run(["webhooks", "deliver", "--once"], cli_env)
+    assert sent.returncode == 0, sent.stderr
+    [got] = steady.got
+    Webhook(secret).verify(got.body, got.headers)
+
+    replayed = run(
+        ["webhooks", "replay", hook["id"], "--event", got.headers["webhook-id"]], cli_env
+    )
+    assert "1 deliveries queued" in replayed.stdout, replayed.stdout + replayed.stderr
+    assert run(["webhooks", "deliver", "--once"], cli_env).returncode == 0
+    assert steady.delivered_ids() == [got.headers["webhook-id"]] * 2
+
+    off = run(["webhooks", "disable", hook["id"]], cli_env)
+    assert off.returncode == 0 and "disabled" in off.stdout
+    refused = run(["webhooks", "replay", hook["id"], "--since", "2026-01-01"], cli_env)
+    assert refused.returncode == 2 and "disabled" in refused.stderr
+    bad = run(["webhooks", "create", "--tenant", tenant_id, "--url", "not a url"], cli_env)
+    assert bad.returncode == 2 and "url" in bad.stderr
