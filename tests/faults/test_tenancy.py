@@ -40,7 +40,8 @@ Operation = tuple[str, str]
 # and not `users:write` (only the registration service creates logins).
 PARTNER_SCOPES = (
     "customers:read customers:write subscriptions:read subscriptions:write "
-    "payments:read payments:write registrations:write users:write invoices:read"
+    "payments:read payments:write registrations:write users:write invoices:read "
+    "webhooks:read webhooks:write events:read"
 )
 
 # Operations that are not tenant data, with why. The walk fails when this list and the
@@ -87,7 +88,12 @@ NOT_TENANT_DATA: dict[Operation, str] = {
 }
 OPERATOR_ONLY = [op for op, why in NOT_TENANT_DATA.items() if why.startswith("operators only")]
 # Lists answer 200 with the caller's own objects: none of A's may be among them.
-LISTS = {("GET", "/v1/customers"), ("GET", "/v1/invoices")}
+LISTS = {
+    ("GET", "/v1/customers"),
+    ("GET", "/v1/invoices"),
+    ("GET", "/v1/webhook-endpoints"),
+    ("GET", "/v1/events"),
+}
 STRIPE_LISTS = ("customers", "payment_intents", "refunds")
 PROBLEMS = "https://paywall.dev/problems"
 NOT_FOUND = f"{PROBLEMS}/not-found"
@@ -109,6 +115,7 @@ class World:
     payment_id: str
     refund_id: str
     invoice_id: str
+    endpoint_id: str  # a webhook endpoint of A's
     stripe_ids: tuple[str, ...]
 
     def refs(self, customer_id: str) -> dict[str, str]:
@@ -119,6 +126,7 @@ class World:
             "subscription_id": self.sub_id,
             "payment_id": self.payment_id,
             "invoice_id": self.invoice_id,
+            "endpoint_id": self.endpoint_id,
             "tenant_id": self.tenant,
         }
 
@@ -130,7 +138,8 @@ class World:
     def secrets(self) -> set[str]:
         """Everything of A's: no refusal may name what the request did not name itself."""
         ids = {self.customer_id, self.new_customer_id, self.sub_id, self.payment_id}
-        return ids | {self.refund_id, self.invoice_id, self.email, self.new_email, *self.stripe_ids}
+        ids |= {self.refund_id, self.invoice_id, self.endpoint_id}
+        return ids | {self.email, self.new_email, *self.stripe_ids}
 
 
 @dataclass(frozen=True)
@@ -244,6 +253,13 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
     sub = created(subscribe(api, token_a, cid))
     invoice_id = billing_run_invoice(api, sub)
     fresh = new_customer(api, token_a)
+    hook = created(
+        httpx.post(
+            f"{api.url}/v1/webhook-endpoints",
+            json={"url": "https://a.example.com/hooks"},
+            headers=auth,
+        )
+    )
     assert (account["tenant_id"], sub["tenant_id"], sub["status"]) == (
         tenant_a,
         tenant_a,
@@ -259,6 +275,7 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
         payment_id=payment["id"],
         refund_id=refund["id"],
         invoice_id=invoice_id,
+        endpoint_id=hook["id"],
         stripe_ids=(
             account["stripe_customer_id"],
             payment["stripe_payment_intent_id"],
@@ -424,7 +441,8 @@ def refused(*problems: str, lists: bool = True) -> Callable[[Probe, httpx.Respon
     `lists`) answers 200 with the caller's own objects instead."""
 
     def check(probe: Probe, response: httpx.Response) -> None:
-        if lists and probe.operation in LISTS:
+        # (A caller without the list's scope is refused it like anything else.)
+        if lists and probe.operation in LISTS and response.status_code != 403:
             assert response.status_code == 200, f"{probe}: {response.text}"
             return
         assert response.headers["content-type"].startswith("application/problem+json"), (
@@ -439,7 +457,7 @@ def refused(*problems: str, lists: bool = True) -> Callable[[Probe, httpx.Respon
 
 # -- nothing changes -----------------------------------------------------------------------
 
-TABLES_OF = ("customer", "subscription", "payment", "registration", "billing")
+TABLES_OF = ("customer", "subscription", "payment", "registration", "billing", "webhooks")
 
 
 def _counts(db: Engine) -> dict[str, int]:
@@ -649,6 +667,8 @@ def test_not_yours_reads_exactly_like_absent(api: Api, world: World, token_b: st
         ("GET", "/v1/payments/{}", world.payment_id),
         ("POST", "/v1/payments/{}/refunds", world.payment_id),
         ("GET", "/v1/invoices/{}", world.invoice_id),
+        ("GET", "/v1/webhook-endpoints/{}", world.endpoint_id),
+        ("POST", "/v1/webhook-endpoints/{}/rotate-secret", world.endpoint_id),
     ):
         absent = str(uuid.uuid4())
         answers = [
