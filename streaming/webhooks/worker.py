@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +42,8 @@ DELIVERIES = Counter(
     ["outcome"],
 )
 BATCH = 20
+# POSTs in flight at once per worker; a batch at worst takes one timeout, not twenty.
+CONCURRENCY = 8
 USER_AGENT = "paywall-webhooks/1"
 # The lease past the POST's timeout: time to write the outcome before another may claim.
 LEASE_MARGIN = timedelta(seconds=30)
@@ -186,13 +189,25 @@ def settle(engine: Engine, settings: Settings, due: Due, outcome: Outcome) -> st
     return label
 
 
-def drain(engine: Engine, settings: Settings, client: httpx.Client) -> int:
-    """Try every delivery due now (batch by batch); how many attempts were made."""
+def drain(
+    engine: Engine,
+    settings: Settings,
+    client: httpx.Client,
+    progress: Callable[[], None] | None = None,
+) -> int:
+    """Try every delivery due now, batch by batch; how many attempts were made.
+
+    A batch's deliveries are POSTed side by side: a claim never holds two of one ordering
+    key (the later one waits for the earlier), so order is kept, and one slow receiver
+    does not hold up the others. `progress` is called after each batch (the heartbeat).
+    """
     tried = 0
-    while batch := claim(engine, settings):
-        for due in batch:
-            settle(engine, settings, due, send(client, due))
-            tried += 1
+    with ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="webhook") as pool:
+        while batch := claim(engine, settings):
+            list(pool.map(lambda due: settle(engine, settings, due, send(client, due)), batch))
+            tried += len(batch)
+            if progress is not None:
+                progress()
     return tried
 
 
@@ -213,7 +228,7 @@ def run(
     tried = 0
     with make_client(settings) as client:
         while not stop():
-            moved = drain(engine, settings, client)
+            moved = drain(engine, settings, client, heartbeat.beat)
             tried += moved
             heartbeat.beat()
             if moved == 0:
