@@ -167,18 +167,19 @@ def replay(
     """Deliver one event, or every event of a time range, to the endpoint again."""
     from datetime import UTC
 
-    from pydantic import ValidationError
-
     from transactional.webhooks import service
-    from transactional.webhooks.models import Replay
+    from transactional.webhooks.models import Replay, ReplayEvent, ReplayRange
 
-    def utc(at: datetime | None) -> datetime | None:
-        return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+    def utc(at: datetime) -> datetime:
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
-    try:
-        body = Replay(event_id=event, since=utc(since), until=utc(until))
-    except ValidationError:
-        raise PaywallError("give --event ID, or --since (and maybe --until)") from None
+    body: Replay
+    if event is not None and since is None and until is None:
+        body = ReplayEvent(event_id=event)
+    elif event is None and since is not None:
+        body = ReplayRange(since=utc(since), until=utc(until) if until else None)
+    else:
+        raise PaywallError("give --event ID, or --since (and maybe --until)")
     with _transaction() as conn:
         made = service.replay(conn, _principal(), endpoint_id, body)
     console.print(f"{made.deliveries} deliveries queued")

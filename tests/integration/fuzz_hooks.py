@@ -84,6 +84,9 @@ def _opaque_token(label: str, problem: dict[str, Any], __: Any) -> bool:
     """A cursor this API did not hand out, or a Stripe signature that does not verify: 400."""
     return (label, problem.get("type")) in {
         ("GET /v1/customers", errors.BAD_CURSOR.uri),
+        ("GET /v1/webhook-endpoints", errors.BAD_CURSOR.uri),
+        ("GET /v1/webhook-endpoints/{endpoint_id}/attempts", errors.BAD_CURSOR.uri),
+        ("GET /v1/events", errors.BAD_CURSOR.uri),
         ("POST /webhooks/stripe", errors.INVALID_WEBHOOK.uri),
     }
 

@@ -94,7 +94,10 @@ def rotate_secret(
     "/{endpoint_id}/replay",
     status_code=202,
     response_model=Replayed,
-    responses={**NOT_FOUND, 409: {"description": "The endpoint is disabled"}},
+    responses={
+        404: {"description": "No such webhook endpoint, or event, visible to the caller"},
+        409: {"description": "The endpoint is disabled"},
+    },
     summary="Deliver one event, or a time range of events, again",
 )
 def replay(endpoint_id: uuid.UUID, body: Replay, principal: Writer, conn: Transaction) -> Replayed:
@@ -113,7 +116,11 @@ def list_attempts(
     return service.attempts(conn, principal, endpoint_id, limit, cursor)
 
 
-@events_router.get("", response_model=EventPage)
+@events_router.get(
+    "",
+    response_model=EventPage,
+    responses={404: {"description": "`after` names no event of the caller's tenant"}},
+)
 def list_events(
     principal: EventReader,
     conn: ReadConn,

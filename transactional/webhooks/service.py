@@ -30,6 +30,7 @@ from transactional.webhooks.models import (
     EventPage,
     Replay,
     Replayed,
+    ReplayEvent,
 )
 
 
@@ -120,7 +121,7 @@ def replay(
     if not endpoint.enabled:
         raise DomainError(errors.TRANSITION, "the endpoint is disabled: enable it first")
     scale = get_settings().webhook_schedule_scale
-    if body.event_id is not None:
+    if isinstance(body, ReplayEvent):
         if repository.event_seq(conn, endpoint.tenant_id, body.event_id) is None:
             raise not_found("event", body.event_id)
         made = repository.replay(conn, endpoint, [body.event_id], None, None, scale)
