@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import (
     AnyHttpUrl,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -25,6 +28,20 @@ EventType = Annotated[
     StringConstraints(pattern=rf"^({'|'.join(PARTNER_DOMAINS)})\.([a-z_]+|\*)$", max_length=100),
 ]
 PAGE_NOTE = "Pass as `cursor` for the next page"
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic reads a number as Unix time; the API documents RFC 3339 date-times only.
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value.strip())
+    ):
+        raise ValueError("an RFC 3339 date-time with its offset, such as 2026-11-30T00:00:00Z")
+    return value
+
+
+# A moment as partners name one: an RFC 3339 date-time with its offset.
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
 class EndpointCreate(BaseModel):
@@ -118,8 +135,8 @@ class ReplayRange(BaseModel):
         },
     )
 
-    since: datetime = Field(description="Events that occurred at or after")
-    until: datetime | None = Field(None, description="Events that occurred before (default: now)")
+    since: Moment = Field(description="Events that occurred at or after")
+    until: Moment | None = Field(None, description="Events that occurred before (default: now)")
 
 
 Replay = ReplayEvent | ReplayRange

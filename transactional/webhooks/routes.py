@@ -4,13 +4,13 @@ delivery log) and its events for polling. Thin: the rules are in service.py."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from transactional.common import idempotency, tenancy
+from transactional.common import errors, idempotency, tenancy
+from transactional.common.api_document import problems_answered
 from transactional.common.deps import ReadConn, Transaction
 from transactional.common.idempotency import OptionalIdempotencyKey
 from transactional.common.security import Principal
@@ -23,6 +23,7 @@ from transactional.webhooks.models import (
     EndpointWithSecret,
     EventPage,
     EventType,
+    Moment,
     Replay,
     Replayed,
 )
@@ -98,6 +99,7 @@ def rotate_secret(
         404: {"description": "No such webhook endpoint, or event, visible to the caller"},
         409: {"description": "The endpoint is disabled"},
     },
+    openapi_extra=problems_answered(errors.TRANSITION),
     summary="Deliver one event, or a time range of events, again",
 )
 def replay(endpoint_id: uuid.UUID, body: Replay, principal: Writer, conn: Transaction) -> Replayed:
@@ -127,8 +129,8 @@ def list_events(
     type: Annotated[
         list[EventType] | None, Query(max_length=20, description="`invoice.paid` or `invoice.*`")
     ] = None,
-    since: Annotated[datetime | None, Query(description="Occurred at or after")] = None,
-    until: Annotated[datetime | None, Query(description="Occurred before")] = None,
+    since: Annotated[Moment | None, Query(description="Occurred at or after")] = None,
+    until: Annotated[Moment | None, Query(description="Occurred before")] = None,
     after: Annotated[
         uuid.UUID | None, Query(description="Only events received after this one (polling)")
     ] = None,
