@@ -164,6 +164,14 @@ class Settings(BaseSettings):
     notify_from_email: str = Field("billing@paywall.dev", alias="NOTIFY_FROM_EMAIL")
     notify_from_phone: str = Field(TWILIO_TEST_FROM, alias="NOTIFY_FROM_PHONE")
 
+    # Outbound webhooks (streaming/webhooks): one POST's timeout; the retry schedule
+    # (3 days) multiplied by the scale (tests shrink it, nothing sleeps through it); an
+    # endpoint is disabled after this many failed attempts in a row spanning these hours.
+    webhook_timeout_seconds: float = Field(10.0, alias="WEBHOOK_TIMEOUT_SECONDS", gt=0, le=60)
+    webhook_schedule_scale: float = Field(1.0, alias="WEBHOOK_SCHEDULE_SCALE", gt=0, le=1)
+    webhook_disable_after_failures: int = Field(50, alias="WEBHOOK_DISABLE_AFTER_FAILURES", ge=1)
+    webhook_disable_after_hours: float = Field(24.0, alias="WEBHOOK_DISABLE_AFTER_HOURS", ge=0)
+
     datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
     # Where batch runs (billing) push their metrics for Prometheus; unset: not pushed.
     pushgateway_url: str | None = Field(None, alias="PUSHGATEWAY_URL")

@@ -24,7 +24,7 @@ EVENT_TOPICS: dict[str, Topic] = {
 # Poison messages, with the reason in headers; one per consumer group.
 DEAD_LETTER_TOPICS: dict[str, Topic] = {
     consumer: Topic(f"paywall.dlq.{consumer}", 1, "original key", 30 * 24 * 3600 * 1000)
-    for consumer in ("notification", "audit", "analytics", "erasure")
+    for consumer in ("notification", "audit", "analytics", "erasure", "webhooks")
 }
 ALL_TOPICS: tuple[Topic, ...] = (*EVENT_TOPICS.values(), *DEAD_LETTER_TOPICS.values())
 

@@ -16,7 +16,15 @@ if TYPE_CHECKING:
     # must not register metrics itself (each worker does, under multiprocess mode).
     from transactional.common.app import ReadyCheck
 
-SERVICES = ("auth", "customer", "subscription", "payment", "registration", "billing")
+SERVICES = (
+    "auth",
+    "customer",
+    "subscription",
+    "payment",
+    "registration",
+    "billing",
+    "webhooks",
+)
 
 
 def service_module(name: str) -> ModuleType:

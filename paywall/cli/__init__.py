@@ -48,7 +48,9 @@ err_console = Console(stderr=True)
 
 def _add_onboarding(root: typer.Typer) -> None:
     from paywall.cli.partners import cards_app, clients_app, tenants_app
+    from paywall.cli.webhooks import app as webhooks_app
 
+    root.add_typer(webhooks_app, name="webhooks")
     root.add_typer(tenants_app, name="tenants")
     root.add_typer(clients_app, name="clients")
     root.add_typer(cards_app, name="cards")
@@ -243,7 +245,7 @@ def relay(
 
 @app.command()
 def consume(
-    consumer: Annotated[str, typer.Argument(help="notification, audit or erasure")],
+    consumer: Annotated[str, typer.Argument(help="notification, audit, erasure or webhooks")],
     max_messages: Annotated[
         int | None, typer.Option(help="Stop after handling this many messages.")
     ] = None,

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from paywall.db import engine
 from paywall.settings import Settings
-from streaming.consumers import audit, notification
+from streaming.consumers import audit, notification, webhooks
 from streaming.consumers.runner import ConsumerLoop, Handler
 from streaming.topics import EVENT_TOPICS
 
-CONSUMERS = ("notification", "audit")
+CONSUMERS = ("notification", "audit", "webhooks")
 
 
 @dataclass
@@ -30,6 +30,9 @@ def wiring(name: str, settings: Settings) -> Wiring:
     if name == "notification":
         topics = [EVENT_TOPICS[s].name for s in ("customer", "registration", "payment")]
         return Wiring(topics, notification.Notifier(db, notification.Senders(settings)))
+    if name == "webhooks":  # any service's event may be a partner's, or name a tenant
+        fanout = webhooks.Fanout(db, settings.webhook_schedule_scale)
+        return Wiring([t.name for t in EVENT_TOPICS.values()], fanout)
     raise KeyError(name)
 
 

@@ -25,6 +25,8 @@ WORKERS: dict[str, tuple[str, ...]] = {
     "consumer-notification": ("consume", "notification", "--metrics-port", "9100", *HEARTBEAT_ARGS),
     "consumer-audit": ("consume", "audit", "--metrics-port", "9100", *HEARTBEAT_ARGS),
     "consumer-erasure": ("consume", "erasure", "--metrics-port", "9100", *HEARTBEAT_ARGS),
+    "consumer-webhooks": ("consume", "webhooks", "--metrics-port", "9100", *HEARTBEAT_ARGS),
+    "webhook-delivery": ("webhooks", "deliver", "--metrics-port", "9100", *HEARTBEAT_ARGS),
     "stream-lake": (
         "stream",
         "lake",
@@ -43,7 +45,11 @@ HOUSEKEEPING: dict[str, tuple[str, ...]] = {
     for task in ("signing-keys", "auth-tokens", "outbox", "idempotency-keys")
 }
 # Workloads that talk to Kafka: in production each signs in with its own IAM role (MSK IAM).
-KAFKA_CLIENTS: tuple[str, ...] = (*WORKERS, "topics-sync")
+# (The webhook delivery worker reads deliveries from Postgres and POSTs: no Kafka.)
+KAFKA_CLIENTS: tuple[str, ...] = (
+    *(w for w in WORKERS if w != "webhook-delivery"),
+    "topics-sync",
+)
 # Workers that run in the `spark` image target (Java + PySpark).
 SPARK_WORKERS: frozenset[str] = frozenset({"stream-lake"})
 
@@ -73,6 +79,7 @@ METRIC_MODULES: tuple[str, ...] = (
     "transactional.payment.service",
     "streaming.relay",
     "streaming.consumers.runner",
+    "streaming.webhooks.worker",
 )
 # Batch runs push to the Pushgateway, each from a registry of its own: the module's GAUGES
 # (name -> help, labels) are what it pushes.
@@ -87,4 +94,5 @@ EXPECTED_LABELS: dict[str, tuple[str, ...]] = {
     "paywall_signups_total": ("outcome",),
     "paywall_payments_total": ("outcome",),
     "paywall_billing_run_charges": ("outcome",),
+    "paywall_webhook_deliveries_total": ("outcome",),
 }

@@ -40,7 +40,8 @@ Operation = tuple[str, str]
 # and not `users:write` (only the registration service creates logins).
 PARTNER_SCOPES = (
     "customers:read customers:write subscriptions:read subscriptions:write "
-    "payments:read payments:write registrations:write users:write invoices:read invoices:write"
+    "payments:read payments:write registrations:write users:write invoices:read "
+    "invoices:write webhooks:read webhooks:write events:read"
 )
 
 # Operations that are not tenant data, with why. The walk fails when this list and the
@@ -94,6 +95,8 @@ LISTS = {
     ("GET", "/v1/subscriptions"),
     ("GET", "/v1/payments"),
     ("GET", "/v1/credit_notes"),
+    ("GET", "/v1/webhook-endpoints"),
+    ("GET", "/v1/events"),
 }
 STRIPE_LISTS = ("customers", "payment_intents", "refunds")
 PROBLEMS = "https://paywall.dev/problems"
@@ -117,6 +120,7 @@ class World:
     refund_id: str
     invoice_id: str
     credit_note_id: str
+    endpoint_id: str  # a webhook endpoint of A's
     stripe_ids: tuple[str, ...]
 
     def refs(self, customer_id: str) -> dict[str, str]:
@@ -128,6 +132,7 @@ class World:
             "payment_id": self.payment_id,
             "invoice_id": self.invoice_id,
             "credit_note_id": self.credit_note_id,
+            "endpoint_id": self.endpoint_id,
             "tenant_id": self.tenant,
         }
 
@@ -139,8 +144,8 @@ class World:
     def secrets(self) -> set[str]:
         """Everything of A's: no refusal may name what the request did not name itself."""
         ids = {self.customer_id, self.new_customer_id, self.sub_id, self.payment_id}
-        ids |= {self.refund_id, self.invoice_id, self.credit_note_id, *self.stripe_ids}
-        return ids | {self.email, self.new_email}
+        ids |= {self.refund_id, self.invoice_id, self.credit_note_id, self.endpoint_id}
+        return ids | {self.email, self.new_email, *self.stripe_ids}
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,13 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
     invoice_id = billing_run_invoice(api, sub)
     credit_note_id = customer_credit_note(api, sub)
     fresh = new_customer(api, token_a)
+    hook = created(
+        httpx.post(
+            f"{api.url}/v1/webhook-endpoints",
+            json={"url": "https://a.example.com/hooks"},
+            headers=auth,
+        )
+    )
     assert (account["tenant_id"], sub["tenant_id"], sub["status"]) == (
         tenant_a,
         tenant_a,
@@ -271,6 +283,7 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
         refund_id=refund["id"],
         invoice_id=invoice_id,
         credit_note_id=credit_note_id,
+        endpoint_id=hook["id"],
         stripe_ids=(
             account["stripe_customer_id"],
             payment["stripe_payment_intent_id"],
@@ -500,7 +513,7 @@ def refused(*problems: str, lists: bool = True) -> Callable[[Probe, httpx.Respon
 
 # -- nothing changes -----------------------------------------------------------------------
 
-TABLES_OF = ("customer", "subscription", "payment", "registration", "billing")
+TABLES_OF = ("customer", "subscription", "payment", "registration", "billing", "webhooks")
 
 
 def _counts(db: Engine) -> dict[str, int]:
@@ -715,6 +728,8 @@ def test_not_yours_reads_exactly_like_absent(api: Api, world: World, token_b: st
         ("GET", "/v1/invoices/{}", world.invoice_id),
         ("GET", "/v1/credit_notes/{}", world.credit_note_id),
         ("GET", "/v1/customers/{}/balance", world.customer_id),
+        ("GET", "/v1/webhook-endpoints/{}", world.endpoint_id),
+        ("POST", "/v1/webhook-endpoints/{}/rotate-secret", world.endpoint_id),
     ):
         absent = str(uuid.uuid4())
         answers = [

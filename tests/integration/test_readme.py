@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 README = (REPO / "README.md").read_text(encoding="utf-8")
 README_PORT = "http://127.0.0.1:8000"
 # Commands that run until stopped: started as processes, checked, then stopped.
-LONG_RUNNING = {("serve",), ("consume",), ("relay",)}
+LONG_RUNNING = {("serve",), ("consume",), ("relay",), ("webhooks", "deliver")}
 
 
 def shell_blocks() -> list[list[str]]:
@@ -116,7 +116,7 @@ def test_the_everyday_commands_run_verbatim(
         head = tuple(words[1:2])
         if words[1:3] == ["stack", "down"]:
             continue  # the session's stack: test_cli stops a stack of its own
-        if head in LONG_RUNNING:
+        if head in LONG_RUNNING or tuple(words[1:3]) in LONG_RUNNING:
             _runs_until_stopped(line, env, tmp_path)
             continue
         done = run(line)
@@ -178,8 +178,9 @@ def _raw_block(containing: str) -> str:
 def test_the_partner_walkthrough_runs_word_for_word(
     local_stack: LocalStack, served: ServedApi, tmp_path: Path
 ) -> None:
-    """Pasted into bash as it stands: tenant → client → token → card → signup → the
-    subscription read back. The API's address is the one substitution."""
+    """Pasted into bash as it stands: tenant → client → token → webhook endpoint and its
+    receiver → card → signup → the subscription read back → the webhook received and
+    verified. The API's address is the one substitution."""
     script = _raw_block("paywall tenants create").replace(README_PORT, served.url)
     for entry in REPO.iterdir():
         if entry.name not in {".git", ".paywall"}:
@@ -197,7 +198,12 @@ def test_the_partner_walkthrough_runs_word_for_word(
     assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     signup = json.loads((tmp_path / "signup.json").read_text())
     assert signup["subscription_status"] == "active", signup
-    subscription = json.loads(done.stdout.splitlines()[-1])
+    lines = done.stdout.splitlines()
+    subscription = json.loads(next(line for line in lines if '"plan_id"' in line))
     assert subscription["id"] == signup["subscription_id"]
     assert subscription["status"] == "active" and subscription["plan_id"] == "pro-monthly"
     assert "CLIENT_SECRET=" in (tmp_path / "acme.env").read_text()
+    # The partner's receiver got the signup's customer.created, signature verified.
+    verified = "webhook received and verified: customer.created "
+    assert any(line.startswith(verified) for line in lines), lines
+    assert json.loads((tmp_path / "hook.json").read_text())["secret"].startswith("whsec_")

@@ -31,6 +31,10 @@ VALUES = {
     "partition": "2026-08-20",
     "run_id": "r1",
     "error": "boom",
+    "endpoint_id": "0b0e7a4e-3f2b-4a52-8d8e-1d2f3a4b5c6d",
+    "tenant": "acme",
+    "url": "https://acme.example.com/hooks",
+    "failures": 50,
 }
 
 

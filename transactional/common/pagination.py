@@ -71,6 +71,17 @@ def decode_parts(cursor: str | None, count: int) -> list[str] | None:
     return parts
 
 
+def decode_sequence(cursor: str | None) -> int | None:
+    """The position a cursor over a sequence number names (logs, event feeds)."""
+    parts = decode_parts(cursor, 1)
+    if parts is None:
+        return None
+    try:
+        return int(parts[0])
+    except ValueError as exc:
+        raise _bad_cursor() from exc
+
+
 def _bad_cursor() -> DomainError:
     return DomainError(errors.BAD_CURSOR, "cursor is not one this API returned")
 

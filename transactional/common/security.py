@@ -54,6 +54,9 @@ PARTNER_SCOPES: dict[str, str] = {
     "payments:write": "Charge and refund the tenant's customers",
     "invoices:read": "Read the tenant's invoices (lists, documents)",
     "invoices:write": "Credit the tenant's paid invoices (credit notes: refund or credit)",
+    "webhooks:read": "Read the tenant's webhook endpoints and their delivery log",
+    "webhooks:write": "Register, disable, rotate and replay the tenant's webhook endpoints",
+    "events:read": "Read the tenant's events (GET /v1/events)",
 }
 # Scopes that act across tenants: the services' own (`internal`), the operations sweeps'
 # and the platform operator's. An endpoint needing one is not in the public API document.
