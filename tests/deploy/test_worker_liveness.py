@@ -39,4 +39,4 @@ def test_workers_are_alive_while_they_make_progress(rendered: Objects, env: str)
         liveness = app["livenessProbe"]
         assert liveness["periodSeconds"] * liveness["failureThreshold"] >= max_age / 2
         checked += 1
-    assert checked == 5  # the relay, the three consumers and the webhook delivery worker
+    assert checked == 6  # the relay, the four consumers and the webhook delivery worker
