@@ -51,7 +51,7 @@ def prorate(
 # 2. discount = percent off: share(subtotal, bp, 10000), half up; amount off: the amount,
 #    at most the subtotal (never a negative total). It is shown as one `discount` line.
 # 3. tax = on what is left (subtotal - discount), half up, once per invoice: exclusive,
-#    net × rate; inclusive, the part of the (tax-included) net that is tax, net × rate /
+#    net * rate; inclusive, the part of the (tax-included) net that is tax, net * rate /
 #    (1 + rate). Rounded once, the invoice's tax is within half a cent of the exact value.
 # 4. each line's tax is that tax split over the lines in proportion to their amounts
 #    (the discount line's is negative), largest remainder first, so the lines' taxes add

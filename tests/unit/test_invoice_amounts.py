@@ -93,7 +93,7 @@ def test_worked_examples() -> None:
     a = pricing.invoice([2900], Discount(percent_off_bp=2500), Tax(2000))
     assert (a.subtotal, a.discount, a.tax, a.total) == (2900, 725, 435, 2610)
     assert (a.line_amounts, a.line_taxes) == ((2900, -725), (580, -145))
-    # 20 % VAT included in 29.00: 29.00 × 0.2 / 1.2 = 4.8333… → 4.83; total unchanged.
+    # 20 % VAT included in 29.00: 29.00 * 0.2 / 1.2 = 4.8333… → 4.83; total unchanged.
     b = pricing.invoice([2900], None, Tax(2000, inclusive=True))
     assert (b.subtotal, b.discount, b.tax, b.total) == (2900, 0, 483, 2900)
     # 5.00 off a 3.00 invoice: the discount stops at the subtotal, never a negative total.

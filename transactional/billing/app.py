@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from paywall.db import engine
 from paywall.settings import get_settings
+from transactional.billing.coupon_routes import router as coupon_router
 from transactional.billing.routes import router
 from transactional.common.app import create_app
 
@@ -16,5 +17,5 @@ def _database() -> None:
 
 
 READY_CHECKS = {"postgres": _database}
-ROUTERS = [router]
+ROUTERS = [router, coupon_router]
 app = create_app("billing", ROUTERS, READY_CHECKS)

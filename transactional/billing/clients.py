@@ -35,5 +35,10 @@ def subscriptions(settings: CurrentSettings) -> ServiceClient:
     return client(settings, "subscription")
 
 
+def customers(settings: CurrentSettings) -> ServiceClient:
+    return client(settings, "customer")
+
+
 Collecting = Annotated[Collector, Depends(collector)]
 Subscriptions = Annotated[ServiceClient, Depends(subscriptions)]
+Customers = Annotated[ServiceClient, Depends(customers)]

@@ -53,6 +53,10 @@ PARTNER_SCOPES: dict[str, str] = {
     "payments:read": "Read the tenant's payments",
     "payments:write": "Charge and refund the tenant's customers",
     "invoices:read": "Read the tenant's invoices (lists, documents)",
+    "coupons:read": "Read the tenant's coupons",
+    "coupons:write": "Create and archive the tenant's coupons",
+    "tax_rates:read": "Read the tenant's tax rates",
+    "tax_rates:write": "Create and archive the tenant's tax rates",
 }
 # Scopes that act across tenants: the services' own (`internal`), the operations sweeps'
 # and the platform operator's. An endpoint needing one is not in the public API document.

@@ -88,8 +88,9 @@ def upgrade() -> None:
         "CREATE UNIQUE INDEX coupons_tenant_code ON billing.coupons "
         "(coalesce(tenant_id, ''), lower(code))"
     )
-    op.create_index("coupons_tenant_created", "coupons", ["tenant_id", "created_at", "id"],
-                    schema="billing")
+    op.create_index(
+        "coupons_tenant_created", "coupons", ["tenant_id", "created_at", "id"], schema="billing"
+    )
     op.create_table(
         "discounts",
         sa.Column("id", UUID, primary_key=True),
