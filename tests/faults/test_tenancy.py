@@ -40,7 +40,8 @@ Operation = tuple[str, str]
 # and not `users:write` (only the registration service creates logins).
 PARTNER_SCOPES = (
     "customers:read customers:write subscriptions:read subscriptions:write "
-    "payments:read payments:write registrations:write users:write invoices:read"
+    "payments:read payments:write registrations:write users:write invoices:read "
+    "coupons:read coupons:write tax_rates:read tax_rates:write"
 )
 
 # Operations that are not tenant data, with why. The walk fails when this list and the
@@ -87,7 +88,15 @@ NOT_TENANT_DATA: dict[Operation, str] = {
 }
 OPERATOR_ONLY = [op for op, why in NOT_TENANT_DATA.items() if why.startswith("operators only")]
 # Lists answer 200 with the caller's own objects: none of A's may be among them.
-LISTS = {("GET", "/v1/customers"), ("GET", "/v1/invoices")}
+LISTS = {
+    ("GET", "/v1/customers"),
+    ("GET", "/v1/invoices"),
+    ("GET", "/v1/coupons"),
+    ("GET", "/v1/tax-rates"),
+}
+# Lists of a tenant's settings, not of its customers' data: a user's token has no scope
+# for them (403), a partner's lists its own.
+PARTNER_LISTS = {("GET", "/v1/coupons"), ("GET", "/v1/tax-rates")}
 STRIPE_LISTS = ("customers", "payment_intents", "refunds")
 PROBLEMS = "https://paywall.dev/problems"
 NOT_FOUND = f"{PROBLEMS}/not-found"
@@ -110,6 +119,9 @@ class World:
     refund_id: str
     invoice_id: str
     stripe_ids: tuple[str, ...]
+    coupon_id: str
+    discount_id: str
+    tax_rate_id: str
 
     def refs(self, customer_id: str) -> dict[str, str]:
         """What the walker puts in a path parameter or body field of that name."""
@@ -120,6 +132,9 @@ class World:
             "payment_id": self.payment_id,
             "invoice_id": self.invoice_id,
             "tenant_id": self.tenant,
+            "coupon_id": self.coupon_id,
+            "discount_id": self.discount_id,
+            "tax_rate_id": self.tax_rate_id,
         }
 
     def query_refs(self, customer_id: str) -> dict[str, str]:
@@ -130,6 +145,7 @@ class World:
     def secrets(self) -> set[str]:
         """Everything of A's: no refusal may name what the request did not name itself."""
         ids = {self.customer_id, self.new_customer_id, self.sub_id, self.payment_id}
+        ids |= {self.coupon_id, self.discount_id, self.tax_rate_id}
         return ids | {self.refund_id, self.invoice_id, self.email, self.new_email, *self.stripe_ids}
 
 
@@ -243,6 +259,28 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
     )
     sub = created(subscribe(api, token_a, cid))
     invoice_id = billing_run_invoice(api, sub)
+    keyed = {**auth, "Idempotency-Key": str(uuid.uuid4())}
+    coupon = created(
+        httpx.post(
+            f"{api.url}/v1/coupons",
+            json={"code": "WALK10", "name": "A's", "percent_off": 10, "duration": "forever"},
+            headers=keyed,
+        )
+    )
+    discount = created(
+        httpx.post(
+            f"{api.url}/v1/discounts",
+            json={"subscription_id": sub["id"], "coupon": "WALK10"},
+            headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+        )
+    )
+    rate = created(
+        httpx.post(
+            f"{api.url}/v1/tax-rates",
+            json={"country": "NL", "percentage": 21, "inclusive": True, "display_name": "BTW"},
+            headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+        )
+    )
     fresh = new_customer(api, token_a)
     assert (account["tenant_id"], sub["tenant_id"], sub["status"]) == (
         tenant_a,
@@ -264,6 +302,9 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
             payment["stripe_payment_intent_id"],
             refund["stripe_refund_id"],
         ),
+        coupon_id=coupon["id"],
+        discount_id=discount["id"],
+        tax_rate_id=rate["id"],
     )
 
 
@@ -424,7 +465,8 @@ def refused(*problems: str, lists: bool = True) -> Callable[[Probe, httpx.Respon
     `lists`) answers 200 with the caller's own objects instead."""
 
     def check(probe: Probe, response: httpx.Response) -> None:
-        if lists and probe.operation in LISTS:
+        user_refused = probe.operation in PARTNER_LISTS and response.status_code == 403
+        if lists and probe.operation in LISTS and not user_refused:
             assert response.status_code == 200, f"{probe}: {response.text}"
             return
         assert response.headers["content-type"].startswith("application/problem+json"), (
@@ -467,11 +509,14 @@ def _rows(db: Engine, world: World) -> dict[str, list[dict[str, Any]]]:
         "refunds": "SELECT r.* FROM payment.refunds r JOIN payment.payments p "
         "ON p.id = r.payment_id WHERE p.customer_id = ANY(:s) ORDER BY r.id",
         "invoices": "SELECT * FROM billing.invoices WHERE customer_id = ANY(:s) ORDER BY id",
+        "coupons": "SELECT * FROM billing.coupons WHERE tenant_id = :t ORDER BY id",
+        "discounts": "SELECT * FROM billing.discounts WHERE customer_id = ANY(:s) ORDER BY id",
+        "tax_rates": "SELECT * FROM billing.tax_rates WHERE tenant_id = :t ORDER BY id",
         "attempts": "SELECT a.* FROM billing.attempts a JOIN billing.invoices i "
         "ON i.id = a.invoice_id WHERE i.customer_id = ANY(:s) ORDER BY a.invoice_id, a.attempt",
     }
     ids = [uuid.UUID(world.customer_id), uuid.UUID(world.new_customer_id)]
-    params = {"c": ids, "s": [str(i) for i in ids]}
+    params = {"c": ids, "s": [str(i) for i in ids], "t": world.tenant}
     with db.connect() as conn:
         return {
             name: [dict(r) for r in conn.execute(text(sql), params).mappings()]

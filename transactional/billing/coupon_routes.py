@@ -73,11 +73,8 @@ def list_coupons(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     code: Annotated[str | None, Query(max_length=64)] = None,
-    tenant_id: Annotated[
-        str | None, Query(max_length=100, description="Internal callers: one tenant's only")
-    ] = None,
 ) -> CouponPage:
-    return coupons.list_coupons(db, principal, limit, cursor, code, tenant_id)
+    return coupons.list_coupons(db, principal, limit, cursor, code)
 
 
 @router.get(

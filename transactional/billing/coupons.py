@@ -84,11 +84,10 @@ def list_coupons(
     limit: int,
     cursor: str | None,
     code: str | None,
-    tenant_id: str | None = None,
 ) -> CouponPage:
+    """A partner's own coupons; an internal caller's of every tenant (a signup looks a
+    code up and keeps its own tenant's)."""
     scope = _scope(principal)
-    if tenant_id is not None:
-        scope = {"tenant_id": tenancy.tenant_for(principal, tenant_id)}
     after = _decode(cursor) if cursor else None
     with engine.connect() as conn:
         rows = repo.coupons_page(conn, scope, after, limit + 1, code)
