@@ -47,8 +47,10 @@ err_console = Console(stderr=True)
 
 
 def _add_onboarding(root: typer.Typer) -> None:
+    from paywall.cli.coupons import coupons_app
     from paywall.cli.partners import cards_app, clients_app, tenants_app
 
+    root.add_typer(coupons_app, name="coupons")
     root.add_typer(tenants_app, name="tenants")
     root.add_typer(clients_app, name="clients")
     root.add_typer(cards_app, name="cards")

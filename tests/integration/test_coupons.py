@@ -8,6 +8,7 @@ start before those days the same way.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -370,3 +371,38 @@ def test_a_customer_address_is_kept_and_validated(api: Api, partner: dict[str, s
         f"{api.url}/v1/customers", json={**body, "address": {"country": "france"}}, headers=partner
     )
     assert bad.status_code == 422
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+
+def test_the_cli_creates_lists_and_archives_a_tenants_coupons(
+    api: Api, cli_env: dict[str, str], partner: dict[str, str], tenant: str
+) -> None:
+    from tests.integration.test_admin import paywall
+
+    code = f"CLI{uuid.uuid4().hex[:6]}"
+    made = paywall(
+        cli_env, "coupons", "create", code, "--tenant", tenant, "--percent-off", "15",
+        "--duration", "repeating", "--periods", "3", "--max-redemptions", "10", "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    [coupon_made] = json.loads(made.stdout)
+    assert (coupon_made["percent_off"], coupon_made["duration_periods"]) == (15.0, 3)
+    # The partner sees it through the API: the same coupon, its tenant's.
+    shown = httpx.get(f"{api.url}/v1/coupons/{coupon_made['id']}", headers=partner)
+    assert shown.status_code == 200 and shown.json()["code"] == code
+
+    listed = paywall(cli_env, "coupons", "list", "--tenant", tenant, "--json")
+    assert code in [c["code"] for c in json.loads(listed.stdout)]
+    dup = paywall(cli_env, "coupons", "create", code, "--tenant", tenant, "--percent-off", "5")
+    assert dup.returncode != 0 and "exists" in dup.stderr and "Traceback" not in dup.stderr
+    bad = paywall(cli_env, "coupons", "create", "X1", "--tenant", tenant, "--duration", "once")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+    archived = paywall(cli_env, "coupons", "archive", coupon_made["id"])
+    assert archived.returncode == 0, archived.stderr
+    assert (
+        httpx.get(f"{api.url}/v1/coupons/{coupon_made['id']}", headers=partner).json()["redeemable"]
+        is False
+    )
