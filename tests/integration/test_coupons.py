@@ -406,3 +406,36 @@ def test_the_cli_creates_lists_and_archives_a_tenants_coupons(
         httpx.get(f"{api.url}/v1/coupons/{coupon_made['id']}", headers=partner).json()["redeemable"]
         is False
     )
+
+
+def test_an_upgrade_proration_is_taxed_and_percent_discounted(
+    api: Api, issue_token: Callable[..., str]
+) -> None:
+    from tests.integration.test_invoices import upgrade
+
+    own = f"tenant-{uuid.uuid4().hex[:8]}"  # a tenant of its own: its rate is the only one
+    auth = {"Authorization": f"Bearer {issue_token(PARTNER, own)}"}
+    rate = {"country": "GB", "percentage": 20, "inclusive": False, "display_name": "VAT"}
+    assert post(api, "/v1/tax-rates", auth, rate).status_code == 201
+    tenth = coupon(api, auth, percent_off=10, duration="forever")
+    reg = signup(api, auth, plan_id="basic-monthly", address={"country": "GB"},
+                 coupon=tenth["code"])  # fmt: skip
+    assert reg.status_code == 201, reg.text
+    assert charged(api, reg.json()["customer_id"]) == [972]  # 9.00 - 0.90 + 20 %
+
+    changed = upgrade(api, auth, reg.json()["subscription_id"], "pro-monthly", str(uuid.uuid4()))
+    assert changed.status_code == 200, changed.text
+    invoice_id = changed.json()["proration"]["invoice_id"]
+    invoice = httpx.get(f"{api.url}/v1/invoices/{invoice_id}", headers=auth).json()
+    net = invoice["subtotal"] - invoice["discount"]
+    assert invoice["subtotal"] > 0
+    assert invoice["discount"] == (invoice["subtotal"] * 1000 * 2 + 10000) // 20000
+    assert invoice["tax"] == (net * 2000 * 2 + 10000) // 20000
+    assert invoice["total"] == net + invoice["tax"] == invoice["amount_paid"]
+    assert [line["kind"] for line in invoice["lines"]] == [
+        "proration_credit",
+        "proration_charge",
+        "discount",
+    ]
+    assert sum(line["tax_amount"] for line in invoice["lines"]) == invoice["tax"]
+    assert charged(api, reg.json()["customer_id"])[-1] == invoice["total"]
