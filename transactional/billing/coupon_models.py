@@ -14,6 +14,7 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[a-z]{3}$")]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Tenant = Annotated[str, StringConstraints(max_length=100)]
 Duration = Literal["once", "repeating", "forever"]
+MAX_AMOUNT = 10**12  # minor units: far above any price, far below bigint
 
 
 class CouponCreate(BaseModel):
@@ -38,11 +39,13 @@ class CouponCreate(BaseModel):
     percent_off: Decimal | None = Field(
         None, gt=0, le=100, decimal_places=2, description="Percent off each invoice it discounts"
     )
-    amount_off: int | None = Field(None, gt=0, description="Minor units off, in `currency`")
+    amount_off: int | None = Field(
+        None, gt=0, le=MAX_AMOUNT, description="Minor units off, in `currency`"
+    )
     currency: Currency | None = Field(None, description="With amount_off only")
     duration: Duration
     duration_periods: int | None = Field(None, ge=1, le=120, description="With repeating only")
-    max_redemptions: int | None = Field(None, ge=1)
+    max_redemptions: int | None = Field(None, ge=1, le=2_000_000_000)
     redeem_by: AwareDatetime | None = None
     tenant_id: Tenant | None = Field(
         None, description="Internal services name any tenant; others only their own"
@@ -181,7 +184,7 @@ class QuoteCreate(BaseModel):
     customer_id: str = Field(min_length=1, max_length=100)
     tenant_id: Tenant | None = None
     plan_id: str = Field(min_length=1, max_length=100)
-    amount: int = Field(ge=0)
+    amount: int = Field(ge=0, le=MAX_AMOUNT)
     currency: Currency
     period_start: AwareDatetime
     period_end: AwareDatetime
