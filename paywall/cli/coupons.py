@@ -11,7 +11,6 @@ import json
 import sys
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -97,7 +96,7 @@ def coupons_create(
         body = CouponCreate(
             code=code,
             name=name or code,
-            percent_off=None if percent_off is None else Decimal(str(percent_off)),
+            percent_off=percent_off,
             amount_off=amount_off,
             currency=currency,
             duration=duration,  # type: ignore[arg-type]

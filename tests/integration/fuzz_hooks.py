@@ -84,8 +84,18 @@ def _opaque_token(label: str, problem: dict[str, Any], __: Any) -> bool:
     """A cursor this API did not hand out, or a Stripe signature that does not verify: 400."""
     return (label, problem.get("type")) in {
         ("GET /v1/customers", errors.BAD_CURSOR.uri),
+        ("GET /v1/coupons", errors.BAD_CURSOR.uri),
         ("POST /webhooks/stripe", errors.INVALID_WEBHOOK.uri),
     }
+
+
+def _coupon_terms_together(label: str, problem: dict[str, Any], __: Any) -> bool:
+    """A coupon's terms go together (one of percent_off and amount_off, a currency with an
+    amount, periods with `repeating`): its model says so, a JSON Schema of its fields not."""
+    return label == "POST /v1/coupons" and any(
+        error.get("loc") == ["body"] and error.get("type") == "value_error"
+        for error in problem.get("errors", [])
+    )
 
 
 def _oauth_refers_to_nothing(label: str, problem: dict[str, Any], __: Any) -> bool:
@@ -112,6 +122,7 @@ RULES: dict[str, list[Rule]] = {
         _undeliverable_email,
         _whole_float_amount,
         _opaque_token,
+        _coupon_terms_together,
     ],
 }
 

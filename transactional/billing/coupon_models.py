@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -15,6 +15,12 @@ Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Tenant = Annotated[str, StringConstraints(max_length=100)]
 Duration = Literal["once", "repeating", "forever"]
 MAX_AMOUNT = 10**12  # minor units: far above any price, far below bigint
+
+
+def basis_points(percent: float) -> int:
+    """A percentage as whole basis points (12.345 → 1235), from its decimal form: a float's
+    binary error never moves it (str() of a float is its shortest decimal)."""
+    return int((Decimal(str(percent)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 class CouponCreate(BaseModel):
@@ -36,8 +42,11 @@ class CouponCreate(BaseModel):
 
     code: Code
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    percent_off: Decimal | None = Field(
-        None, gt=0, le=100, decimal_places=2, description="Percent off each invoice it discounts"
+    percent_off: float | None = Field(
+        None,
+        ge=0.01,
+        le=100,
+        description="Percent off each invoice it discounts (to two decimals, half up)",
     )
     amount_off: int | None = Field(
         None, gt=0, le=MAX_AMOUNT, description="Minor units off, in `currency`"
@@ -63,7 +72,7 @@ class CouponCreate(BaseModel):
 
     @property
     def percent_off_bp(self) -> int | None:
-        return None if self.percent_off is None else int(self.percent_off * 100)
+        return None if self.percent_off is None else basis_points(self.percent_off)
 
 
 class Coupon(BaseModel):
@@ -128,7 +137,7 @@ class TaxRateCreate(BaseModel):
 
     country: Country
     region: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
-    percentage: Decimal = Field(ge=0, le=100, decimal_places=2)
+    percentage: float = Field(ge=0, le=100, description="To two decimals, half up")
     inclusive: bool = Field(description="Prices already include it (VAT style) or not")
     display_name: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
@@ -139,7 +148,7 @@ class TaxRateCreate(BaseModel):
 
     @property
     def percentage_bp(self) -> int:
-        return int(self.percentage * 100)
+        return basis_points(self.percentage)
 
 
 class TaxRate(BaseModel):
