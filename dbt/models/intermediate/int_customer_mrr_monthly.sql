@@ -6,7 +6,8 @@
     A subscription's MRR is net of its coupon: the discount of the renewal or trial
     conversion invoice whose period covers the month's end (a yearly one's /12) is taken
     off the plan's price; a discount spent only on a signup's first charge (no invoice) is
-    not seen here. Tax is never revenue: not in MRR. -#}
+    not seen here. Exclusive tax is not revenue and never in MRR; inclusive tax is inside the
+    plan's price, as the plan states it. -#}
 
 with states as (
     select * from {{ ref('fct_subscriptions') }}
