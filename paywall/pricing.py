@@ -40,3 +40,92 @@ def prorate(
     whole = max(int((period_end - period_start).total_seconds()), 1)
     left = min(max(int((period_end - at).total_seconds()), 0), whole)
     return Proration(left, whole, share(old_amount, left, whole), share(new_amount, left, whole))
+
+
+# -- discount and tax: one rule for every invoice ------------------------------------------
+#
+# The rule, written once (every invoice producer calls `invoice`): amounts are whole minor
+# units, rounded half up, and the discount comes before tax.
+#
+# 1. subtotal = the sum of the invoice's lines (a credit line is negative).
+# 2. discount = percent off: share(subtotal, bp, 10000), half up; amount off: the amount,
+#    at most the subtotal (never a negative total). It is shown as one `discount` line.
+# 3. tax = on what is left (subtotal - discount), half up, once per invoice: exclusive,
+#    net * rate; inclusive, the part of the (tax-included) net that is tax, net * rate /
+#    (1 + rate). Rounded once, the invoice's tax is within half a cent of the exact value.
+# 4. each line's tax is that tax split over the lines in proportion to their amounts
+#    (the discount line's is negative), largest remainder first, so the lines' taxes add
+#    up to the invoice's exactly; each is within one unit of its exact share.
+# 5. total = subtotal - discount + tax (exclusive) or subtotal - discount (inclusive: the
+#    tax is already in the prices and never changes the total).
+
+BASIS = 10000  # basis points: 2000 = 20.00 %
+
+
+@dataclass(frozen=True)
+class Discount:
+    """A coupon's terms, as an invoice applies them: one of percent_off_bp or amount_off."""
+
+    percent_off_bp: int | None = None
+    amount_off: int | None = None
+
+
+@dataclass(frozen=True)
+class Tax:
+    rate_bp: int
+    inclusive: bool = False
+
+
+@dataclass(frozen=True)
+class Amounts:
+    """An invoice's totals and its lines' amounts and taxes (the discount line last)."""
+
+    subtotal: int
+    discount: int
+    tax: int
+    total: int
+    inclusive: bool
+    line_amounts: tuple[int, ...]
+    line_taxes: tuple[int, ...]
+
+
+def discount_of(subtotal: int, discount: Discount | None) -> int:
+    if discount is None or subtotal <= 0:
+        return 0
+    if discount.percent_off_bp is not None:
+        return min(share(subtotal, discount.percent_off_bp, BASIS), subtotal)
+    return min(max(discount.amount_off or 0, 0), subtotal)
+
+
+def tax_of(net: int, tax: Tax | None) -> int:
+    if tax is None or net <= 0 or tax.rate_bp <= 0:
+        return 0
+    if tax.inclusive:
+        return share(net, tax.rate_bp, BASIS + tax.rate_bp)
+    return share(net, tax.rate_bp, BASIS)
+
+
+def split(total: int, weights: list[int]) -> list[int]:
+    """`total` over `weights` in proportion (signed), largest remainder: sums to `total`."""
+    whole = sum(weights)
+    if whole == 0 or total == 0:
+        return [0] * len(weights)
+    floors = [total * w // whole for w in weights]
+    remainders = [total * w - f * whole for w, f in zip(weights, floors, strict=True)]
+    left = total - sum(floors)
+    # Python's floor division keeps every remainder in [0, whole) for whole > 0.
+    for i in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:left]:
+        floors[i] += 1
+    return floors
+
+
+def invoice(lines: list[int], discount: Discount | None, tax: Tax | None) -> Amounts:
+    """The one rule above, applied to an invoice's line amounts."""
+    subtotal = sum(lines)
+    off = discount_of(subtotal, discount)
+    amounts = [*lines, -off] if off else list(lines)
+    taxed = tax_of(subtotal - off, tax)
+    taxes = split(taxed, amounts)
+    inclusive = bool(tax and tax.inclusive)
+    total = subtotal - off + (0 if inclusive else taxed)
+    return Amounts(subtotal, off, taxed, total, inclusive, tuple(amounts), tuple(taxes))

@@ -38,6 +38,9 @@ SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
         "subscriptions:read",
         "payments:write",
         "users:write",
+        # Signups with a coupon: the discount redeemed, the first charge quoted.
+        "coupons:read",
+        "invoices:write",
         "internal",
     ),
     # The Dagster code location's: billing runs, and the operations schedules (the recovery
@@ -45,6 +48,7 @@ SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
     # The billing service's too: it charges invoices through the payment service and
     # tells the subscription service that a paid upgrade is to be applied.
     "billing": (
+        "customers:read",  # the customer's address picks the tax rate
         "subscriptions:read",
         "subscriptions:write",
         "payments:read",

@@ -1,6 +1,7 @@
-"""The invoice events (streaming/contracts: invoice.*) as billing writes them to its outbox,
-in the transaction that changes the invoice. One payload for both writers: the billing
-service (upgrades, operators' void and pay) and the Dagster billing run."""
+"""The invoice events (streaming/contracts: invoice.*, version 2) as billing writes them to
+its outbox, in the transaction that changes the invoice. One payload for both writers: the
+billing service (upgrades, operators' void and pay) and the Dagster billing run (which
+builds the same fields set-based: assets/billing/invoicing.py)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,15 @@ def emit(conn: Connection, invoice: RowMapping, event_type: str, **extra: Any) -
             "kind": invoice["kind"],
             "status": invoice["status"],
             "currency": invoice["currency"],
+            "subtotal": invoice["subtotal"],
+            "discount": invoice["discount"],
+            "tax": invoice["tax"],
+            "tax_inclusive": invoice["tax_inclusive"],
             "total": invoice["total"],
             "amount_paid": invoice["amount_paid"],
             "amount_due": invoice["amount_due"],
+            "period_start": invoice["period_start"].isoformat(),
+            "period_end": invoice["period_end"].isoformat(),
             **extra,
         },
     )

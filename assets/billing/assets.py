@@ -44,6 +44,7 @@ def billing_run(
         services.payment,
         Pace.of(services.settings),
         services.payment_concurrency,
+        services.customer,
     )
     with pushed(database.settings.pushgateway_url, day) as metrics:
         counts = metrics.counts = run.run(day)

@@ -1,6 +1,7 @@
 """One billing day, free of Dagster: due subscriptions → invoices → charges → dunning.
 
-The steps: invoicing.py (due subscriptions → one invoice each), charges.py (the calls to
+The steps: invoicing.py (due subscriptions → one invoice each, priced with discount and tax
+by pricing.py), charges.py (the calls to
 the payment service), dunning.py (each outcome booked), actions.py (what it means for the
 subscription, told to the subscription service).
 
@@ -41,6 +42,7 @@ from assets.billing.charges import Charges
 from assets.billing.invoicing import DueRow, create_invoices, stage
 from assets.billing.outcomes import Counts
 from assets.billing.pacing import Pace
+from assets.billing.pricing import Pricing
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient
 
@@ -57,9 +59,11 @@ class BillingRun:
         payments: ServiceClient,
         pace: Pace,
         concurrency: int = 8,
+        customers: ServiceClient | None = None,
     ) -> None:
         self.engine = engine
         self.subscriptions = subscriptions
+        self.pricing = Pricing(customers)
         self.charges = Charges(engine, subscriptions, payments, concurrency, pace)
         self.actions = SubscriptionActions(engine, subscriptions, concurrency)
 
@@ -133,8 +137,9 @@ class BillingRun:
                     period_end=datetime.fromisoformat(item["next_period_end"]),
                 )
             )
+        addresses = self.pricing.addresses(self.engine, rows)
         with self.engine.begin() as conn:
-            stage(conn, rows)
+            stage(conn, [self.pricing.priced(conn, row, addresses) for row in rows])
             created, skipped = create_invoices(conn, day)
         counts.invoiced += created
         counts.skipped_already_invoiced += skipped

@@ -61,6 +61,10 @@ class Services:
         return ServiceClient("subscription", self.settings, self.tokens)
 
     @cached_property
+    def customer(self) -> ServiceClient:
+        return ServiceClient("customer", self.settings, self.tokens)
+
+    @cached_property
     def payment(self) -> ServiceClient:
         return ServiceClient("payment", self.settings, self.tokens)
 

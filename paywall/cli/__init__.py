@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from paywall.cli.audit import audit_app
 from paywall.cli.events import app as events_app
 from paywall.cli.housekeeping import app as housekeeping_app
 from paywall.cli.probe import HeartbeatFile
@@ -26,7 +27,6 @@ app = typer.Typer(
 stack_app = typer.Typer(no_args_is_help=True, help="Real servers on loopback for local use.")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics declared in streaming/topics.py.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 stream_app = typer.Typer(no_args_is_help=True, help="Spark Structured Streaming jobs.")
 deploy_app = typer.Typer(no_args_is_help=True, help="What a deploy makes beside the manifests.")
 app.add_typer(stack_app, name="stack")
@@ -47,10 +47,12 @@ err_console = Console(stderr=True)
 
 
 def _add_onboarding(root: typer.Typer) -> None:
+    from paywall.cli.coupons import coupons_app
     from paywall.cli.partners import cards_app, clients_app, tenants_app
     from paywall.cli.webhooks import app as webhooks_app
 
     root.add_typer(webhooks_app, name="webhooks")
+    root.add_typer(coupons_app, name="coupons")
     root.add_typer(tenants_app, name="tenants")
     root.add_typer(clients_app, name="clients")
     root.add_typer(cards_app, name="cards")
@@ -314,22 +316,6 @@ def stream_lake(
         checkpoint=checkpoint,
         topics=topics.split(",") if topics else None,
     )
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit log's hash chain; exit 1 at the first broken row."""
-    from paywall.db import engine
-    from streaming.consumers.audit import verify
-
-    result = verify(engine(get_settings()))
-    if not result.ok:
-        err_console.print(
-            f"[red]audit chain broken at seq {result.first_broken_seq}[/] "
-            f"({result.rows} rows verified before it)"
-        )
-        raise typer.Exit(1)
-    console.print(f"audit chain intact: {result.rows} rows")
 
 
 @deploy_app.command("kong-config")

@@ -41,7 +41,8 @@ Operation = tuple[str, str]
 PARTNER_SCOPES = (
     "customers:read customers:write subscriptions:read subscriptions:write "
     "payments:read payments:write registrations:write users:write invoices:read "
-    "invoices:write webhooks:read webhooks:write events:read"
+    "invoices:write webhooks:read webhooks:write events:read coupons:read coupons:write "
+    "tax_rates:read tax_rates:write"
 )
 
 # Operations that are not tenant data, with why. The walk fails when this list and the
@@ -97,6 +98,8 @@ LISTS = {
     ("GET", "/v1/credit_notes"),
     ("GET", "/v1/webhook-endpoints"),
     ("GET", "/v1/events"),
+    ("GET", "/v1/coupons"),
+    ("GET", "/v1/tax-rates"),
 }
 STRIPE_LISTS = ("customers", "payment_intents", "refunds")
 PROBLEMS = "https://paywall.dev/problems"
@@ -122,6 +125,9 @@ class World:
     credit_note_id: str
     endpoint_id: str  # a webhook endpoint of A's
     stripe_ids: tuple[str, ...]
+    coupon_id: str
+    discount_id: str
+    tax_rate_id: str
 
     def refs(self, customer_id: str) -> dict[str, str]:
         """What the walker puts in a path parameter or body field of that name."""
@@ -134,6 +140,9 @@ class World:
             "credit_note_id": self.credit_note_id,
             "endpoint_id": self.endpoint_id,
             "tenant_id": self.tenant,
+            "coupon_id": self.coupon_id,
+            "discount_id": self.discount_id,
+            "tax_rate_id": self.tax_rate_id,
         }
 
     def query_refs(self, customer_id: str) -> dict[str, str]:
@@ -145,6 +154,7 @@ class World:
         """Everything of A's: no refusal may name what the request did not name itself."""
         ids = {self.customer_id, self.new_customer_id, self.sub_id, self.payment_id}
         ids |= {self.refund_id, self.invoice_id, self.credit_note_id, self.endpoint_id}
+        ids |= {self.coupon_id, self.discount_id, self.tax_rate_id}
         return ids | {self.email, self.new_email, *self.stripe_ids}
 
 
@@ -259,6 +269,28 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
     sub = created(subscribe(api, token_a, cid))
     invoice_id = billing_run_invoice(api, sub)
     credit_note_id = customer_credit_note(api, sub)
+    keyed = {**auth, "Idempotency-Key": str(uuid.uuid4())}
+    coupon = created(
+        httpx.post(
+            f"{api.url}/v1/coupons",
+            json={"code": "WALK10", "name": "A's", "percent_off": 10, "duration": "forever"},
+            headers=keyed,
+        )
+    )
+    discount = created(
+        httpx.post(
+            f"{api.url}/v1/discounts",
+            json={"subscription_id": sub["id"], "coupon": "WALK10"},
+            headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+        )
+    )
+    rate = created(
+        httpx.post(
+            f"{api.url}/v1/tax-rates",
+            json={"country": "NL", "percentage": 21, "inclusive": True, "display_name": "BTW"},
+            headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+        )
+    )
     fresh = new_customer(api, token_a)
     hook = created(
         httpx.post(
@@ -289,6 +321,9 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
             payment["stripe_payment_intent_id"],
             refund["stripe_refund_id"],
         ),
+        coupon_id=coupon["id"],
+        discount_id=discount["id"],
+        tax_rate_id=rate["id"],
     )
 
 
@@ -541,6 +576,9 @@ def _rows(db: Engine, world: World) -> dict[str, list[dict[str, Any]]]:
         "refunds": "SELECT r.* FROM payment.refunds r JOIN payment.payments p "
         "ON p.id = r.payment_id WHERE p.customer_id = ANY(:s) ORDER BY r.id",
         "invoices": "SELECT * FROM billing.invoices WHERE customer_id = ANY(:s) ORDER BY id",
+        "coupons": "SELECT * FROM billing.coupons WHERE tenant_id = :t ORDER BY id",
+        "discounts": "SELECT * FROM billing.discounts WHERE customer_id = ANY(:s) ORDER BY id",
+        "tax_rates": "SELECT * FROM billing.tax_rates WHERE tenant_id = :t ORDER BY id",
         "attempts": "SELECT a.* FROM billing.attempts a JOIN billing.invoices i "
         "ON i.id = a.invoice_id WHERE i.customer_id = ANY(:s) ORDER BY a.invoice_id, a.attempt",
         "credit_notes": "SELECT * FROM billing.credit_notes WHERE customer_id = ANY(:s) "
@@ -548,7 +586,7 @@ def _rows(db: Engine, world: World) -> dict[str, list[dict[str, Any]]]:
         "balance": "SELECT * FROM billing.customer_balance WHERE customer_id = ANY(:s) ORDER BY id",
     }
     ids = [uuid.UUID(world.customer_id), uuid.UUID(world.new_customer_id)]
-    params = {"c": ids, "s": [str(i) for i in ids]}
+    params = {"c": ids, "s": [str(i) for i in ids], "t": world.tenant}
     with db.connect() as conn:
         return {
             name: [dict(r) for r in conn.execute(text(sql), params).mappings()]

@@ -90,6 +90,15 @@ def _opaque_token(label: str, problem: dict[str, Any], __: Any) -> bool:
     ) == ("POST /webhooks/stripe", errors.INVALID_WEBHOOK.uri)
 
 
+def _coupon_terms_together(label: str, problem: dict[str, Any], __: Any) -> bool:
+    """A coupon's terms go together (one of percent_off and amount_off, a currency with an
+    amount, periods with `repeating`): its model says so, a JSON Schema of its fields not."""
+    return label == "POST /v1/coupons" and any(
+        error.get("loc") == ["body"] and error.get("type") == "value_error"
+        for error in problem.get("errors", [])
+    )
+
+
 def _oauth_refers_to_nothing(label: str, problem: dict[str, Any], __: Any) -> bool:
     """OAuth requests naming a client, code, token or redirect URI that does not exist.
 
@@ -114,6 +123,7 @@ RULES: dict[str, list[Rule]] = {
         _undeliverable_email,
         _whole_float_amount,
         _opaque_token,
+        _coupon_terms_together,
     ],
 }
 

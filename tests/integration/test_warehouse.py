@@ -110,12 +110,19 @@ class History:
 
     events: list[dict[str, Any]] = field(default_factory=list)
 
-    def emit(self, event_type: str, when: dt.datetime, key: str, data: dict[str, Any]) -> None:
+    def emit(
+        self,
+        event_type: str,
+        when: dt.datetime,
+        key: str,
+        data: dict[str, Any],
+        version: int = 1,
+    ) -> None:
         self.events.append(
             {
                 "event_id": str(uuid.uuid4()),
                 "event_type": event_type,
-                "schema_version": 1,
+                "schema_version": version,
                 "occurred_at": when,
                 "producer": f"{SERVICE[event_type.split('.')[0]]}-service",
                 "key": key,
@@ -163,12 +170,24 @@ class History:
     def invoice(
         self, event_type: str, when: dt.datetime, inv: dict[str, Any], **extra: Any
     ) -> None:
-        """billing's invoice.* data: the invoice after the change (amounts in cents)."""
-        self.emit(event_type, when, inv["invoice_id"], {**inv, **extra})
+        """billing's invoice.* data: the invoice after the change (amounts in cents);
+        version 2 when it carries its subtotal, discount, tax and period."""
+        version = 2 if "subtotal" in inv else 1
+        self.emit(event_type, when, inv["invoice_id"], {**inv, **extra}, version)
 
-    def bill(self, when: dt.datetime, iid: str, sub: Sub, kind: str, total: int) -> dict[str, Any]:
-        """A new invoice, created and finalized in one transaction (one instant)."""
-        inv = {
+    def bill(
+        self,
+        when: dt.datetime,
+        iid: str,
+        sub: Sub,
+        kind: str,
+        total: int,
+        discount: int = 0,
+        period: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> dict[str, Any]:
+        """A new invoice, created and finalized in one transaction (one instant); with a
+        discount, as version 2 events carry it (subtotal, discount, tax, period)."""
+        inv: dict[str, Any] = {
             "invoice_id": iid,
             "customer_id": sub.customer_id,
             "tenant_id": None,
@@ -180,6 +199,16 @@ class History:
             "amount_paid": 0,
             "amount_due": total,
         }
+        if discount:
+            assert period is not None
+            inv |= {
+                "subtotal": total + discount,
+                "discount": discount,
+                "tax": 0,
+                "tax_inclusive": False,
+                "period_start": period[0].isoformat(),
+                "period_end": period[1].isoformat(),
+            }
         self.invoice("invoice.created", when, inv)
         inv["status"] = "open"
         self.invoice("invoice.finalized", when, inv)
@@ -348,13 +377,15 @@ def synthetic_history() -> History:
         interval="month",
     )
 
-    # B's first renewal fails (past due, still counted in MRR), then is paid in dunning.
-    inv_b1 = h.bill(at(3, 4, 8, 59), "inv_b1", sub_b, "renewal", 900)
+    # B's first renewal, half off with a coupon (a version 2 invoice: 9.00 - 4.50), fails
+    # (past due, still counted in MRR, net of the discount), then is paid in dunning.
+    b_period = (at(3, 4, 9, 5), at(4, 4, 9, 5))
+    inv_b1 = h.bill(at(3, 4, 8, 59), "inv_b1", sub_b, "renewal", 450, 450, b_period)
     h.invoice(
         "invoice.payment_failed",
         at(3, 4, 9),
         inv_b1,
-        payment_id=h.charge(b, at(3, 4, 9), 900, fail=True),
+        payment_id=h.charge(b, at(3, 4, 9), 450, fail=True),
         decline_code="insufficient_funds",
         attempt=1,
     )
@@ -367,11 +398,11 @@ def synthetic_history() -> History:
         invoice_id="inv_b1",
         decline_code="insufficient_funds",
     )
-    paid_b1 = h.charge(b, at(3, 6, 9), 900)
-    inv_b1 |= {"status": "paid", "amount_paid": 900, "amount_due": 0}
+    paid_b1 = h.charge(b, at(3, 6, 9), 450)
+    inv_b1 |= {"status": "paid", "amount_paid": 450, "amount_due": 0}
     h.invoice("invoice.paid", at(3, 6, 9), inv_b1, payment_id=paid_b1)
     sub_b.status = "active"
-    sub_b.period_start, sub_b.period_end = at(3, 4, 9, 5), at(4, 4, 9, 5)
+    sub_b.period_start, sub_b.period_end = b_period
     h.sub_event(
         "subscription.reactivated",
         at(3, 6, 9, 1),
@@ -729,8 +760,9 @@ def test_mrr_by_month_matches_the_hand_computed_history(dbt_build: DbtRun) -> No
 
     assert mar["churned_mrr"] == Decimal(-29)  # D's scheduled cancel on Mar 12
     assert mar["reactivation_mrr"] == Decimal(9)  # E back on basic
-    assert mar["new_mrr"] == mar["expansion_mrr"] == mar["contraction_mrr"] == 0
-    assert mar["mrr"] == 99 + 9 + 29 + 9 + yearly
+    assert mar["new_mrr"] == mar["expansion_mrr"] == 0
+    assert mar["contraction_mrr"] == Decimal("-4.50")  # B's renewal is half off
+    assert mar["mrr"] == 99 + Decimal("4.50") + 29 + 9 + yearly
     assert mar["reactivated_customers"] == 1
 
 
@@ -780,22 +812,34 @@ def test_subscription_history_is_scd2(dbt_build: DbtRun) -> None:
     assert canceled == [{"n": 1}]  # D
 
 
+def v1_amounts(total: str) -> dict[str, Any]:
+    """A version 1 invoice's: its total is its subtotal, with no discount, tax or period."""
+    return {
+        "subtotal_amount": Decimal(total),
+        "discount_amount": Decimal("0.00"),
+        "tax_amount": Decimal("0.00"),
+        "tax_inclusive": False,
+        "period_start": None,
+    }
+
+
 def test_payments_and_customers(dbt_build: DbtRun) -> None:
     payments = dbt_build.query(
         "SELECT payment_status, count(*) AS n, sum(net_amount) AS net "
         "FROM marts.fct_payments GROUP BY payment_status ORDER BY payment_status"
     )
     # Charges: A 29, C 99 + renewal 29, D 29, E 9 (refunded), E again 9, F 290,
-    # B 9 + renewal 9 (each after a failed attempt); C's declined upgrade (70).
+    # B 9 + renewal 4.50 (each after a failed attempt); C's declined upgrade (70).
     assert payments == [
         {"payment_status": "failed", "n": 3, "net": 0},
         {"payment_status": "refunded", "n": 1, "net": 0},
-        {"payment_status": "succeeded", "n": 8, "net": Decimal("503.00")},
+        {"payment_status": "succeeded", "n": 8, "net": Decimal("498.50")},
     ]
     invoices = dbt_build.query(
         "SELECT invoice_id, invoice_kind, invoice_status, currency, total_amount, amount_paid, "
         "amount_due, attempts, decline_code, void_reason, payment_id IS NOT NULL AS has_payment, "
-        "created_at, finalized_at, first_failed_at, paid_at, voided_at "
+        "created_at, finalized_at, first_failed_at, paid_at, voided_at, subtotal_amount, "
+        "discount_amount, tax_amount, tax_inclusive, period_start "
         "FROM marts.fct_invoices ORDER BY invoice_id"
     )
     usd = {"currency": "usd"}
@@ -805,8 +849,8 @@ def test_payments_and_customers(dbt_build: DbtRun) -> None:
             "invoice_kind": "renewal",
             "invoice_status": "paid",
             **usd,
-            "total_amount": Decimal("9.00"),
-            "amount_paid": Decimal("9.00"),
+            "total_amount": Decimal("4.50"),
+            "amount_paid": Decimal("4.50"),
             "amount_due": Decimal("0.00"),
             "attempts": 2,
             "decline_code": "insufficient_funds",
@@ -817,6 +861,12 @@ def test_payments_and_customers(dbt_build: DbtRun) -> None:
             "first_failed_at": dt.datetime(2025, 3, 4, 9),
             "paid_at": dt.datetime(2025, 3, 6, 9),
             "voided_at": None,
+            # version 2: the coupon's half off, and the period billed
+            "subtotal_amount": Decimal("9.00"),
+            "discount_amount": Decimal("4.50"),
+            "tax_amount": Decimal("0.00"),
+            "tax_inclusive": False,
+            "period_start": dt.datetime(2025, 3, 4, 9, 5),
         },
         {
             "invoice_id": "inv_c1",
@@ -835,6 +885,7 @@ def test_payments_and_customers(dbt_build: DbtRun) -> None:
             "first_failed_at": None,
             "paid_at": dt.datetime(2025, 2, 8, 9),
             "voided_at": None,
+            **v1_amounts("29.00"),
         },
         {  # declined upgrade: failed and voided in one instant; its amounts stay known
             "invoice_id": "inv_c2",
@@ -853,6 +904,7 @@ def test_payments_and_customers(dbt_build: DbtRun) -> None:
             "first_failed_at": dt.datetime(2025, 3, 20, 10),
             "paid_at": None,
             "voided_at": dt.datetime(2025, 3, 20, 10),
+            **v1_amounts("70.00"),
         },
     ]
     staged_invoices = dbt_build.query(

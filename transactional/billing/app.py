@@ -7,6 +7,7 @@ from sqlalchemy import text
 from paywall.db import engine
 from paywall.settings import get_settings
 from transactional.billing import credit_routes
+from transactional.billing.coupon_routes import router as coupon_router
 from transactional.billing.routes import router
 from transactional.common.app import create_app
 
@@ -17,5 +18,5 @@ def _database() -> None:
 
 
 READY_CHECKS = {"postgres": _database}
-ROUTERS = [router, credit_routes.router]
+ROUTERS = [router, credit_routes.router, coupon_router]
 app = create_app("billing", ROUTERS, READY_CHECKS)

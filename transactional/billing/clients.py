@@ -39,6 +39,11 @@ def payments(settings: CurrentSettings) -> ServiceClient:
     return client(settings, "payment")
 
 
+def customers(settings: CurrentSettings) -> ServiceClient:
+    return client(settings, "customer")
+
+
 Collecting = Annotated[Collector, Depends(collector)]
 Subscriptions = Annotated[ServiceClient, Depends(subscriptions)]
 Payments = Annotated[ServiceClient, Depends(payments)]
+Customers = Annotated[ServiceClient, Depends(customers)]

@@ -16,10 +16,11 @@ InvoiceStatus = Literal["draft", "open", "paid", "uncollectible", "void"]
 
 class InvoiceLine(BaseModel):
     id: UUID
-    kind: Literal["subscription", "proration_credit", "proration_charge"]
+    kind: Literal["subscription", "proration_credit", "proration_charge", "discount"]
     description: str
     plan_id: str | None
-    amount: int = Field(description="Minor units; a credit is negative")
+    amount: int = Field(description="Minor units; a credit or a discount is negative")
+    tax_amount: int = Field(0, description="The line's share of the invoice's tax")
     period_start: datetime
     period_end: datetime
 
@@ -50,6 +51,7 @@ class Invoice(BaseModel):
     subtotal: int
     discount: int
     tax: int
+    tax_inclusive: bool = Field(False, description="The tax is in the prices: not added")
     total: int
     credit_applied: int = Field(
         description="Customer credit (from credit notes) this invoice consumed when collected"

@@ -23,6 +23,7 @@ subscription service to apply paid upgrades (`POST /v1/subscriptions/{id}/apply-
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import Connection, Engine, RowMapping
@@ -30,9 +31,11 @@ from sqlalchemy import Connection, Engine, RowMapping
 from paywall import pricing
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient, ServiceError
-from streaming import invoice_events
+from streaming import invoice_events, invoice_terms
+from streaming.invoice_terms import Terms
 from transactional.billing import repository as repo
 from transactional.billing.collect import Collector
+from transactional.billing.coupons import customer_address
 from transactional.billing.models import InvoiceSweep, ProrationCreate
 from transactional.common import errors, idempotency
 from transactional.common.errors import DomainError
@@ -64,7 +67,12 @@ def lines(body: ProrationCreate) -> list[dict[str, object]]:
 
 
 def create(
-    engine: Engine, collector: Collector, principal: Principal, key: str, body: ProrationCreate
+    engine: Engine,
+    collector: Collector,
+    customers: ServiceClient,
+    principal: Principal,
+    key: str,
+    body: ProrationCreate,
 ) -> Answer:
     scoped = idempotency.scoped(principal, key)
     asked = idempotency.fingerprint(
@@ -80,13 +88,15 @@ def create(
                 # The subscription service looking up a retried upgrade it already applied.
                 raise DomainError(errors.NOT_FOUND, "no plan change was made under this key")
             else:
-                invoice = _new(conn, scoped, asked, body)
+                invoice = _new(conn, scoped, asked, body, customers)
         if invoice["status"] == "open":
             invoice = collector.collect(invoice["id"])
         return answer(engine, invoice)
 
 
-def _new(conn: Connection, scoped: str, asked: str, body: ProrationCreate) -> RowMapping:
+def _new(
+    conn: Connection, scoped: str, asked: str, body: ProrationCreate, customers: ServiceClient
+) -> RowMapping:
     earlier = repo.proration_in_flight(conn, body.subscription_id)
     if earlier is not None:
         if earlier["status"] == "paid" and earlier["plan_id"] == body.from_plan_id:
@@ -103,6 +113,8 @@ def _new(conn: Connection, scoped: str, asked: str, body: ProrationCreate) -> Ro
                 "another plan change of this subscription is being charged; retry shortly",
                 headers={"Retry-After": "2"},
             )
+    terms = _terms(conn, body, customers)
+    amounts, priced = invoice_terms.lines(lines(body), terms)
     made = repo.insert_proration(
         conn,
         request_key=scoped,
@@ -115,7 +127,9 @@ def _new(conn: Connection, scoped: str, asked: str, body: ProrationCreate) -> Ro
         previous_plan_id=body.from_plan_id,
         period_start=body.period_start,
         period_end=body.period_end,
-        lines=lines(body),
+        lines=priced,
+        amounts=amounts,
+        terms=terms,
     )
     if made is None:  # raced by another request between our lookup and insert
         raise DomainError(
@@ -126,6 +140,22 @@ def _new(conn: Connection, scoped: str, asked: str, body: ProrationCreate) -> Ro
     invoice_events.emit(conn, made, "invoice.created")
     invoice_events.emit(conn, made, "invoice.finalized")
     return made
+
+
+def _terms(conn: Connection, body: ProrationCreate, customers: ServiceClient) -> Terms:
+    """Tax as on every invoice; a percent-off discount running at `at` (an amount off is
+    per period, and a proration spends no period of it)."""
+    found = invoice_terms.find(
+        conn,
+        tenant_id=body.tenant_id,
+        subscription_id=body.subscription_id,
+        currency=body.currency,
+        period_start=body.at,
+        address=customer_address(customers, body.customer_id),
+    )
+    if found.discount is not None and found.discount.percent_off_bp is None:
+        return replace(found, discount=None, discount_id=None)
+    return found
 
 
 def answer(engine: Engine, invoice: RowMapping) -> Answer:

@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from paywall.pricing import Amounts
+from streaming.invoice_terms import Terms
 from transactional.billing.models import Invoice, InvoiceLine, PaymentAttempt
 
 SCHEMA = "billing"
@@ -18,7 +20,8 @@ COLUMNS = (
     "id, tenant_id, customer_id, subscription_id, kind, status, currency, plan_id, "
     "previous_plan_id, period_start, period_end, billing_date, subtotal, discount, tax, total, "
     "amount_paid, amount_due, payment_id, decline_code, created_at, finalized_at, paid_on, "
-    "voided_at, attempts, pending_action, request_fingerprint, credit_applied"
+    "voided_at, attempts, pending_action, request_fingerprint, credit_applied, tax_inclusive, "
+    "discount_id, tax_rate_id"
 )
 
 
@@ -69,8 +72,8 @@ def many(conn: Connection, rows: list[RowMapping]) -> list[Invoice]:
     attempts: dict[uuid.UUID, list[PaymentAttempt]] = {i: [] for i in ids}
     for line in conn.execute(
         text(
-            "SELECT invoice_id, id, kind, description, plan_id, amount, period_start, "
-            "period_end FROM billing.invoice_lines WHERE invoice_id = ANY(:ids) "
+            "SELECT invoice_id, id, kind, description, plan_id, amount, tax_amount, "
+            "period_start, period_end FROM billing.invoice_lines WHERE invoice_id = ANY(:ids) "
             "ORDER BY invoice_id, position"
         ),
         {"ids": ids},
@@ -162,20 +165,24 @@ def insert_proration(
     period_start: datetime,
     period_end: datetime,
     lines: list[dict[str, Any]],
+    amounts: Amounts,
+    terms: Terms,
 ) -> RowMapping | None:
-    """An open (finalized) proration invoice with its lines; None when the subscription
-    already has one in flight (the partial unique index) or the key was used."""
+    """An open (finalized) proration invoice with its lines (discount and tax included,
+    `amounts` from paywall/pricing.py); None when the subscription already has one in
+    flight (the partial unique index) or the key was used."""
     invoice_id = uuid.uuid4()
-    total = sum(line["amount"] for line in lines)
     row = (
         conn.execute(
             text(
                 "INSERT INTO billing.invoices (id, subscription_id, customer_id, tenant_id, "
-                "plan_id, previous_plan_id, kind, amount, subtotal, total, amount_due, currency, "
-                "period_start, period_end, billing_date, status, finalized_at, request_key, "
-                "request_fingerprint) VALUES (:id, :sub, :customer, :tenant, :plan, :previous, "
-                "'proration', :total, :total, :total, :total, :currency, :start, :end, :day, "
-                "'open', now(), :key, :fingerprint) ON CONFLICT DO NOTHING "
+                "plan_id, previous_plan_id, kind, amount, subtotal, discount, tax, tax_inclusive, "
+                "total, amount_due, currency, period_start, period_end, billing_date, status, "
+                "finalized_at, request_key, request_fingerprint, discount_id, tax_rate_id) "
+                "VALUES (:id, :sub, :customer, :tenant, :plan, :previous, 'proration', :total, "
+                ":subtotal, :discount, :tax, :inclusive, :total, :total, :currency, :start, :end, "
+                ":day, 'open', now(), :key, :fingerprint, :discount_id, :tax_rate_id) "
+                "ON CONFLICT DO NOTHING "
                 f"RETURNING {COLUMNS}"
             ),
             {
@@ -185,7 +192,13 @@ def insert_proration(
                 "tenant": tenant_id,
                 "plan": plan_id,
                 "previous": previous_plan_id,
-                "total": total,
+                "total": amounts.total,
+                "subtotal": amounts.subtotal,
+                "discount": amounts.discount,
+                "tax": amounts.tax,
+                "inclusive": amounts.inclusive,
+                "discount_id": terms.discount_id if amounts.discount else None,
+                "tax_rate_id": terms.tax_rate_id,
                 "currency": currency,
                 "start": period_start,
                 "end": period_end,
@@ -203,8 +216,9 @@ def insert_proration(
         conn.execute(
             text(
                 "INSERT INTO billing.invoice_lines (id, invoice_id, position, kind, description, "
-                "plan_id, amount, period_start, period_end) VALUES (gen_random_uuid(), :i, :p, "
-                ":kind, :description, :plan_id, :amount, :period_start, :period_end)"
+                "plan_id, amount, tax_amount, period_start, period_end) VALUES "
+                "(gen_random_uuid(), :i, :p, :kind, :description, :plan_id, :amount, "
+                ":tax_amount, :period_start, :period_end)"
             ),
             {"i": invoice_id, "p": position, **line},
         )

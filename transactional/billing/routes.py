@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime
 
 from transactional.billing import credit_notes, documents, prorations, service
-from transactional.billing.clients import Collecting, Payments, Subscriptions
+from transactional.billing.clients import Collecting, Customers, Payments, Subscriptions
 from transactional.billing.models import (
     Invoice,
     InvoicePage,
@@ -141,9 +141,14 @@ def pay_invoice(
     },
 )
 def create_proration(
-    body: ProrationCreate, key: IdempotencyKey, principal: Internal, db: Db, collector: Collecting
+    body: ProrationCreate,
+    key: IdempotencyKey,
+    principal: Internal,
+    db: Db,
+    collector: Collecting,
+    customers: Customers,
 ) -> JSONResponse:
-    return idempotency.respond(prorations.create(db, collector, principal, key, body))
+    return idempotency.respond(prorations.create(db, collector, customers, principal, key, body))
 
 
 @router.post(

@@ -65,6 +65,7 @@ DETAILS: dict[str, str] = {
     "email-taken": "a customer of this tenant has this email",
     "already-registered": "this email already has a live subscription or a login",
     "already-erased": "the customer's personal data is already erased",
+    "coupon-not-redeemable": "coupon SPRING25 has no redemptions left",
     "payment-declined": "Your card was declined.",
     "no-payment-method": "the customer has no default payment method",
     "not-refundable": "only a succeeded payment can be refunded",

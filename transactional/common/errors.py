@@ -79,6 +79,7 @@ REFUND_EXCEEDS_PAYMENT = _register("refund-exceeds-payment", 422, "Refund Exceed
 REFUND_REJECTED = _register("refund-rejected", 422, "Refund Rejected")
 PROCESSOR_REJECTED = _register("processor-rejected", 422, "Rejected by the Payment Processor")
 PROCESSOR_UNAVAILABLE = _register("processor-unavailable", 503, "Payment Processor Unavailable")
+COUPON_NOT_REDEEMABLE = _register("coupon-not-redeemable", 422, "Coupon Not Redeemable")
 INVOICE_STATE = _register("invoice-state", 409, "Not Allowed in the Invoice's State")
 CREDIT_EXCEEDS_INVOICE = _register("credit-exceeds-invoice", 422, "Credit Exceeds Invoice")
 PRORATION_IN_PROGRESS = _register("proration-in-progress", 409, "Plan Change In Progress")

@@ -57,6 +57,10 @@ PARTNER_SCOPES: dict[str, str] = {
     "webhooks:read": "Read the tenant's webhook endpoints and their delivery log",
     "webhooks:write": "Register, disable, rotate and replay the tenant's webhook endpoints",
     "events:read": "Read the tenant's events (GET /v1/events)",
+    "coupons:read": "Read the tenant's coupons",
+    "coupons:write": "Create and archive the tenant's coupons",
+    "tax_rates:read": "Read the tenant's tax rates",
+    "tax_rates:write": "Create and archive the tenant's tax rates",
 }
 # Scopes that act across tenants: the services' own (`internal`), the operations sweeps'
 # and the platform operator's. An endpoint needing one is not in the public API document.

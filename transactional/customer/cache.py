@@ -18,7 +18,7 @@ def _redis() -> redis.Redis | None:
 
 
 def _key(customer_id: str) -> str:
-    return f"customer:v1:{customer_id}"
+    return f"customer:v2:{customer_id}"  # v2: with the address
 
 
 def get(customer_id: str) -> Customer | None:

@@ -16,6 +16,19 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 
 
+class Address(BaseModel):
+    """The billing address as far as tax needs it: billing picks the tenant's tax rate by it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(
+        description="ISO 3166-1 alpha-2, upper case"
+    )
+    region: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = Field(
+        None, description="A state or province code, where the tax rate depends on it"
+    )
+
+
 class CustomerCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -35,6 +48,7 @@ class CustomerCreate(BaseModel):
     name: Name
     phone: Phone | None = None
     marketing_opt_in: StrictBool = False
+    address: Address | None = None
     tenant_id: Annotated[str, StringConstraints(max_length=100)] | None = Field(
         None,
         description="Internal services name any tenant; others may only name their own "
@@ -54,6 +68,7 @@ class CustomerUpdate(BaseModel):
     name: Name = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
     phone: Phone | None = Field(None, description="null removes the phone number")
     marketing_opt_in: StrictBool = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    address: Address | None = Field(None, description="null removes the address")
 
 
 class Customer(BaseModel):
@@ -63,6 +78,7 @@ class Customer(BaseModel):
     name: str | None
     phone: str | None
     marketing_opt_in: bool
+    address: Address | None = None
     status: str
     created_at: datetime
     updated_at: datetime

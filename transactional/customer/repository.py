@@ -14,7 +14,8 @@ from transactional.customer.models import Customer, CustomerCreate, CustomerUpda
 
 SCHEMA = "customer"
 COLUMNS = (
-    "id, tenant_id, email, name, phone, marketing_opt_in, status, created_at, updated_at, erased_at"
+    "id, tenant_id, email, name, phone, marketing_opt_in, status, created_at, updated_at, "
+    "erased_at, address_country, address_region"
 )
 
 
@@ -29,7 +30,15 @@ class EmailTaken(Exception):
 
 
 def _row(row: Any) -> Customer:
-    return Customer.model_validate(dict(row._mapping))
+    fields = dict(row._mapping)
+    country, region = fields.pop("address_country"), fields.pop("address_region")
+    address = {"country": country, "region": region} if country else None
+    return Customer.model_validate({**fields, "address": address})
+
+
+def _address_columns(address: dict[str, Any] | None) -> dict[str, Any]:
+    address = address or {}
+    return {"address_country": address.get("country"), "address_region": address.get("region")}
 
 
 def _event_data(conn: Connection, c: Customer) -> dict[str, Any]:
@@ -64,8 +73,9 @@ def create(conn: Connection, body: CustomerCreate, tenant_id: str | None) -> Cus
     # ON CONFLICT covers the race the SELECT cannot: two signups in the same instant.
     row = conn.execute(
         text(
-            "INSERT INTO customer.customers (id, tenant_id, email, name, phone, marketing_opt_in) "
-            "VALUES (:id, :tenant, lower(:email), :name, :phone, :opt_in) "
+            "INSERT INTO customer.customers (id, tenant_id, email, name, phone, marketing_opt_in, "
+            "address_country, address_region) VALUES (:id, :tenant, lower(:email), :name, "
+            ":phone, :opt_in, :address_country, :address_region) "
             "ON CONFLICT DO NOTHING RETURNING " + COLUMNS
         ),
         {
@@ -75,6 +85,7 @@ def create(conn: Connection, body: CustomerCreate, tenant_id: str | None) -> Cus
             "name": body.name,
             "phone": body.phone,
             "opt_in": body.marketing_opt_in,
+            **_address_columns(body.address.model_dump() if body.address else None),
         },
     ).first()
     if row is None:
@@ -129,13 +140,16 @@ def update(conn: Connection, customer_id: uuid.UUID, body: CustomerUpdate) -> Cu
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         return get(conn, customer_id)
-    sets = ", ".join(f"{col} = :{col}" for col in changes)
+    columns = {k: v for k, v in changes.items() if k != "address"}
+    if "address" in changes:
+        columns.update(_address_columns(changes["address"]))
+    sets = ", ".join(f"{col} = :{col}" for col in columns)
     row = conn.execute(
         text(
             f"UPDATE customer.customers SET {sets}, updated_at = now() "
             f"WHERE id = :id AND deleted_at IS NULL RETURNING {COLUMNS}"
         ),
-        {**changes, "id": customer_id},
+        {**columns, "id": customer_id},
     ).first()
     if row is None:
         return None
@@ -169,7 +183,8 @@ def erase(conn: Connection, customer_id: uuid.UUID) -> Customer | None:
     row = conn.execute(
         text(
             "UPDATE customer.customers SET email = 'erased+' || id || '@invalid', name = NULL, "
-            "phone = NULL, marketing_opt_in = false, status = 'deleted', "
+            "phone = NULL, marketing_opt_in = false, address_country = NULL, "
+            "address_region = NULL, status = 'deleted', "
             "deleted_at = coalesce(deleted_at, now()), erased_at = now(), updated_at = now() "
             f"WHERE id = :id AND erased_at IS NULL RETURNING {COLUMNS}"
         ),

@@ -18,6 +18,14 @@ from pydantic import (
 from transactional.common.money import PaymentMethodId
 
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+CouponCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+    region: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
 
 
 class SignupDetails(BaseModel):
@@ -32,6 +40,10 @@ class SignupDetails(BaseModel):
     trial: StrictBool = False
     payment_method_id: PaymentMethodId
     marketing_opt_in: StrictBool = False
+    coupon: CouponCode | None = Field(
+        None, description="A coupon of the tenant: refused (422) before anything is charged"
+    )
+    address: Address | None = Field(None, description="The billing address: picks the tax rate")
 
 
 class RegistrationRequest(SignupDetails):

@@ -24,7 +24,10 @@ from paywall.logs import get_logger
 from paywall.service_client import ServiceClient, ServiceError, service_tokens
 from paywall.settings import Settings
 from transactional.common import errors
+from transactional.registration import discounts
 from transactional.registration.models import PaymentSummary, Registration, SignupDetails
+from transactional.registration.refusals import AlreadyRegistered, Declined, Rejected
+from transactional.registration.refusals import check as _check
 from transactional.registration.repository import Claim, Run
 
 log = get_logger(__name__)
@@ -34,26 +37,6 @@ CHARGE_ASKED = ("charging", "charged")
 CANCELED_UNPAID = "the subscription was canceled before its first charge"
 
 
-class Declined(Exception):
-    def __init__(self, problem: dict[str, Any]) -> None:
-        super().__init__(problem.get("detail", "card declined"))
-        self.problem = problem
-
-
-class AlreadyRegistered(Exception):
-    pass
-
-
-class Rejected(Exception):
-    """A downstream service refused the caller's input: pass its problem on as is."""
-
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        super().__init__(problem.get("detail", "rejected"))
-        self.status = status
-        self.problem = problem
-
-
-CLIENT_ERRORS = {400, 404, 409, 422}
 # Calls a saga makes beside its own thread; each waits only on another service, never on
 # this pool, so a full pool delays a signup but cannot deadlock it.
 _SIDE_CALLS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="saga-side")
@@ -64,22 +47,13 @@ def first_charge_key(subscription_id: uuid.UUID | str) -> str:
     return f"subscription:{subscription_id}:first-period"
 
 
-def _check(service: str, status: int, body: dict[str, Any], ok: set[int]) -> dict[str, Any]:
-    if status in ok:
-        return body
-    if status == 402:
-        raise Declined(body)
-    if status in CLIENT_ERRORS:
-        raise Rejected(status, body)
-    raise ServiceError(service, status, body)
-
-
 @dataclass
 class Services:
     customer: ServiceClient
     auth: ServiceClient
     payment: ServiceClient
     subscription: ServiceClient
+    billing: ServiceClient
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -87,7 +61,7 @@ class Services:
         return cls(
             *(
                 ServiceClient(name, settings, tokens)
-                for name in ("customer", "auth", "payment", "subscription")
+                for name in ("customer", "auth", "payment", "subscription", "billing")
             )
         )
 
@@ -109,6 +83,9 @@ def run(
         )
     if status != 200:
         raise ServiceError("subscription", status, price)
+    if signup.coupon and state.subscription_id is None:
+        # Refused before anything is made or charged; the redemption below takes the slot.
+        discounts.check_coupon(services.billing, signup.coupon, tenant)
     customer_id = state.customer_id
     if customer_id is None:
         customer_id = _customer(services, signup, tenant)
@@ -133,6 +110,12 @@ def run(
     sub = _subscription(services, run_.id, state.subscription_id, customer_id, signup, tenant)
     if state.subscription_id is None:
         run_.step("subscription", subscription_id=sub["id"])
+    if signup.coupon and state.step not in CHARGE_ASKED:
+        try:
+            discounts.redeem(services.billing, run_.id, sub["id"], signup.coupon)
+        except Rejected:
+            _cancel(services, sub["id"])  # raced out of the coupon's last redemption
+            raise
     if sub["status"] == "trialing":
         return _registration(run_.id, sub, None)
     if state.step not in CHARGE_ASKED:
@@ -141,6 +124,19 @@ def run(
             raise Rejected(409, {"title": "Subscription Canceled", "detail": CANCELED_UNPAID})
         run_.step("charging")
 
+    # With a coupon or an address, billing prices the first period (discount, tax): the
+    # same answer on every resume, the discount's period spent once.
+    amount = price["amount"]
+    if signup.coupon or signup.address:
+        amount = discounts.first_charge(services.billing, sub, price, tenant)
+    if amount == 0:  # a 100 % coupon: nothing to charge, the subscription starts at once
+        activated = services.subscription.expect(
+            {200},
+            "POST",
+            f"/v1/subscriptions/{sub['id']}/activate",
+            json={"payment_id": f"free:{sub['id']}"},
+        )
+        return _registration(run_.id, activated, None)
     # Asked again on every resume: the payment service answers a settled payment from what
     # it stored, and settles a pending one by asking Stripe before it would charge anew.
     status, payment = services.payment.call(
@@ -149,7 +145,7 @@ def run(
         idempotency_key=first_charge_key(sub["id"]),
         json={
             "customer_id": str(customer_id),
-            "amount": price["amount"],
+            "amount": amount,
             "currency": price["currency"],
             "description": f"First charge, {price['name']}",
             "metadata": {"subscription_id": sub["id"], "registration_id": str(run_.id)},
@@ -232,6 +228,7 @@ def _customer(services: Services, signup: SignupDetails, tenant: str | None) -> 
             "phone": signup.phone,
             "marketing_opt_in": signup.marketing_opt_in,
             "tenant_id": tenant,
+            **({"address": signup.address.model_dump()} if signup.address else {}),
         },
     )
     if status == 201:

@@ -2,7 +2,12 @@
 
 {#- MRR per customer, currency and calendar month (the state in force at the month's end),
     from the customer's first paying month to the as_of month, and how it moved from the
-    previous month: new, expansion, contraction, churn, reactivation or none. -#}
+    previous month: new, expansion, contraction, churn, reactivation or none.
+    A subscription's MRR is net of its coupon: the discount of the renewal or trial
+    conversion invoice whose period covers the month's end (a yearly one's /12) is taken
+    off the plan's price; a discount spent only on a signup's first charge (no invoice) is
+    not seen here. Exclusive tax is not revenue and never in MRR; inclusive tax is inside the
+    plan's price, as the plan states it. -#}
 
 with states as (
     select * from {{ ref('fct_subscriptions') }}
@@ -25,16 +30,37 @@ months as (
     where {{ dbt.dateadd('month', 'integers.n', 'bounds.first_month') }} <= bounds.last_month
 ),
 
+discounted as (
+    select subscription_id, period_start, period_end, discount_amount
+    from {{ ref('fct_invoices') }}
+    where
+        invoice_kind in ('renewal', 'trial_conversion')
+        and invoice_status <> 'void'
+        and discount_amount > 0
+        and period_start is not null
+),
+
 month_end_mrr as (
     select
         months.month,
         states.customer_id,
         states.currency,
-        sum(states.mrr) as mrr
+        sum(
+            case
+                when states.mrr = 0 or discounted.discount_amount is null then states.mrr
+                when states.billing_interval = 'year'
+                    then states.mrr - {{ money('round(discounted.discount_amount / 12, 2)') }}
+                else states.mrr - discounted.discount_amount
+            end
+        ) as mrr
     from months
     inner join states
         on states.valid_from < months.next_month
         and (states.valid_to is null or states.valid_to >= months.next_month)
+    left join discounted
+        on discounted.subscription_id = states.subscription_id
+        and discounted.period_start < months.next_month
+        and discounted.period_end >= months.next_month
     where states.currency is not null
     group by months.month, states.customer_id, states.currency
 ),
