@@ -9,6 +9,7 @@ repo's root.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -42,6 +43,8 @@ class DemoDagster:
     def __init__(self, settings: Settings, instance: DagsterInstance) -> None:
         from pipelines.resources import build_resources
 
+        # Dagster's own log lines (dbt's progress, step events) would drown the tables.
+        logging.getLogger("dagster").setLevel(logging.ERROR)
         self.instance = instance
         self.resources = build_resources(settings)
         self.failed: list[str] = []

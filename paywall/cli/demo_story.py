@@ -37,6 +37,7 @@ class Signup:
     plan_id: str
     trial: bool
     declined: bool
+    late: bool = False  # signs up on the month's last day, and upgrades today
     answer: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,6 +58,12 @@ def cast(count: int) -> list[Signup]:
         first_of_cohort = not cast_ or cast_[-1].cohort != cohort
         declined = cohort == 2 and first_of_cohort
         cast_.append(Signup(cohort, PLANS[i % len(PLANS)], declined or i % 4 == 1, declined))
+    # Last month's last signup comes on its last day on the basic plan, so that today is
+    # still in its first period: its upgrade today is expansion (billing makes a proration
+    # invoice only for a period without one, and a renewed period has its renewal's).
+    last = [p for p in cast_ if p.cohort == 1]
+    if len(last) > 1:
+        last[-1].plan_id, last[-1].trial, last[-1].late = "basic-monthly", False, True
     return cast_
 
 
@@ -136,7 +143,7 @@ class Story:
         ):
             task = bar.add_task("four months of signups and billing days", total=count)
             for months_back in MONTHS_BACK:
-                cohort = [p for p in people if p.cohort == months_back]
+                cohort = [p for p in people if p.cohort == months_back and not p.late]
                 day = today.replace(day=10) - relativedelta(months=months_back)
                 # The day's billing (02:00) before its signups (10:00); today's not yet due.
                 self.bill_until(day + timedelta(days=1) if months_back else today)
@@ -150,16 +157,25 @@ class Story:
                     changed = day + timedelta(days=5)
                     self.bill_until(changed + timedelta(days=1))
                     self.first_changes(http, people, changed)
+                if months_back == 1:
+                    late = [p for p in people if p.late]
+                    self.late_signups(http, late, people, today)
+                    bar.advance(task, len(late))
             # Today, live: an upgrade, charged now (a proration invoice).
-            self.change(
-                http,
-                next(
-                    (p for p in people if p.plan_id == "basic-monthly" and p.cohort in (1, 2)), None
-                ),
-                "upgrade",
-                {"plan_id": "pro-monthly"},
-            )
+            upgrading = next((p for p in people if p.late), None)
+            self.change(http, upgrading, "upgrade", {"plan_id": "pro-monthly"})
         return self.outcome
+
+    def late_signups(
+        self, http: httpx.Client, late: list[Signup], people: list[Signup], today: date
+    ) -> None:
+        """Last month's last day: the signups whose first period reaches past today."""
+        day = today.replace(day=1) - timedelta(days=1)
+        self.bill_until(day + timedelta(days=1))
+        window = clock.Window.open()
+        for who in late:
+            self.sign_up(http, who, people.index(who) + 1)
+        clock.move_signups(self.engine, window, clock.at(day, 10))
 
     def first_changes(self, http: httpx.Client, people: list[Signup], day: date) -> None:
         """Two months back: the oldest cohort's monthly customers downgrade (applied at
