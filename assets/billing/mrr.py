@@ -118,6 +118,7 @@ def render_chart(rows: list[MonthMrr]) -> bytes:
             else:
                 up[j] += v
     bottom.axhline(0, color="#333333", linewidth=0.8)
+    bottom.margins(y=0.1)
     bottom.set_title("MRR movements")
     # Under the axis: the movements' bars fill the panel's height.
     bottom.legend(
