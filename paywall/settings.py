@@ -269,8 +269,12 @@ class Settings(BaseSettings):
     def first_partition_day(self) -> date:
         if self.partitions_start is not None:
             return self.partitions_start
-        this_month = datetime.now(UTC).date().replace(day=1)
-        return (this_month - timedelta(days=1)).replace(day=1)
+        # Unset (a laptop, the demo): the first of the month three months back, where the
+        # demo's story starts (paywall/cli/demo_story.py). Production sets its go-live day.
+        first = datetime.now(UTC).date().replace(day=1)
+        for _ in range(3):
+            first = (first - timedelta(days=1)).replace(day=1)
+        return first
 
     @property
     def replication_factor(self) -> int:

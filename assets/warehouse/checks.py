@@ -26,7 +26,7 @@ from dagster import (
 )
 
 from assets.shared.resources import Database, Lake
-from assets.warehouse.assets import lake_partition, raw_events
+from assets.warehouse.assets import lake_partition, lake_partitions, raw_events
 from assets.warehouse.billing_match import invoices_match
 from assets.warehouse.dbt import dbt_key
 from assets.warehouse.lake import partition_files, read_files
@@ -41,6 +41,7 @@ from assets.warehouse.suites import (
 )
 
 MARTS_SCHEMA = "marts"
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 @asset_check(
@@ -53,11 +54,16 @@ def raw_events_unique_event_ids(
     """The lake partition just loaded (the run's partition tag; Dagster 1.13 cannot run a
     partitioned check on its own). At-least-once delivery files a replayed event again;
     staging deduplicates on event_id, so this warns."""
-    key = context.run.tags.get("dagster/partition")
-    if not key:
+    tags = context.run.tags
+    keys = [tags["dagster/partition"]] if "dagster/partition" in tags else []
+    start, end = tags.get(RANGE_START), tags.get(RANGE_END)
+    if start and end:  # a catch-up run over a range of partitions (raw_events' backfills)
+        known = context.instance.get_dynamic_partitions(lake_partitions.name or "")
+        keys = known[known.index(start) : known.index(end) + 1]
+    if not keys:
         raise Failure("raw_events_unique_event_ids runs with a raw_events partition")
-    part = lake_partition(key)
-    df = read_files(lake.settings, partition_files(lake.settings, part)).to_pandas()
+    files = [f for key in keys for f in partition_files(lake.settings, lake_partition(key))]
+    df = read_files(lake.settings, files).to_pandas()
     return validation_result(validate(lake_unique_ids_suite(), df), AssetCheckSeverity.WARN)
 
 

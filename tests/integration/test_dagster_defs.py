@@ -40,6 +40,7 @@ from tests.conftest import REPO, Api
 # daily partitioned
 ASSETS = {
     "billing_run",
+    "billing_report",
     "audit_archive",
     "notification_batch",
     "stripe_reconciliation",
@@ -81,6 +82,7 @@ CHECKS = {
     "billing_invoiced_once",
     "billing_paid_matches_charges",
     "notification_batch_settled",
+    "billing_report_mrr_bridges",
 }
 JOBS = {  # scheduled
     "event_completeness_job": "0 1 * * *",
@@ -150,6 +152,12 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
     for job in [*JOBS, *SENSOR_JOBS]:
         partitioned = defs.resolve_job_def(job).partitions_def is not None
         assert partitioned == (job != "recovery_job"), job
+    # The report follows the day's billing run and the MRR mart, in billing's job.
+    report = graph.get(AssetKey("billing_report"))
+    assert report.parent_keys == {AssetKey("billing_run"), AssetKey(["marts", "mrr_monthly"])}
+    billing_job = defs.resolve_job_def("billing_job")
+    selected = {k.to_user_string() for k in billing_job.asset_layer.selected_asset_keys}
+    assert selected == {"billing_run", "billing_report"}
     warehouse_job = defs.resolve_job_def("warehouse_job")
     selected = {k.to_user_string() for k in warehouse_job.asset_layer.selected_asset_keys}
     assert selected == WAREHOUSE_ASSETS | DBT_ASSETS

@@ -1,0 +1,132 @@
+"""The Dagster UI in headless Chromium: `dagster-webserver` on the code location, over an
+instance where billing_job's assets materialized one day (the billing run, its checks,
+billing_report), shows billing_report's chart and amounts on its asset page."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Locator, Page
+
+from paywall.stack.process import free_port
+from tests.browser.conftest import OfflinePage, screenshot
+from tests.conftest import REPO, Api
+from tests.integration.test_billing import resources, token  # noqa: F401 (fixtures)
+from tests.integration.test_billing_report import (
+    bill_and_report,
+    dagster_home,
+    mrr_warehouse,
+    report_resources,
+)
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2026, 10, 26)  # a day of its own (tests/integration/test_billing_report.py)
+
+
+@pytest.fixture
+def billed_instance(
+    api: Api,
+    token: str,  # noqa: F811
+    resources: dict[str, Any],  # noqa: F811
+    tmp_path: Path,
+) -> Path:
+    """DAGSTER_HOME of an instance where billing_job's assets materialized DAY."""
+    home = tmp_path / "dagster"
+    given = report_resources(resources, mrr_warehouse(tmp_path / "warehouse.duckdb"))
+    with dagster_home(home) as instance:
+        assert bill_and_report(api, token, given, instance, DAY).success
+    return home
+
+
+LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+
+
+def location_loaded(url: str) -> bool:
+    """The webserver answers and has loaded the paywall code location (until then the asset
+    pages show the assets as external ones)."""
+    try:
+        answer = httpx.post(f"{url}/graphql", json={"query": LOCATIONS}, timeout=5)
+    except httpx.TransportError:
+        return False
+    if answer.status_code != 200:
+        return False
+    entries = answer.json()["data"]["workspaceOrError"].get("locationEntries", [])
+    return any(e["name"] == "paywall" and e["loadStatus"] == "LOADED" for e in entries)
+
+
+@pytest.fixture
+def webserver(billed_instance: Path, tmp_path: Path) -> Iterator[str]:
+    """`dagster-webserver -w workspace.yaml` on a free port over that instance; stopped
+    (and waited for) by the test that started it."""
+    port = free_port()
+    log = (tmp_path / "webserver.log").open("w")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster-webserver")),
+            *("-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)),
+        ],
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(billed_instance)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # the code location parses the dbt manifest first
+            assert proc.poll() is None, (tmp_path / "webserver.log").read_text()[-3000:]
+            if location_loaded(url):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("dagster-webserver did not load the code location")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def table_headed(page: Page, column: str) -> Locator:
+    """The innermost table with `column` in its head (metadata tables sit in the UI's own)."""
+    return page.locator("th", has_text=column).first.locator("xpath=ancestor::table[1]")
+
+
+def test_billing_report_shows_its_chart_and_amounts(
+    webserver: str, offline_page: OfflinePage, tmp_path: Path
+) -> None:
+    page = offline_page.page
+    # Dagster's "join the community" dialog, shown once per browser, would cover the page.
+    page.context.add_init_script("localStorage.setItem('communityNux', JSON.stringify('1'))")
+    page.goto(f"{webserver}/assets/billing_report?view=events&partition={DAY.isoformat()}")
+    page.get_by_text(f"Partition {DAY.isoformat()} materialized").wait_for(timeout=60_000)
+    # The amounts: a Markdown table in the metadata, rendered as an HTML table.
+    amounts = table_headed(page, "outstanding_past_due")
+    assert amounts.locator("td").all_inner_texts()[:3] == ["USD", "38.00", "38.00"]
+    months = table_headed(page, "reactivation")
+    assert "2026-10" in months.inner_text() and "68.00" in months.inner_text()
+    assert page.get_by_text("mrr-2026-10-26.png").is_visible()  # mrr_chart_file
+    screenshot(page, tmp_path / "billing_report_metadata.png")
+    # The chart: the UI offers large Markdown behind a link, in a dialog.
+    page.get_by_text("[Show Markdown]").first.click()
+    chart = page.locator("img[src^='data:image/png;base64,']")
+    chart.wait_for(state="visible", timeout=30_000)
+    width, height = chart.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert (width, height) == (800, 600)  # the PNG decoded: matplotlib's 8 x 6 in at 100 dpi
+    shot = screenshot(page, tmp_path / "billing_report_chart.png")
+    assert shot.stat().st_size > 10_000
+    # Dagster's UI itself may ask the internet for nothing but telemetry.
+    assert not [u for u in offline_page.blocked if "telemetry" not in u], offline_page.blocked
