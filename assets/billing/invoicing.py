@@ -121,7 +121,9 @@ def create_invoices(conn: Connection, billing_date: date) -> tuple[int, int]:
             "coalesce(tax, 0), coalesce(tax_inclusive, false), coalesce(total, amount), "
             "coalesce(total, amount), currency, period_start, period_end, :day, 'open', now(), "
             f"discount_id, tax_rate_id FROM {STAGE} "
-            "ON CONFLICT (subscription_id, period_start) DO NOTHING RETURNING *), "
+            # the key holds for the run's invoices, not upgrades' prorations (0026)
+            "ON CONFLICT (subscription_id, period_start) WHERE kind <> 'proration' "
+            "DO NOTHING RETURNING *), "
             f"lines AS ({LINES}), "
             "uses AS (INSERT INTO billing.discount_uses (discount_id, period_start, invoice_id) "
             "SELECT discount_id, period_start, id FROM made WHERE discount_id IS NOT NULL "

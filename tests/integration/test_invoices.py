@@ -192,6 +192,46 @@ def test_an_upgrade_is_charged_once_and_its_invoice_shows_the_proration(
     assert attempt["status"] == "succeeded" and attempt["payment_id"] == invoice["payment_id"]
 
 
+def test_upgrades_after_the_periods_renewal_are_each_charged(
+    api: Api, partner: dict[str, str], tenant: str
+) -> None:
+    """The period's renewal invoice and its prorations live side by side: the unique key is
+    one renewal per period, not one invoice."""
+    reg = signup(api, partner)
+    sub_id = reg["subscription_id"]
+    [(start, end)] = sql(
+        api,
+        "SELECT current_period_start, current_period_end FROM subscription.subscriptions "
+        "WHERE id = %s",
+        sub_id,
+    )
+    sql(  # the billing run's renewal of this very period, paid
+        api,
+        "INSERT INTO billing.invoices (id, subscription_id, customer_id, tenant_id, plan_id, "
+        "kind, amount, subtotal, total, amount_paid, amount_due, currency, period_start, "
+        "period_end, billing_date, status, finalized_at) VALUES (gen_random_uuid(), %s, %s, "
+        "%s, 'basic-monthly', 'renewal', 900, 900, 900, 900, 0, 'usd', %s, %s, "
+        "current_date, 'paid', now())",
+        sub_id,
+        reg["customer_id"],
+        tenant,
+        start,
+        end,
+    )
+
+    first = upgrade(api, partner, sub_id, "pro-monthly", str(uuid.uuid4()))
+    assert first.status_code == 200, first.text
+    second = upgrade(api, partner, sub_id, "team-monthly", str(uuid.uuid4()))
+    assert second.status_code == 200, second.text
+
+    assert plan_of(api, sub_id) == "team-monthly"
+    made = prorations(api, sub_id)
+    assert [status for _, status, _ in made] == ["paid", "paid"]
+    for invoice_id, _, total in made:
+        assert payments_for(api, invoice_id) == [("succeeded", total)]
+    assert intents_of(api, reg["customer_id"]) == 3  # the signup's and the two upgrades'
+
+
 def test_two_racing_upgrades_charge_once(api: Api, partner: dict[str, str]) -> None:
     reg = signup(api, partner)
     sub_id = reg["subscription_id"]
