@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,24 @@ def local_stack() -> Iterator[LocalStack]:
             stack.down()
             reset_settings()
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch_database(settings: Settings) -> Iterator[Settings]:
+    """Settings naming an empty database of this test's own on the stack's server (no
+    migrations run), dropped after it: for tests that need a whole database to themselves."""
+    import psycopg
+
+    assert settings.database_url
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base, _, _ = settings.database_url.rpartition("/")
+    try:
+        yield settings.model_copy(update={"database_url": f"{base}/{name}"})
+    finally:
+        with psycopg.connect(settings.database_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

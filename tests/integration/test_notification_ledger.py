@@ -4,8 +4,6 @@ re-run sends none of them again), beside the consumer's rows, and move back on d
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -26,17 +24,8 @@ BATCH_ROWS = [  # customer, reason, period, channel, batch day, status, provider
 
 
 @pytest.fixture
-def database(settings: Settings) -> Iterator[Settings]:
-    assert settings.database_url
-    name = f"ledger_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = settings.database_url.rpartition("/")
-    try:
-        yield settings.model_copy(update={"database_url": f"{base}/{name}"})
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+def database(scratch_database: Settings) -> Settings:
+    return scratch_database
 
 
 def rows(settings: Settings, query: str) -> list[tuple[Any, ...]]:

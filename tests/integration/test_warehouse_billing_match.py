@@ -4,7 +4,6 @@ database of its own (the check covers every invoice) and a real DuckDB warehouse
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -33,44 +32,35 @@ INVOICES = [
 
 
 @pytest.fixture
-def database(settings: Settings) -> Iterator[Settings]:
-    assert settings.database_url
-    name = f"billmatch_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = settings.database_url.rpartition("/")
-    try:
-        ours = settings.model_copy(update={"database_url": f"{base}/{name}"})
-        upgrade(ours)
-        with psycopg.connect(ours.database_url or "") as conn:
-            for invoice_id, currency, status, total, paid, due, changed in INVOICES:
-                conn.execute(
-                    "INSERT INTO billing.invoices (id, subscription_id, customer_id, plan_id, "
-                    "kind, amount, currency, period_start, period_end, billing_date, status, "
-                    "subtotal, discount, tax, total, amount_paid, amount_due, created_at, "
-                    "updated_at) VALUES (%s, %s, 'c1', 'pro-monthly', 'renewal', %s, %s, "
-                    "%s, %s, %s, %s, %s, 0, 0, %s, %s, %s, %s, %s)",
-                    (
-                        invoice_id,
-                        uuid.uuid4(),
-                        total,
-                        currency,
-                        BEFORE,
-                        AFTER,
-                        date(2026, 3, 1),
-                        status,
-                        total,
-                        total,
-                        paid,
-                        due,
-                        BEFORE,
-                        changed,
-                    ),
-                )
-        yield ours
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+def database(scratch_database: Settings) -> Settings:
+    """A migrated database of its own (the check covers every invoice) holding INVOICES."""
+    upgrade(scratch_database)
+    with psycopg.connect(scratch_database.database_url or "") as conn:
+        for invoice_id, currency, status, total, paid, due, changed in INVOICES:
+            conn.execute(
+                "INSERT INTO billing.invoices (id, subscription_id, customer_id, plan_id, "
+                "kind, amount, currency, period_start, period_end, billing_date, status, "
+                "subtotal, discount, tax, total, amount_paid, amount_due, created_at, "
+                "updated_at) VALUES (%s, %s, 'c1', 'pro-monthly', 'renewal', %s, %s, "
+                "%s, %s, %s, %s, %s, 0, 0, %s, %s, %s, %s, %s)",
+                (
+                    invoice_id,
+                    uuid.uuid4(),
+                    total,
+                    currency,
+                    BEFORE,
+                    AFTER,
+                    date(2026, 3, 1),
+                    status,
+                    total,
+                    total,
+                    paid,
+                    due,
+                    BEFORE,
+                    changed,
+                ),
+            )
+    return scratch_database
 
 
 def warehouse(settings: Settings, path: Path, rows: list[tuple[object, ...]]) -> WarehouseResource:
