@@ -130,3 +130,28 @@ def test_billing_report_shows_its_chart_and_amounts(
     assert shot.stat().st_size > 10_000
     # Dagster's UI itself may ask the internet for nothing but telemetry.
     assert not [u for u in offline_page.blocked if "telemetry" not in u], offline_page.blocked
+
+
+def test_billing_runs_checks_and_the_marts_column_docs_show(
+    webserver: str, offline_page: OfflinePage, tmp_path: Path
+) -> None:
+    page = offline_page.page
+    page.context.add_init_script("localStorage.setItem('communityNux', JSON.stringify('1'))")
+    # The billing partition: its amounts per currency in the materialization's metadata.
+    page.goto(f"{webserver}/assets/billing_run?view=events&partition={DAY.isoformat()}")
+    page.get_by_text(f"Partition {DAY.isoformat()} materialized").wait_for(timeout=60_000)
+    assert "USD" in table_headed(page, "outstanding_past_due").inner_text()
+    screenshot(page, tmp_path / "billing_run_partition.png")
+    # Its reconciliation checks, run with it, passed.
+    page.goto(f"{webserver}/assets/billing_run?view=checks")
+    for check in ("billing_invoiced_once", "billing_paid_matches_charges"):
+        page.get_by_text(check).first.wait_for(timeout=60_000)
+    screenshot(page, tmp_path / "billing_run_checks.png")
+    # A dbt mart's columns, with the docs of its YAML (dagster-dbt reads the manifest).
+    page.goto(f"{webserver}/assets/marts/fct_invoices")
+    try:
+        page.get_by_text("Billing's invoice id.").first.wait_for(timeout=60_000)
+    finally:
+        screenshot(page, tmp_path / "fct_invoices_columns.png")
+    assert page.get_by_text("The subscription invoiced.").first.is_visible()
+    assert not [u for u in offline_page.blocked if "telemetry" not in u], offline_page.blocked
