@@ -48,6 +48,8 @@ def lake_partition(key: str) -> LakePartition:
 
 
 CONTRACT_CHECK = "raw_events_contract"
+# The tags of a run over a range of partitions (Dagster's single-run backfills use them).
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 @asset(

@@ -26,7 +26,13 @@ from dagster import (
 )
 
 from assets.shared.resources import Database, Lake
-from assets.warehouse.assets import lake_partition, lake_partitions, raw_events
+from assets.warehouse.assets import (
+    RANGE_END,
+    RANGE_START,
+    lake_partition,
+    lake_partitions,
+    raw_events,
+)
 from assets.warehouse.billing_match import invoices_match
 from assets.warehouse.dbt import dbt_key
 from assets.warehouse.lake import partition_files, read_files
@@ -41,7 +47,6 @@ from assets.warehouse.suites import (
 )
 
 MARTS_SCHEMA = "marts"
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 @asset_check(

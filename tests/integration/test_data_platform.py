@@ -17,7 +17,6 @@ from dagster import (
     AssetKey,
     DagsterInstance,
     ExecuteInProcessResult,
-    RunRequest,
     SensorResult,
     SkipReason,
     build_sensor_context,
@@ -26,7 +25,13 @@ from dagster import (
 
 from assets.shared.resources import Lake
 from assets.warehouse import LakePartition
-from assets.warehouse.assets import lake_partitions, partition_key, raw_events
+from assets.warehouse.assets import (
+    RANGE_END,
+    RANGE_START,
+    lake_partitions,
+    partition_key,
+    raw_events,
+)
 from assets.warehouse.checks import mart_checks, raw_events_unique_event_ids
 from assets.warehouse.dbt import dbt_key, dbt_resource, paywall_dbt
 from assets.warehouse.resources import WarehouseResource
@@ -66,10 +71,13 @@ class Platform:
                 )
         return result
 
-    def run(self, assets: list[Any], key: str) -> ExecuteInProcessResult:
+    def run(
+        self, assets: list[Any], key: str | None, tags: dict[str, str] | None = None
+    ) -> ExecuteInProcessResult:
         return materialize(
             assets,
             partition_key=key,
+            tags=tags,
             instance=self.instance,
             resources=self.resources,
             raise_on_error=False,
@@ -118,38 +126,25 @@ def test_sensor_loads_validates_and_dbt_builds_every_lake_partition(platform: Pl
     first = platform.tick()
     assert isinstance(first, SensorResult)
     expected = sorted(partition_key(p) for p in platform.lake)
-    requests: list[RunRequest] = list(first.run_requests or [])
-    assert sorted(r.partition_key or "" for r in requests) == expected
-    assert all(r.run_key and r.run_key.startswith(f"{r.partition_key}@") for r in requests)
-    assert sorted(platform.instance.get_dynamic_partitions(lake_partitions.name or "")) == expected
+    # The new partitions are neighbours: one run loads them all and builds dbt once.
+    (request,) = list(first.run_requests or [])
+    assert request.tags == {RANGE_START: expected[0], RANGE_END: expected[-1]}
+    assert request.run_key and request.run_key.startswith(f"{expected[0]}..{expected[-1]}@")
+    assert platform.instance.get_dynamic_partitions(lake_partitions.name or "") == expected
 
-    # Every partition but the last: load + its checks. The last: the whole warehouse_job
-    # selection (load, checks, dbt build, mart checks), so dbt builds once on all of it.
-    *loads, last = sorted(requests, key=lambda r: r.partition_key or "")
-    duplicated = next(p for p in sorted(platform.lake) if p.event_type == "subscription.created")
-    for request in loads:
-        key = request.partition_key or ""
-        result = platform.run([raw_events, raw_events_unique_event_ids], key)
-        assert result.success, key
-        (materialization,) = result.asset_materializations_for_node("raw_events")
-        assert (
-            materialization.metadata["dagster/row_count"].value
-            == platform.lake[LakePartition.of(*key.split("|"))]
-        )
-        checks = _checks(result)
-        assert checks["raw_events_contract"] == (True, "ERROR"), key
-        # The replayed batch files one event twice: a warning, staging dedupes.
-        unique_ok = key != partition_key(duplicated)
-        assert checks["raw_events_unique_event_ids"] == (unique_ok, "WARN"), key
-
-    result = platform.run(warehouse_assets(), last.partition_key or "")
+    result = platform.run(warehouse_assets(), None, request.tags)
     assert result.success
+    loaded = result.asset_materializations_for_node("raw_events")
+    assert sorted(m.partition or "" for m in loaded) == expected  # each partition, one run
+    assert loaded[0].metadata["dagster/row_count"].value == sum(platform.lake.values())
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert {AssetKey("raw_events"), dbt_key("mrr_monthly"), dbt_key("fct_subscriptions")} <= (
         materialized
     )
     checks = _checks(result)
     assert checks["raw_events_contract"] == (True, "ERROR")
+    # The replayed batch files one event twice: a warning, staging dedupes.
+    assert checks["raw_events_unique_event_ids"] == (False, "WARN")
     assert checks["mrr_monthly_quality"] == (True, "ERROR")
     assert checks["fct_subscriptions_quality"] == (True, "ERROR")
     dbt_tests = {
