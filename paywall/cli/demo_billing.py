@@ -70,9 +70,7 @@ def require_pdftoppm() -> str:
     """pdftoppm renders the invoice's PDF; checked before the stack starts."""
     found = shutil.which("pdftoppm")
     if found is None:
-        raise PaywallError(
-            "pdftoppm not found: install Debian's poppler-utils (./dev demo installs it)"
-        )
+        raise PaywallError("pdftoppm not found: install Debian's poppler-utils")
     return found
 
 

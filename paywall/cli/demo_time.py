@@ -102,6 +102,14 @@ def move_events(engine: Engine, window: Window, to: datetime, *, signup: bool) -
                 ),
                 {"d": delta, "since": window.started},
             )
+            # and one it made was issued then (the PDF's "Issued" date).
+            conn.execute(
+                text(
+                    "UPDATE billing.invoices SET created_at = created_at + :d, "
+                    "finalized_at = finalized_at + :d WHERE created_at >= :since"
+                ),
+                {"d": delta, "since": window.started},
+            )
     return moved
 
 

@@ -200,6 +200,14 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert state == {}  # the demo stopped every server it started
 
 
+def test_demo_without_pdftoppm_names_the_package_in_one_line(tmp_path: Path) -> None:
+    # Only the environment's own commands on the PATH: no pdftoppm (nor anything else).
+    env = clean_env(tmp_path, PATH=str(REPO / ".venv" / "bin"))
+    line = one_line_error(run(["demo"], env))
+    assert line == "error: pdftoppm not found: install Debian's poppler-utils", line
+    assert not (tmp_path / "stack.json").exists()  # refused before starting anything
+
+
 @pytest.mark.parametrize(
     ("day", "problem"),
     [
