@@ -339,8 +339,10 @@ def demo(
     signups: Annotated[int, typer.Option(min=1, max=1000, help="How many signups.")] = 12,
 ) -> None:
     """The end-to-end demo on the local stack (see paywall/cli/demo_flow.py for the stages)."""
+    from paywall.cli import demo_billing
     from paywall.cli import demo_flow as flow
 
+    demo_billing.require_pdftoppm()  # before minutes of work, not after
     stack = _stack()
     before = {p.name for p in stack.status() if p.mode == "started"}
     try:

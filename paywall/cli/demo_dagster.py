@@ -48,6 +48,7 @@ class DemoDagster:
         self.instance = instance
         self.resources = build_resources(settings)
         self.failed: list[str] = []
+        self.invoices_match = "not run"
 
     def _run(
         self,
@@ -93,6 +94,7 @@ class DemoDagster:
         from assets.warehouse.checks import (
             RANGE_END,
             RANGE_START,
+            billing_match_check,
             mart_checks,
             raw_events_unique_event_ids,
         )
@@ -117,9 +119,16 @@ class DemoDagster:
             )
         else:  # partitions of earlier demos reloaded between new ones: one run each
             loaded = sum(bool(self._run(f"raw_events {key}", assets, key).success) for key in todo)
-        built = self._run("dbt build", [paywall_dbt(), *mart_checks()])
+        # The warehouse_job's checks, the blocking fct_invoices_match_billing among them.
+        built = self._run("dbt build", [paywall_dbt(), *mart_checks(), billing_match_check()])
         checks = built.get_asset_check_evaluations()
         failed = sum(not c.passed for c in checks)
+        for check in checks:
+            if check.check_name == "fct_invoices_match_billing":
+                compared = check.metadata.get("invoices_compared")
+                self.invoices_match = f"{'PASS' if check.passed else 'FAIL'} " + (
+                    f"({compared.value} invoices compared)" if compared is not None else ""
+                )
         models = len(built.get_asset_materialization_events())
         return (
             loaded,

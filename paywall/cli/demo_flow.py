@@ -4,7 +4,9 @@ stack up → migrate → topics → API (all services, one process) → four mon
 plan changes and billing days (demo_story.py; billing runs and notification batches
 materialized through Dagster, demo_dagster.py) → outbox relay → notification and audit
 consumers → Spark lake job → lake → warehouse and dbt build through Dagster →
-billing_report through Dagster → summary, with MRR per month and its chart.
+billing_report through Dagster → the first customer's invoice as PDF and PNG → summary,
+with the money per currency from the billing schema beside the marts' (demo_billing.py),
+and MRR per month and its chart.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -25,6 +28,7 @@ from rich.table import Table
 from sqlalchemy import text
 
 from paywall import clients, db
+from paywall.cli import demo_billing as extras
 from paywall.cli.demo_story import StoryOutcome
 from paywall.logs import configure_logging
 from paywall.settings import Settings, get_settings, reset_settings, state_dir
@@ -43,6 +47,8 @@ class Outcome:
     handled: dict[str, dict[str, int]] = field(default_factory=dict)
     mrr: list[MonthMrr] = field(default_factory=list)
     dagster_failed: list[str] = field(default_factory=list)
+    money: list[tuple[str, str]] = field(default_factory=list)
+    invoice: tuple[Path, Path] | None = None
 
 
 @contextmanager
@@ -68,7 +74,15 @@ def partner_token(base: str, settings: Settings) -> str:
             "demo-partner",
             secret=secret,
             grant_types=("client_credentials",),
-            scopes=("registrations:write", "subscriptions:read", "subscriptions:write"),
+            scopes=(
+                "registrations:write",
+                "subscriptions:read",
+                "subscriptions:write",
+                "coupons:write",
+                "tax_rates:write",
+                "invoices:read",
+                "invoices:write",
+            ),
             tenant_id="demo",
             replace=True,
         )
@@ -168,6 +182,7 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
     story = outcome.story
     table.add_row("signups (HTTP)", ", ".join(f"{k}: {v}" for k, v in story.signups.items()))
     table.add_row("plan changes", ", ".join(f"{k}: {v}" for k, v in story.changes.items()))
+    table.add_row("coupon and tax rates", ", ".join(story.billing_setup))
     table.add_row("subscriptions", ", ".join(f"{k}: {v}" for k, v in sorted(states.items())))
     table.add_row("events relayed to Kafka", str(outcome.published))
     for name, stats in outcome.handled.items():
@@ -182,10 +197,17 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
         f"{len(days)} day(s), {days[0]} … {days[-1]}" if days else "nothing due",
     )
     table.add_row("invoices", ", ".join(f"{k}: {v}" for k, v in sorted(invoices.items())))
+    table.add_row("invoices discounted, taxed", extras.invoice_terms(engine))
+    table.add_row("credit note", story.credit_note or "none")
     table.add_row("Dagster runs failed", ", ".join(outcome.dagster_failed) or "none")
     for key, value in outcome.warehouse.items():
         table.add_row(key, value)
     table.add_row("audit log", f"{audit.rows} rows, chain {'intact' if audit.ok else 'BROKEN'}")
+    for key, value in outcome.money:
+        table.add_row(key, value)
+    if outcome.invoice:
+        table.add_row("first customer's invoice (PDF)", str(outcome.invoice[0]))
+        table.add_row("first customer's invoice (PNG)", str(outcome.invoice[1]))
     table.add_row("MRR from subscriptions", f"{float(mrr) / 100:,.2f} USD (active and past_due)")
     return table
 
@@ -236,9 +258,19 @@ def run(console: Console, signups: int) -> None:
             loaded, built = dagster.warehouse()
             outcome.warehouse["warehouse load (Dagster)"] = f"{loaded} lake partition(s)"
             outcome.warehouse["dbt build (Dagster)"] = built
+            outcome.warehouse["fct_invoices_match_billing (blocking)"] = dagster.invoices_match
             if outcome.story.billing_days:
                 dagster.billing_report(outcome.story.billing_days[-1])
         outcome.dagster_failed = dagster.failed
+        outcome.money = extras.money_rows(
+            extras.billing_money(engine), extras.marts_money(dagster.resources["warehouse"])
+        )
+        first = next((p.answer["customer_id"] for p in story.people if p.answer), None)
+        if first:
+            with httpx.Client(timeout=60) as http:
+                outcome.invoice = extras.render_invoice(
+                    http, base, story.headers, engine, first, state_dir()
+                )
         outcome.mrr = mrr_from_marts(settings)
         if outcome.mrr:
             latest = max(r.month for r in outcome.mrr)

@@ -2,7 +2,10 @@
 
 Three cohorts sign up on the 10th of each of the last three months and one today; a
 trial whose card declines at conversion goes through dunning and is lost; a customer
-downgrades and another cancels at period end; one upgrades today. Every billing day in
+downgrades and another cancels at period end; one upgrades today. The first customer signs
+up with the tenant's coupon from California (its invoices discounted, sales tax added), the
+second from Germany (VAT inside the price); today a credit note refunds part of the first
+customer's paid invoice (demo_billing.py). Every billing day in
 between runs through Dagster (demo_dagster.py) as the schedule would have run it. Each step
 is moved to its simulated moment (demo_time.py) before anything is relayed, so the lake,
 the warehouse and the MRR chart see four months.
@@ -22,6 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from paywall import db
+from paywall.cli import demo_billing as extras
 from paywall.cli import demo_time as clock
 from paywall.cli.demo_dagster import DemoDagster
 from paywall.settings import Settings
@@ -38,6 +42,8 @@ class Signup:
     trial: bool
     declined: bool
     late: bool = False  # signs up on the month's last day, and upgrades today
+    coupon: str | None = None
+    address: dict[str, str] | None = None
     answer: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,6 +53,8 @@ class StoryOutcome:
     changes: Counter[str] = field(default_factory=Counter)
     billing_days: list[date] = field(default_factory=list)
     billing: Counter[str] = field(default_factory=Counter)
+    billing_setup: list[str] = field(default_factory=list)
+    credit_note: str = ""
 
 
 def cast(count: int) -> list[Signup]:
@@ -58,6 +66,11 @@ def cast(count: int) -> list[Signup]:
         first_of_cohort = not cast_ or cast_[-1].cohort != cohort
         declined = cohort == 2 and first_of_cohort
         cast_.append(Signup(cohort, PLANS[i % len(PLANS)], declined or i % 4 == 1, declined))
+    # The oldest cohort's first customer renews (and cancels before its coupon runs out, so
+    # today's MRR holds no discount); its second converts a trial and stays.
+    cast_[0].coupon, cast_[0].address = str(extras.COUPON["code"]), extras.US_CA
+    if len(cast_) > 1:
+        cast_[1].address = extras.DE
     # Last month's last signup comes on its last day on the basic plan, so that today is
     # still in its first period: its upgrade today is expansion (billing makes a proration
     # invoice only for a period without one, and a renewed period has its renewal's).
@@ -79,6 +92,7 @@ class Story:
         self.console = console
         self.outcome = StoryOutcome()
         self.last_billed: date | None = None
+        self.people: list[Signup] = []
 
     def card(self, number: str) -> str:
         from paywall import clients
@@ -106,6 +120,8 @@ class Story:
             "trial": who.trial,
             "marketing_opt_in": n % 2 == 0,
             "payment_method_id": self.card(DECLINED_CARD if who.declined else GOOD_CARD),
+            **({"coupon": who.coupon} if who.coupon else {}),
+            **({"address": who.address} if who.address else {}),
         }
         resp = self.post(http, "/v1/registrations", body)
         if resp.status_code == 201:
@@ -136,12 +152,13 @@ class Story:
 
     def play(self, count: int) -> StoryOutcome:
         today = datetime.now(UTC).date()
-        people = cast(count)
+        people = self.people = cast(count)
         with (
             Progress(console=self.console, transient=True) as bar,
             httpx.Client(timeout=60) as http,
         ):
             task = bar.add_task("four months of signups and billing days", total=count)
+            self.outcome.billing_setup = extras.set_up(http, self.base, self.headers)
             for months_back in MONTHS_BACK:
                 cohort = [p for p in people if p.cohort == months_back and not p.late]
                 day = today.replace(day=10) - relativedelta(months=months_back)
@@ -164,6 +181,12 @@ class Story:
             # Today, live: an upgrade, charged now (a proration invoice).
             upgrading = next((p for p in people if p.late), None)
             self.change(http, upgrading, "upgrade", {"plan_id": "pro-monthly"})
+            first = people[0].answer.get("customer_id")
+            self.outcome.credit_note = (
+                extras.credit_note(http, self.base, self.headers, self.engine, first)
+                if first
+                else "first signup refused"
+            )
         return self.outcome
 
     def late_signups(

@@ -9,7 +9,7 @@ that step wrote to the step's simulated moment, before anything is relayed:
   first period, the trial's end); for a later step only the timestamps that were "now"
   during the step (a renewal's period comes from the simulated one and stays);
 * for a signup, the new subscriptions' periods and trial ends, so billing finds them due
-  on the simulated days.
+  on the simulated days, and their coupons' discounts (start, the first period spent).
 
 Only the demo does this (the `paywall demo` command, on its own local stack): it is the
 same time travel the tests do for one subscription (tests/integration/test_billing.py's
@@ -92,6 +92,24 @@ def move_events(engine: Engine, window: Window, to: datetime, *, signup: bool) -
                     {"p": json.dumps(body), "seq": seq},
                 )
                 moved += 1
+        if not signup:
+            # An invoice the step wrote or changed is as of the step's moment too: the
+            # warehouse check compares the invoices changed up to the newest event loaded.
+            conn.execute(
+                text(
+                    "UPDATE billing.invoices SET updated_at = updated_at + :d "
+                    "WHERE updated_at >= :since"
+                ),
+                {"d": delta, "since": window.started},
+            )
+            # and one it made was issued then (the PDF's "Issued" date).
+            conn.execute(
+                text(
+                    "UPDATE billing.invoices SET created_at = created_at + :d, "
+                    "finalized_at = finalized_at + :d WHERE created_at >= :since"
+                ),
+                {"d": delta, "since": window.started},
+            )
     return moved
 
 
@@ -105,6 +123,23 @@ def move_signups(engine: Engine, window: Window, to: datetime) -> None:
                 "current_period_start = current_period_start + :d, "
                 "current_period_end = current_period_end + :d, "
                 "trial_end = trial_end + :d, created_at = created_at + :d "
+                "WHERE created_at >= :since"
+            ),
+            {"d": delta, "since": window.started},
+        )
+        # A coupon redeemed at signup starts (and spent its first period) with it: billing
+        # discounts only periods from the discount's start on.
+        conn.execute(
+            text(
+                "UPDATE billing.discount_uses SET period_start = period_start + :d, "
+                "used_at = used_at + :d WHERE discount_id IN "
+                "(SELECT id FROM billing.discounts WHERE created_at >= :since)"
+            ),
+            {"d": delta, "since": window.started},
+        )
+        conn.execute(
+            text(
+                "UPDATE billing.discounts SET start = start + :d, created_at = created_at + :d "
                 "WHERE created_at >= :since"
             ),
             {"d": delta, "since": window.started},

@@ -160,15 +160,52 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
     result = run(["demo", "--signups", "6"], env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "chain intact" in result.stdout
-    assert "refused" not in result.stdout or "(402)" in result.stdout
+    out = result.stdout
+    assert "chain intact" in out
+    assert "refused" not in out or "(402)" in out
     assert "dbt build" in result.stdout and "ERROR=0" in result.stdout
     # The marts reconcile with the transactional database.
     mrr = dict(re.findall(r"MRR from (the marts|subscriptions)\s*│\s*([\d,.]+) USD", result.stdout))
     assert len(mrr) == 2 and mrr["the marts"] == mrr["subscriptions"], mrr
     assert (tmp_path / "mrr.png").stat().st_size > 1000
+    # Coupons, tax and credit notes: a discounted invoice, a taxed one, a partial refund.
+    terms = re.search(r"(\d+) discounted, (\d+) with tax added, (\d+) with tax included", out)
+    assert terms, out[-3000:]
+    discounted, added, included = map(int, terms.groups())
+    assert discounted >= 1 and added + included >= 1, terms.group(0)
+    assert re.search(r"credit note\s*│\s*issued: [\d.,]+ refunded to the card", out), out[-3000:]
+    # billed, collected, credited and outstanding per currency: billing schema = marts.
+    money = {
+        (currency, side): figures
+        for currency, side, figures in re.findall(
+            r"money (\w{3}) \((billing schema|marts)\)\s*│\s*(billed [^│]+?)\s*│", out
+        )
+    }
+    assert ("USD", "billing schema") in money, out[-3000:]
+    for currency in {c for c, _ in money}:
+        assert money[(currency, "billing schema")] == money[(currency, "marts")], money
+        assert re.search(rf"money {currency} equal\s*│\s*yes", out)
+    usd = {
+        k: float(v.replace(",", ""))
+        for k, v in re.findall(r"(\w+) (\d[\d,]*\.\d\d)", money[("USD", "marts")])
+    }
+    assert usd["billed"] > 0 and usd["collected"] > 0 and usd["credited"] > 0, usd
+    assert re.search(r"fct_invoices_match_billing \(blocking\)\s*│\s*PASS", out), out[-3000:]
+    pdf, png = tmp_path / "invoice.pdf", tmp_path / "invoice.png"
+    assert re.search(rf"\(PDF\)\s*│\s*{re.escape(str(pdf))}\s", out), out[-3000:]
+    assert re.search(rf"\(PNG\)\s*│\s*{re.escape(str(png))}\s", out), out[-3000:]
+    assert pdf.read_bytes().startswith(b"%PDF") and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 1000
     state = json.loads((tmp_path / "stack.json").read_text())
     assert state == {}  # the demo stopped every server it started
+
+
+def test_demo_without_pdftoppm_names_the_package_in_one_line(tmp_path: Path) -> None:
+    # Only the environment's own commands on the PATH: no pdftoppm (nor anything else).
+    env = clean_env(tmp_path, PATH=str(REPO / ".venv" / "bin"))
+    line = one_line_error(run(["demo"], env))
+    assert line == "error: pdftoppm not found: install Debian's poppler-utils", line
+    assert not (tmp_path / "stack.json").exists()  # refused before starting anything
 
 
 @pytest.mark.parametrize(
