@@ -737,6 +737,25 @@ def test_dbt_build_passes_every_test(dbt_build: DbtRun) -> None:
     } <= singular
 
 
+def test_mrr_is_there_when_no_invoice_has_a_discount(dbt_build: DbtRun, tmp_path: Path) -> None:
+    """DuckDB 2.0 dropped every row of int_customer_mrr_monthly when no invoice had a
+    discount (a left join to an empty CTE): the model keeps that CTE from being empty."""
+    copy = tmp_path / "no-discounts.duckdb"
+    shutil.copy(dbt_build.warehouse_path, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute("UPDATE marts.fct_invoices SET discount_amount = 0")
+        before = con.execute("SELECT count(*) FROM intermediate.int_customer_mrr_monthly")
+        rows = before.fetchone()
+    run = DbtRun(copy, tmp_path / "target", dbt_build.profiles_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WAREHOUSE_PATH", str(copy))
+        run.invoke("run", "--select", "int_customer_mrr_monthly")
+    assert rows is not None and rows[0] > 0
+    assert run.query("SELECT count(*) AS n FROM intermediate.int_customer_mrr_monthly") == [
+        {"n": rows[0]}
+    ]
+
+
 def test_mrr_by_month_matches_the_hand_computed_history(dbt_build: DbtRun) -> None:
     rows = dbt_build.query("SELECT * FROM marts.mrr_monthly ORDER BY month")
     by_month = {r["month"]: r for r in rows}

@@ -38,6 +38,14 @@ discounted as (
         and invoice_status <> 'void'
         and discount_amount > 0
         and period_start is not null
+    -- A row that matches no subscription: DuckDB 2.0's optimizer drops every row of the
+    -- left join below when this CTE is empty (a warehouse with no discount yet).
+    union all
+    select
+        cast(null as {{ dbt.type_string() }}),
+        cast(null as {{ dbt.type_timestamp() }}),
+        cast(null as {{ dbt.type_timestamp() }}),
+        cast(null as numeric(18, 2))
 ),
 
 month_end_mrr as (
