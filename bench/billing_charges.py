@@ -53,7 +53,8 @@ from assets.shared.resources import Services  # noqa: E402
 from bench.fresh_stack import fresh_stack  # noqa: E402
 from bench.signup import created, register, serve  # noqa: E402
 from paywall import clients, db  # noqa: E402
-from paywall.cli.demo_flow import GOOD_CARD, new_card, partner_token  # noqa: E402
+from paywall.cli.demo_flow import partner_token  # noqa: E402
+from paywall.clients import make_test_card  # noqa: E402
 from paywall.settings import Settings, get_settings, reset_settings  # noqa: E402
 from paywall.stack.process import free_port, stop_pid  # noqa: E402
 from transactional.auth.clients import ensure_default_clients  # noqa: E402
@@ -64,7 +65,7 @@ DAY_HOUR = 5
 
 def sign_up(api: str, settings: Settings, n: int, concurrency: int) -> list[str]:
     token = partner_token(api, settings)
-    cards = [new_card(settings, GOOD_CARD) for _ in range(n)]
+    cards = [make_test_card(settings) for _ in range(n)]
 
     def one(card: str) -> str:
         with httpx.Client(timeout=60) as http:
@@ -111,7 +112,7 @@ def processor_floor(settings: Settings, n: int, rate: int | None, concurrency: i
     assert settings.redis_url
     client = clients.stripe_client(settings)
     customer = client.v1.customers.create(params={"email": "floor@example.com"})
-    card = new_card(settings, GOOD_CARD)
+    card = make_test_card(settings)
     client.v1.payment_methods.attach(card, params={"customer": customer.id})
     pace = Pace(settings.redis_url, rate or UNPACED, budget=f"bench-floor-{uuid.uuid4()}")
 

@@ -126,8 +126,8 @@ def main() -> None:
         from dagster import DagsterInstance
 
         from paywall import db
-        from paywall.cli.demo_flow import GOOD_CARD, api_server, new_card, partner_token
-        from paywall.clients import ensure_bucket
+        from paywall.cli.demo_flow import api_server, partner_token
+        from paywall.clients import ensure_bucket, make_test_card
         from paywall.settings import get_settings
         from pipelines.resources import build_resources
         from streaming import relay
@@ -151,7 +151,7 @@ def main() -> None:
             settings = get_settings()
             resources = build_resources(settings)
             headers = {"Authorization": f"Bearer {partner_token(base, settings)}"}
-            cards = [new_card(settings, GOOD_CARD) for _ in range(args.signups)]
+            cards = [make_test_card(settings) for _ in range(args.signups)]
             relaying = threading.Thread(
                 target=relay.run, args=(db.engine(settings), settings, stop.is_set), daemon=True
             )

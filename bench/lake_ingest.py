@@ -210,7 +210,8 @@ def signup_latency(spark: SparkSession, cfg: LakeConfig, samples: int) -> list[f
     import threading
 
     from paywall import db
-    from paywall.cli.demo_flow import GOOD_CARD, api_server, new_card, partner_token
+    from paywall.cli.demo_flow import api_server, partner_token
+    from paywall.clients import make_test_card
     from paywall.settings import get_settings
     from streaming import relay
     from streaming.admin import sync_topics
@@ -244,7 +245,7 @@ def signup_latency(spark: SparkSession, cfg: LakeConfig, samples: int) -> list[f
                     "password": "bench password 1234",
                     "name": f"Bench {i}",
                     "plan_id": "basic-monthly",
-                    "payment_method_id": new_card(settings, GOOD_CARD),
+                    "payment_method_id": make_test_card(settings),
                 }
                 start = time.perf_counter()
                 resp = httpx.post(

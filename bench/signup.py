@@ -44,7 +44,8 @@ from bench.signup_floor import (  # noqa: E402
     table_rows,
 )
 from paywall import clients, db  # noqa: E402
-from paywall.cli.demo_flow import GOOD_CARD, new_card, partner_token  # noqa: E402
+from paywall.cli.demo_flow import partner_token  # noqa: E402
+from paywall.clients import make_test_card  # noqa: E402
 from paywall.settings import get_settings, reset_settings  # noqa: E402
 from paywall.stack.local import LocalStack  # noqa: E402
 from paywall.stack.process import free_port, stop_pid, wait_until  # noqa: E402
@@ -154,7 +155,7 @@ def main() -> None:
             reset_settings()
             api = f"http://127.0.0.1:{api_port}"
             token = partner_token(api, get_settings())
-            cards = [new_card(settings, GOOD_CARD) for _ in range(3 * args.signups + 10)]
+            cards = [make_test_card(settings) for _ in range(3 * args.signups + 10)]
             warm, saga_cards, floor_cards, part_cards = (
                 cards[:10],
                 cards[10 : 10 + args.signups],

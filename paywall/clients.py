@@ -44,6 +44,22 @@ def kafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return {"bootstrap.servers": settings.kafka_bootstrap_servers, **security, **extra}
 
 
+# Stripe's test numbers: one it charges, one it attaches but declines when charged (402).
+GOOD_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000341"
+
+
+def make_test_card(settings: Settings, number: str = GOOD_CARD) -> str:
+    """A new test payment method (pm_…) for the card `number` on the configured Stripe."""
+    method = stripe_client(settings).v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    )
+    return str(method.id)
+
+
 def stripe_client(settings: Settings) -> stripe.StripeClient:
     import stripe
 

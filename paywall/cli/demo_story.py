@@ -28,9 +28,9 @@ from paywall import db
 from paywall.cli import demo_billing as extras
 from paywall.cli import demo_time as clock
 from paywall.cli.demo_dagster import DemoDagster
+from paywall.clients import DECLINED_CARD, GOOD_CARD
 from paywall.settings import Settings
 
-GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000341"
 PLANS = ["basic-monthly", "pro-monthly", "pro-yearly", "team-monthly"]
 MONTHS_BACK = (3, 2, 1, 0)
 
@@ -95,15 +95,9 @@ class Story:
         self.people: list[Signup] = []
 
     def card(self, number: str) -> str:
-        from paywall import clients
+        from paywall.clients import make_test_card
 
-        pm = clients.stripe_client(self.settings).v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
-            }
-        )
-        return str(pm.id)
+        return make_test_card(self.settings, number)
 
     def post(self, http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
         # Every change carries a key, as a partner's backend sends it: a retry is safe.

@@ -29,10 +29,6 @@ cards_app = typer.Typer(no_args_is_help=True, help="Test cards on the local Stri
 console = Console(log_path=False)
 err_console = Console(stderr=True)
 
-# Test numbers: one Stripe charges, one it attaches but declines when charged (402).
-GOOD_CARD = "4242424242424242"
-DECLINED_CARD = "4000000000000341"
-
 
 class Format(StrEnum):
     text = "text"
@@ -199,19 +195,12 @@ def cards_create(
     ] = False,
 ) -> None:
     """Print the id of a new test payment method (pm_…) on the local Stripe stand-in."""
-    from paywall.clients import stripe_client
+    from paywall.clients import DECLINED_CARD, GOOD_CARD, make_test_card
 
     settings = get_settings()
     if settings.stripe_api_base is None:  # real Stripe: test cards come from its dashboard
         raise PaywallError("STRIPE_API_BASE: test cards are made on the local Stripe only")
-    number = DECLINED_CARD if declined else GOOD_CARD
-    method = stripe_client(settings).v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
-        }
-    )
-    sys.stdout.write(f"{method.id}\n")
+    sys.stdout.write(f"{make_test_card(settings, DECLINED_CARD if declined else GOOD_CARD)}\n")
 
 
 def _print_secret(client: dict[str, Any], output: Format) -> None:
