@@ -61,9 +61,10 @@ def _nul_in_text(_: str, problem: dict[str, Any], __: Any) -> bool:
 
 
 def _undeliverable_email(_: str, problem: dict[str, Any], __: Any) -> bool:
-    """An email JSON Schema's `format: email` allows but no mail reaches (`a@b.test`): 422."""
+    """An email JSON Schema's `format: email` allows but no mail reaches (`a@b.test`): 422,
+    in any field that holds one (`email`, a webhook endpoint's `contact_email`)."""
     return any(
-        error.get("loc", [])[-1:] == ["email"]
+        str((error.get("loc") or [""])[-1]).endswith("email")  # email, contact_email
         and str(error.get("msg", "")).startswith("value is not a valid email address")
         for error in problem.get("errors", [])
     )
