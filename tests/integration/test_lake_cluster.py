@@ -151,20 +151,7 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
         "SPARK_LOCAL_IP": "127.0.0.1",  # the driver on loopback, as the cluster is
     }
     log = tmp_path / "driver.log"
-    argv = [
-        str(REPO / ".venv" / "bin" / "paywall"),
-        "stream",
-        "lake",
-        "--available-now",
-        "--topics",
-        lake.topic,
-        "--checkpoint",
-        str(lake.checkpoint),
-    ]
-    with log.open("wb") as out:
-        driver = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    driver = lake.start_job(env, log)
     try:
         deadline = time.monotonic() + 240
         # The first batch's files are there: the stream runs, batches follow back to back.

@@ -62,6 +62,24 @@ class Lake:
             max_offsets_per_trigger=max_offsets,
         )
 
+    def start_job(self, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        """`paywall stream lake --available-now` on this topic and checkpoint, in a session of
+        its own (killing its group takes Spark's JVM too), its output in `log`."""
+        argv = [
+            str(REPO / ".venv" / "bin" / "paywall"),
+            *("stream", "lake", "--available-now", "--topics", self.topic),
+            *("--checkpoint", str(self.checkpoint)),
+        ]
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
     def produce(
         self, count: int, first: int = 0, extra: list[bytes] | None = None, hours_apart: int = 5
     ) -> list[str]:
@@ -200,20 +218,7 @@ def test_a_run_killed_mid_batch_neither_loses_nor_duplicates(
         "LAKE_MAX_OFFSETS_PER_TRIGGER": "30",
     }
     log = tmp_path / "killed-run.log"
-    argv = [
-        str(REPO / ".venv" / "bin" / "paywall"),
-        "stream",
-        "lake",
-        "--available-now",
-        "--topics",
-        lake.topic,
-        "--checkpoint",
-        str(lake.checkpoint),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = lake.start_job(env, log)
     try:
         deadline = time.monotonic() + 120
         # Kill as soon as the second batch has a data file: it is mid-write, no manifest yet.
