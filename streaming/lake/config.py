@@ -56,6 +56,9 @@ class LakeConfig:
     sink: SinkKind = "python"
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     spark_conf: dict[str, str] = field(default_factory=dict)
+    # Where a new checkpoint starts: "earliest", "latest", or Spark's JSON of
+    # {topic: {partition: offset}}. A checkpoint that exists goes on from its own offsets.
+    starting_offsets: str = "earliest"
 
 
 def default_checkpoint() -> Path:
@@ -68,6 +71,7 @@ def lake_config(
     *,
     topics: Sequence[str] | None = None,
     max_offsets_per_trigger: int | None = None,
+    starting_offsets: str = "earliest",
 ) -> LakeConfig:
     if not settings.kafka_bootstrap_servers:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS", "unset; run `paywall stack up` or set it")
@@ -84,4 +88,5 @@ def lake_config(
         source=settings.lake_source,
         sink=settings.lake_sink,
         security=KafkaSecurity.from_settings(settings),
+        starting_offsets=starting_offsets,
     )

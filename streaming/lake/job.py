@@ -35,10 +35,15 @@ def run_lake_stream(
     *,
     topics: list[str] | None = None,
     max_offsets_per_trigger: int | None = None,
+    starting_offsets: str = "earliest",
 ) -> None:
     """Run the lake stream: until caught up (`available_now`), or until SIGTERM/Ctrl-C."""
     cfg = lake_config(
-        settings, checkpoint, topics=topics, max_offsets_per_trigger=max_offsets_per_trigger
+        settings,
+        checkpoint,
+        topics=topics,
+        max_offsets_per_trigger=max_offsets_per_trigger,
+        starting_offsets=starting_offsets,
     )
     if not settings.is_production:
         from paywall.clients import ensure_bucket
@@ -129,7 +134,7 @@ def read_kafka(spark: SparkSession, cfg: LakeConfig) -> DataFrame:
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", cfg.bootstrap_servers)
             .option("subscribe", ",".join(cfg.topics))
-            .option("startingOffsets", "earliest")
+            .option("startingOffsets", cfg.starting_offsets)
             .option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
             .option("minPartitions", str(cfg.min_partitions))
             .option("failOnDataLoss", "true")
@@ -145,6 +150,7 @@ def read_kafka(spark: SparkSession, cfg: LakeConfig) -> DataFrame:
         .option("topics", ",".join(cfg.topics))
         .option("max_offsets_per_trigger", str(cfg.max_offsets_per_trigger))
         .option("min_partitions", str(cfg.min_partitions))
+        .option("starting_offsets", cfg.starting_offsets)
         .options(**cfg.security.as_options())
         .load()
     )

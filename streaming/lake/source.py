@@ -10,6 +10,7 @@ by them. Executors read their range with assign + seek.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -75,6 +76,7 @@ class KafkaSource(DataSource):
             limit,
             min_partitions,
             KafkaSecurity.from_options(self.options),
+            starting=self.options.get("starting_offsets", "earliest"),
         )
 
 
@@ -86,8 +88,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         max_offsets: int,
         min_partitions: int = 1,
         security: KafkaSecurity | None = None,
+        starting: str = "earliest",
     ) -> None:
         self.bootstrap = bootstrap
+        self.starting = starting
         self.security = security or KafkaSecurity()
         self.topics = list(topics)
         self.max_offsets = max_offsets
@@ -96,8 +100,15 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.seen: dict[tuple[str, int], int] = {}  # ends found so far: probe hints
 
     def initialOffset(self) -> dict:
+        """Where a new checkpoint starts, as Spark's Kafka source reads `startingOffsets`:
+        "earliest", "latest", or JSON offsets per partition (a partition it leaves out
+        starts at its earliest; an offset below the earliest kept is raised to it)."""
         found = ko.partitions_of(self.bootstrap, self.topics, self.security)
-        return ko.earliest_offsets(self.bootstrap, found, self.security)
+        if self.starting == "latest":
+            return ko.end_offsets(self.bootstrap, found, security=self.security)
+        earliest = _flatten(ko.earliest_offsets(self.bootstrap, found, self.security))
+        given = {} if self.starting == "earliest" else _flatten(json.loads(self.starting))
+        return _nest({tp: max(given.get(tp, low), low) for tp, low in earliest.items()})
 
     def prepareForTriggerAvailableNow(self) -> None:
         # Fix the end now: an available-now run stops at what existed when it started.

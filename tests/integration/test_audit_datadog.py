@@ -21,6 +21,7 @@ from streaming.consumers.datadog import DatadogForwarder
 from streaming.consumers.runner import ConsumerLoop, Delivery
 from streaming.topics import EVENT_TOPICS
 from tests.conftest import Api
+from tests.consuming import group_from_now
 from tests.integration.test_signup import GOOD_CARD, register, signup_body
 
 pytestmark = pytest.mark.integration
@@ -67,6 +68,7 @@ def test_every_audit_event_reaches_datadog_through_failures_and_timeouts(
     url, received = intake
     settings = forwarding(api.settings, url)
     sync_topics(settings)
+    group = group_from_now(settings, "audit")
     signups(api, issue_token, 3)
     db = engine(settings)
     assert relay.drain(db, relay.make_producer(settings)) > 0
@@ -80,7 +82,7 @@ def test_every_audit_event_reaches_datadog_through_failures_and_timeouts(
         [t.name for t in EVENT_TOPICS.values()],
         auditor,
         backoff=0.01,
-        group_id=f"audit-{uuid.uuid4().hex[:6]}",
+        group_id=group,
         on_idle=auditor.idle,
     )
     idle = 0

@@ -18,9 +18,9 @@ from paywall.stack.process import free_port
 from streaming import dead_letters, relay
 from streaming.admin import sync_topics
 from streaming.consumers import notification
-from streaming.consumers.runner import ConsumerLoop
 from streaming.topics import EVENT_TOPICS
 from tests.conftest import Api
+from tests.consuming import consume_until_idle, group_from_now
 from tests.integration.test_signup import GOOD_CARD, register, signup_body
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,7 @@ def test_a_parked_welcome_is_listed_shown_and_replayed_once(
     api: Api, issue_token: Callable[..., str], cli_env: dict[str, str]
 ) -> None:
     sync_topics(api.settings)
+    group = group_from_now(api.settings, "notification")
     token = issue_token("registrations:write", f"tenant-{uuid.uuid4().hex[:6]}")
     body = signup_body(api, GOOD_CARD)
     resp = register(api, token, body, str(uuid.uuid4()))
@@ -59,18 +60,7 @@ def test_a_parked_welcome_is_listed_shown_and_replayed_once(
     # SendGrid unreachable: every send fails, and after its retries the event is parked.
     down = api.settings.model_copy(update={"sendgrid_api_host": f"http://127.0.0.1:{free_port()}"})
     notifier = notification.Notifier(db, notification.Senders(down))
-    topics = [EVENT_TOPICS[s].name for s in ("customer", "registration", "payment")]
-    loop = ConsumerLoop(
-        down, "notification", topics, notifier, backoff=0.01,
-        group_id=f"notification-{uuid.uuid4().hex[:6]}",
-    )  # fmt: skip
-    idle = 0
-    try:
-        while idle < 6:
-            got = loop.poll_once(0.5)
-            idle = 0 if got or not loop.consumer.assignment() else idle + 1
-    finally:
-        loop.close()
+    consume_until_idle(down, "notification", notifier, group, backoff=0.01)
     assert welcomes(api, body["email"]) == 0
 
     # The listing names it (other tests' dead letters may be there too).

@@ -41,10 +41,9 @@ from streaming import relay
 from streaming.admin import sync_topics
 from streaming.consumers import audit, notification
 from streaming.consumers.datadog import DatadogForwarder
-from streaming.consumers.runner import ConsumerLoop, Handler
 from streaming.lake.job import run_lake_stream
-from streaming.topics import EVENT_TOPICS
 from tests.conftest import Api
+from tests.consuming import consume_until_idle, group_from_now, lake_start
 from tests.integration import erasure_scan as scan
 from tests.integration.test_auth import PASSWORD, _code_flow, _login, _tenant_client
 from tests.integration.test_signup import GOOD_CARD, register, signup_body
@@ -80,20 +79,6 @@ class Erased:
         return [self.email, self.phone, self.phone.lstrip("+"), self.customer_id]
 
 
-def consume(settings: Settings, name: str, handler: Handler, group: str) -> ConsumerLoop:
-    """One consumer group reading every event topic until it has been idle a while."""
-    topics = [t.name for t in EVENT_TOPICS.values()]
-    loop = ConsumerLoop(settings, name, topics, handler, backoff=0.05, group_id=group)
-    idle = 0
-    try:
-        while idle < 6:
-            got = loop.poll_once(0.5)
-            idle = 0 if got or not loop.consumer.assignment() else idle + 1
-    finally:
-        loop.close()
-    return loop
-
-
 def sink_messages(host: str | None, to: str) -> list[dict[str, Any]]:
     return list(httpx.get(f"{host}/_sink/messages", params={"to": to}, timeout=10).json())
 
@@ -109,7 +94,6 @@ def load_warehouse(settings: Settings) -> None:
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(lake_partitions.name or "", keys)
         for key in keys:
-            # Other tests share the topics; a partition of theirs failing its check is theirs.
             materialize([raw_events], partition_key=key, instance=instance, resources=resources)
         built = materialize([paywall_dbt()], instance=instance, resources=resources)
         assert built.success
@@ -134,6 +118,8 @@ def erased(
         archive_bucket = f"audit-erasure-{suffix}"
         clients.ensure_bucket(settings, archive_bucket)
         sync_topics(settings)
+        groups = {n: group_from_now(settings, n) for n in ("notification", "audit", "erasure")}
+        start = lake_start(settings)  # the lake holds this flow's events, not the session's
         db = engine(settings)
 
         # The flow: a paid signup with email and phone (SMS opted in).
@@ -151,18 +137,19 @@ def erased(
             ).scalar_one()
 
         assert relay.drain(db, relay.make_producer(settings)) > 0
-        groups = {n: f"{n}-{suffix}" for n in ("notification", "audit", "erasure")}
         notifier = notification.Notifier(db, notification.Senders(settings))
         auditor = audit.AuditHandler(db, DatadogForwarder(db, settings, backoff=0.01))
-        consume(settings, "notification", notifier, groups["notification"])
-        consume(settings, "audit", auditor, groups["audit"])
+        consume_until_idle(settings, "notification", notifier, groups["notification"])
+        consume_until_idle(settings, "audit", auditor, groups["audit"])
         sent = sink_messages(settings.sendgrid_api_host, body["email"])
         assert sorted(m["subject"] for m in sent) == [
             "Welcome to Paywall, Ada Lovelace",
             "Your Paywall receipt",
         ]
         assert sink_messages(settings.sendgrid_api_host, phone)  # the welcome SMS (one sink)
-        run_lake_stream(settings, available_now=True, checkpoint=tmp / "lake")
+        run_lake_stream(
+            settings, available_now=True, checkpoint=tmp / "lake", starting_offsets=start
+        )
         archive.archive(db, clients.s3_client(settings), archive_bucket, datetime.now(UTC).date())
 
         before = scan.postgres(db, [body["email"], phone])
@@ -185,11 +172,13 @@ def erased(
         assert erased.status_code == 200, erased.text
         assert relay.drain(db, relay.make_producer(settings)) > 0
         eraser = erasure.Eraser(db, stripe_gateway(settings))
-        consume(settings, "erasure", eraser, groups["erasure"])
-        consume(settings, "notification", notifier, groups["notification"])
-        consume(settings, "audit", auditor, groups["audit"])
+        consume_until_idle(settings, "erasure", eraser, groups["erasure"])
+        consume_until_idle(settings, "notification", notifier, groups["notification"])
+        consume_until_idle(settings, "audit", auditor, groups["audit"])
         auditor.idle()  # whatever Datadog still lacks
-        run_lake_stream(settings, available_now=True, checkpoint=tmp / "lake")
+        run_lake_stream(
+            settings, available_now=True, checkpoint=tmp / "lake", starting_offsets=start
+        )
         archive.archive(db, clients.s3_client(settings), archive_bucket, datetime.now(UTC).date())
         load_warehouse(settings)
         yield Erased(

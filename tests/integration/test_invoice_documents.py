@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Api
+from tests.consuming import group_from_now
 from tests.integration.test_invoices import PARTNER, PROBLEMS, signup, sql, upgrade
 
 pytestmark = pytest.mark.integration
@@ -36,12 +37,13 @@ def test_invoice_events_reach_kafka_through_the_outbox_relay(
     from streaming.admin import sync_topics
     from streaming.topics import EVENT_TOPICS
 
+    sync_topics(api.settings)
+    group = group_from_now(api.settings, "test", [EVENT_TOPICS["billing"].name])
     reg = signup(api, partner)
     ok = upgrade(api, partner, reg["subscription_id"], "pro-monthly", str(uuid.uuid4()))
     assert ok.status_code == 200, ok.text
     invoice_id = ok.json()["proration"]["invoice_id"]
 
-    sync_topics(api.settings)
     producer = relay.make_producer(api.settings)
     while relay.publish_batch(engine(api.settings), producer, "billing"):
         pass
@@ -49,9 +51,7 @@ def test_invoice_events_reach_kafka_through_the_outbox_relay(
     assert left == [(0,)]
 
     consumer = Consumer(
-        kafka_config(
-            api.settings, **{"group.id": f"test-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
-        )
+        kafka_config(api.settings, **{"group.id": group, "auto.offset.reset": "earliest"})
     )
     consumer.subscribe([EVENT_TOPICS["billing"].name])
     seen: list[dict[str, Any]] = []

@@ -29,7 +29,8 @@ from streaming.admin import sync_topics
 from streaming.consumers.webhooks import Fanout
 from streaming.webhooks import worker
 from tests.conftest import Api
-from tests.integration.test_event_bus import consume_until_idle, sent_to
+from tests.consuming import consume_until_idle, group_from_now
+from tests.integration.test_event_bus import sent_to
 from tests.integration.test_signup import GOOD_CARD, register, signup_body
 from tests.integration.webhook_receiver import Receiver, receiver
 
@@ -85,7 +86,7 @@ def signup(api: Api, auth: dict[str, str]) -> dict[str, Any]:
 def publish_and_fan_out(api: Api, settings: Settings, group: str) -> None:
     db = engine(api.settings)
     relay.drain(db, relay.make_producer(api.settings))
-    consume_until_idle(api, "webhooks", Fanout(db, settings.webhook_schedule_scale), group)
+    consume_until_idle(api.settings, "webhooks", Fanout(db, settings.webhook_schedule_scale), group)
 
 
 def pending(api: Api, endpoint_id: str) -> int:
@@ -155,6 +156,7 @@ def test_every_event_arrives_signed_in_order_and_only_to_its_tenant(
     hook_a = endpoint(api, auth_a, flaky.url, contact_email="ops@a.example.com")
     hook_b = endpoint(api, auth_b, steady.url)
     before = {o: metric(o) for o in ("delivered", "failed")}
+    group, again = (group_from_now(api.settings, "webhooks") for _ in range(2))
 
     made = signup(api, auth_a)
     sub = made["subscription_id"]
@@ -162,7 +164,6 @@ def test_every_event_arrives_signed_in_order_and_only_to_its_tenant(
         moved = httpx.post(f"{api.url}/v1/subscriptions/{sub}/{step}", json=body, headers=auth_a)
         assert moved.status_code == 200, moved.text
     signup(api, auth_b)
-    group = f"webhooks-{uuid.uuid4().hex[:6]}"
     publish_and_fan_out(api, settings, group)
 
     def settled() -> bool:
@@ -227,7 +228,7 @@ def test_every_event_arrives_signed_in_order_and_only_to_its_tenant(
     with engine(api.settings).connect() as conn:
         count = "SELECT count(*) FROM webhooks.deliveries WHERE endpoint_id = :e"
         made_before = conn.execute(text(count), {"e": hook_a["id"]}).scalar_one()
-    publish_and_fan_out(api, settings, group + "-again")
+    publish_and_fan_out(api, settings, again)
     with engine(api.settings).connect() as conn:
         assert conn.execute(text(count), {"e": hook_a["id"]}).scalar_one() == made_before
 
@@ -263,6 +264,7 @@ def test_an_endpoint_that_always_fails_is_disabled_and_its_tenant_emailed(
     settings = fast(api.settings, webhook_disable_after_failures=3, webhook_disable_after_hours=0)
     _, auth = tenant()
     contact = f"ops-{uuid.uuid4().hex[:6]}@partner.example.com"
+    group = group_from_now(api.settings, "webhooks")
     with receiver(always=500) as down:
         hook = endpoint(api, auth, down.url, contact_email=contact, event_types=["customer.*"])
         customer = httpx.post(
@@ -271,7 +273,7 @@ def test_an_endpoint_that_always_fails_is_disabled_and_its_tenant_emailed(
             headers=auth,
         )
         assert customer.status_code == 201, customer.text
-        publish_and_fan_out(api, settings, f"webhooks-{uuid.uuid4().hex[:6]}")
+        publish_and_fan_out(api, settings, group)
         assert pending(api, hook["id"]) == 1
         deliver_until(api, settings, lambda: pending(api, hook["id"]) == 0)
         tries = len(down.got)
@@ -375,6 +377,7 @@ def test_the_cli_creates_lists_rotates_replays_and_disables(
     assert secret.startswith("whsec_") and secret != hook["secret"]
 
     # An event of the tenant, delivered by the worker command, signed with the new secret.
+    group = group_from_now(api.settings, "webhooks")
     internal = {"Authorization": f"Bearer {issue_token('customers:write', tenant_id)}"}
     customer = httpx.post(
         f"{api.url}/v1/customers",
@@ -382,7 +385,7 @@ def test_the_cli_creates_lists_rotates_replays_and_disables(
         headers=internal,
     )
     assert customer.status_code == 201, customer.text
-    publish_and_fan_out(api, fast(api.settings), f"webhooks-{uuid.uuid4().hex[:6]}")
+    publish_and_fan_out(api, fast(api.settings), group)
     sent = run(["webhooks", "deliver", "--once"], cli_env)
     assert sent.returncode == 0, sent.stderr
     [got] = steady.got
