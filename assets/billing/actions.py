@@ -70,7 +70,8 @@ class SubscriptionActions:
         if action in ("renew", "reactivate"):
             body = {
                 "invoice_id": str(invoice["id"]),
-                "payment_id": invoice["payment_id"],
+                # A voided invoice's period is given, not paid for: its id stands in.
+                "payment_id": invoice["payment_id"] or f"void:{invoice['id']}",
                 "plan_id": invoice["plan_id"],
                 "period_start": invoice["period_start"].isoformat(),
                 "period_end": invoice["period_end"].isoformat(),

@@ -434,6 +434,36 @@ def test_paid_during_dunning_reactivates(
     assert "subscription.reactivated" in outbox(api, sub_id)
 
 
+def test_voided_during_dunning_forgives_the_period_and_reactivates(
+    api: Api, token: str, issue_token: Callable[..., str], resources: dict[str, Any]
+) -> None:
+    start = date(2025, 9, 8)
+    reg = signup(api, token, DECLINED_ON_CHARGE, trial=True)
+    sub_id = reg["subscription_id"]
+    move_period_end(api, sub_id, at(start, 8))
+    bill(resources, start)
+    assert subscription(api, sub_id)["status"] == "past_due"
+    [invoice] = invoices(api, sub_id)
+
+    operator = {"Authorization": f"Bearer {issue_token('operations internal')}"}
+    voided = httpx.post(
+        f"{api.url}/v1/invoices/{invoice['id']}/void",
+        headers={**operator, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert voided.status_code == 200, voided.text
+    assert (voided.json()["status"], voided.json()["amount_due"]) == ("void", 0)
+    assert dunning_row(api, invoice["id"]) == (1, None, "abandoned")
+
+    # The next run charges nothing more and gives the subscription the forgiven period.
+    bill(resources, start + timedelta(days=1))
+    assert payments_for(api, invoice["id"]) == 1
+    sub = subscription(api, sub_id)
+    assert sub["status"] == "active" and sub["start"] == at(start, 8)
+    assert outbox(api, sub_id).count("subscription.reactivated") == 1
+    bill(resources, start + timedelta(days=1))  # a rerun moves nothing twice
+    assert outbox(api, sub_id).count("subscription.reactivated") == 1
+
+
 # -- audit archive ---------------------------------------------------------------------------
 
 

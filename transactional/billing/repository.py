@@ -329,6 +329,14 @@ def end_dunning(conn: Connection, invoice_id: uuid.UUID, status: str) -> None:
     )
 
 
+def dunning_status(conn: Connection, invoice_id: uuid.UUID) -> str | None:
+    """retrying, recovered, exhausted or abandoned; None for an invoice never in dunning."""
+    found: str | None = conn.execute(
+        text("SELECT status FROM billing.dunning WHERE invoice_id = :i"), {"i": invoice_id}
+    ).scalar()
+    return found
+
+
 def in_dunning(conn: Connection, invoice_id: uuid.UUID) -> bool:
     return bool(
         conn.execute(

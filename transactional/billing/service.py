@@ -43,7 +43,11 @@ def listed(
 def void_invoice(engine: Engine, principal: Principal, invoice_id: uuid.UUID, key: str) -> Invoice:
     """Nothing is owed on it any more. A paid invoice cannot be voided (409; a refund or a
     credit note is the way back), nor one whose charge is in flight. Voiding a void invoice
-    answers it as it is."""
+    answers it as it is.
+
+    A period's invoice voided during dunning forgives that period: its subscription, past
+    due because of it, is reactivated into the period by the next billing run (as when an
+    operator's pay-now collects it), rather than left past due with nothing owed."""
     with idempotency.held(engine, idempotency.scoped(principal, key)), engine.begin() as conn:
         row = _visible(repo.get(conn, invoice_id, lock=True), principal, invoice_id)
         if row["status"] == "paid":
@@ -51,7 +55,11 @@ def void_invoice(engine: Engine, principal: Principal, invoice_id: uuid.UUID, ke
         if row["status"] != "void":
             if repo.charge_in_flight(conn, invoice_id):
                 raise _refused(row, "a charge of this invoice is in flight; retry shortly")
+            retrying = repo.dunning_status(conn, invoice_id) == "retrying"
+            forgiven = retrying and row["kind"] != "proration"
             row = void(conn, row, "voided_by_operator")
+            if forgiven:
+                row = repo.update(conn, invoice_id, pending_action="reactivate")
         return repo.full(conn, row)
 
 
