@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     webhook_schedule_scale: float = Field(1.0, alias="WEBHOOK_SCHEDULE_SCALE", gt=0, le=1)
     webhook_disable_after_failures: int = Field(50, alias="WEBHOOK_DISABLE_AFTER_FAILURES", ge=1)
     webhook_disable_after_hours: float = Field(24.0, alias="WEBHOOK_DISABLE_AFTER_HOURS", ge=0)
+    # Webhooks to private, loopback and link-local addresses (paywall/webhook_targets.py):
+    # unset, refused in production and allowed elsewhere (local receivers are on loopback).
+    webhook_private_targets: bool | None = Field(None, alias="WEBHOOK_PRIVATE_TARGETS")
 
     datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
     # Where batch runs (billing) push their metrics for Prometheus; unset: not pushed.
@@ -287,6 +290,12 @@ class Settings(BaseSettings):
     @property
     def min_insync_replicas(self) -> int:
         return self.kafka_min_insync_replicas or (2 if self.is_production else 1)
+
+    @property
+    def allows_private_webhook_targets(self) -> bool:
+        if self.webhook_private_targets is not None:
+            return self.webhook_private_targets
+        return not self.is_production
 
     @property
     def stripe_ops_per_second(self) -> int:

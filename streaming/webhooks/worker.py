@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from sqlalchemy import Engine, text
 from standardwebhooks import Webhook
 
+from paywall import webhook_targets
 from paywall.logs import get_logger
 from paywall.settings import Settings
 from streaming.heartbeat import Heartbeat
@@ -212,8 +213,9 @@ def drain(
 
 
 def make_client(settings: Settings) -> httpx.Client:
-    # No redirects: a receiver answers where it was registered, or the attempt failed.
-    return httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+    return webhook_targets.guarded_client(
+        settings.allows_private_webhook_targets, settings.webhook_timeout_seconds
+    )
 
 
 def run(

@@ -89,6 +89,17 @@ def served(local_stack: LocalStack, tmp_path: Path, api: Api) -> Iterator[Served
         running.stop()
 
 
+def test_the_docs_link_nothing_outside_the_repository() -> None:
+    """The READMEs stand alone: a reader offline (or in a year) can follow every link."""
+    skip = {".git", ".paywall", ".venv", ".pytest_cache", "target", "dbt_packages", "logs"}
+    docs = [p for p in REPO.rglob("*.md") if not skip & set(p.relative_to(REPO).parts)]
+    assert REPO / "README.md" in docs
+    outside = re.compile(r"\]\(\s*[a-z][a-z0-9+.-]*:|<https?://", re.IGNORECASE)
+    for doc in docs:
+        for n, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1):
+            assert not outside.search(line), f"{doc.relative_to(REPO)}:{n} links outside: {line}"
+
+
 def test_the_everyday_commands_run_verbatim(
     local_stack: LocalStack, served: ServedApi, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from paywall import webhook_targets
 from paywall.settings import get_settings
 from transactional.common import errors, idempotency, pagination, tenancy
 from transactional.common.errors import DomainError, not_found
@@ -47,6 +48,10 @@ def create(conn: Connection, principal: Principal, key: str | None, body: Endpoi
     settings = get_settings()
     if settings.is_production and body.url.scheme != "https":
         raise DomainError(errors.VALIDATION, "a webhook URL must be https")
+    if not settings.allows_private_webhook_targets:
+        refused = webhook_targets.refusal(str(body.url))
+        if refused is not None:
+            raise DomainError(errors.VALIDATION, f"url: {refused}")
     scoped = idempotency.scoped(principal, key) if key else None
     asked = idempotency.fingerprint({**body.model_dump(mode="json"), "tenant_id": tenant})
     if scoped:
