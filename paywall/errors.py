@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from pydantic import ValidationError
+
 
 class PaywallError(Exception):
     """An expected error with a message a person can act on."""
@@ -15,6 +17,14 @@ class ConfigError(PaywallError):
     def __init__(self, setting: str, problem: str) -> None:
         super().__init__(f"{setting}: {problem}")
         self.setting = setting
+
+
+def invalid(exc: ValidationError) -> PaywallError:
+    """A model's refusal of what the command was given, as one line: where, then why."""
+    first = exc.errors()[0]
+    where = ".".join(map(str, first["loc"]))
+    why = str(first["msg"]).removeprefix("Value error, ")
+    return PaywallError(f"{where}: {why}" if where else why)
 
 
 def unreachable(exc: BaseException) -> ConfigError | None:

@@ -11,10 +11,11 @@ import os
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STATE_DIR_ENV = "PAYWALL_STATE_DIR"
 LOCAL_STRIPE_KEY = "sk_test_paywall_local"
@@ -53,6 +54,16 @@ class Settings(BaseSettings):
     auth_service_url: str | None = Field(None, alias="AUTH_SERVICE_URL")
     registration_service_url: str | None = Field(None, alias="REGISTRATION_SERVICE_URL")
     billing_service_url: str | None = Field(None, alias="BILLING_SERVICE_URL")
+    # The first-party web app (auth's client `web`): where it may be sent back after a
+    # login, comma-separated. Browsers may call the APIs from CORS_ALLOW_ORIGINS
+    # (comma-separated; unset: the origins of those redirect URIs), a partner's web app
+    # included.
+    web_redirect_uris: Annotated[list[str], NoDecode] = Field(
+        ["http://localhost:3000/callback"], alias="WEB_REDIRECT_URIS", min_length=1
+    )
+    cors_allow_origins: Annotated[list[str] | None, NoDecode] = Field(
+        None, alias="CORS_ALLOW_ORIGINS"
+    )
 
     # The registration service's own OAuth client (client credentials) for calling the others.
     registration_client_id: str = Field("svc-registration", alias="REGISTRATION_CLIENT_ID")
@@ -290,6 +301,30 @@ class Settings(BaseSettings):
     @property
     def min_insync_replicas(self) -> int:
         return self.kafka_min_insync_replicas or (2 if self.is_production else 1)
+
+    @field_validator("web_redirect_uris", "cors_allow_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str] | None) -> list[str] | None:
+        for origin in value or []:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return value
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """The browser origins the APIs answer (CORS)."""
+        if self.cors_allow_origins is not None:
+            return self.cors_allow_origins
+        origins = (urlsplit(uri) for uri in self.web_redirect_uris)
+        return list(dict.fromkeys(f"{o.scheme}://{o.netloc}" for o in origins))
 
     @property
     def allows_private_webhook_targets(self) -> bool:

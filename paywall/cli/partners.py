@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection
 
-from paywall.errors import PaywallError
+from paywall.errors import PaywallError, invalid
 from paywall.settings import get_settings
 
 T = TypeVar("T")
@@ -114,25 +114,37 @@ def clients_create(
         bool,
         typer.Option("--admin", help="An operator client of no tenant, with scope admin."),
     ] = False,
+    redirect_uri: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A login client for the tenant's web or mobile app, sending its users back "
+            "here (repeat it); no secret, PKCE."
+        ),
+    ] = None,
     output: FormatOption = Format.text,
 ) -> None:
-    """Create a confidential client (client_credentials); its secret is printed once."""
+    """Create a confidential client (client_credentials), its secret printed once; or, with
+    --redirect-uri, a login client for the tenant's customers."""
+    from pydantic import ValidationError
+
     from transactional.auth import admin
     from transactional.auth.admin_models import ClientCreate
     from transactional.auth.config import ADMIN_SCOPE
 
     if admin_client == (tenant is not None):
         raise PaywallError("give either --tenant TENANT or --admin")
+    kind = "web app" if redirect_uri else "backend"
     fields: dict[str, Any] = {
         "tenant_id": tenant,
-        "name": name or (f"{tenant} backend" if tenant else "operator"),
+        "name": name or (f"{tenant} {kind}" if tenant else "operator"),
+        "redirect_uris": redirect_uri or [],
     }
     if admin_client or scope:
         fields["scopes"] = [ADMIN_SCOPE] if admin_client else scope
     try:
         body = ClientCreate(**fields)
-    except ValueError as exc:
-        raise PaywallError(f"--tenant {tenant!r}: not a tenant id") from exc
+    except ValidationError as exc:
+        raise invalid(exc) from None
     with _transaction() as conn:
         made = admin.create_client_for(conn, body, None).body
     _print_secret(made, output)
@@ -204,17 +216,24 @@ def cards_create(
 
 
 def _print_secret(client: dict[str, Any], output: Format) -> None:
+    login = bool(client.get("redirect_uris"))  # a public client: no secret to show
     if output is Format.env:
-        sys.stdout.write(
-            f"CLIENT_ID={client['client_id']}\nCLIENT_SECRET={client['client_secret']}\n"
-        )
+        sys.stdout.write(f"CLIENT_ID={client['client_id']}\n")
+        if not login:
+            sys.stdout.write(f"CLIENT_SECRET={client['client_secret']}\n")
     elif output is Format.json:
         _print_json(client)
     else:
         console.print(f"client_id:     {client['client_id']}")
-        console.print(f"client_secret: {client['client_secret']}")
+        if login:
+            console.print(f"redirect_uris: {' '.join(client['redirect_uris'])}")
+        else:
+            console.print(f"client_secret: {client['client_secret']}")
         console.print(f"scopes:        {' '.join(client['scopes'])}")
-    err_console.print("The secret is shown this once: keep it now (only its hash is stored).")
+    if login:
+        err_console.print("A login client: no secret; its app uses PKCE (code_challenge S256).")
+    else:
+        err_console.print("The secret is shown this once: keep it now (only its hash is stored).")
 
 
 def _print_json(value: Any) -> None:

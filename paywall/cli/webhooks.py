@@ -23,7 +23,7 @@ from rich.table import Table
 from sqlalchemy import Connection
 
 from paywall.cli.probe import HeartbeatFile
-from paywall.errors import PaywallError
+from paywall.errors import PaywallError, invalid
 from paywall.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Outbound webhooks: endpoints and the worker.")
@@ -88,8 +88,7 @@ def create(
             tenant_id=tenant,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise PaywallError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise invalid(exc) from None
     with _transaction() as conn:
         made = service.create(conn, _principal(), None, body).body
     _print(made, as_json)

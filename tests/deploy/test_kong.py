@@ -168,6 +168,32 @@ def test_istio_allows_kong_exactly_what_kong_routes(policies: dict[str, Any]) ->
             )
 
 
+def test_a_browsers_preflight_passes_kong_and_istio_to_the_service(
+    rendered: dict[str, Any],
+) -> None:
+    """CORS is answered by the services (CORS_ALLOW_ORIGINS): Kong routes OPTIONS on every
+    route without asking for a token, and Istio lets Kong's preflight reach every workload."""
+    for _, route in _routes():
+        assert "OPTIONS" in route["methods"], route["name"]
+        for plugin in route.get("plugins", []):
+            if plugin["name"] == "jwt":
+                assert plugin["config"]["run_on_preflight"] is False, route["name"]
+    preflight = [
+        p
+        for p in rendered["prod"]
+        if p["kind"] == "AuthorizationPolicy"
+        and "selector" not in p["spec"]
+        and any(
+            p["spec"].get("action") == "ALLOW"
+            and any(s["source"].get("principals", [""])[0].endswith("/sa/kong") for s in r["from"])
+            and [t["operation"].get("methods") for t in r["to"]] == [["OPTIONS"]]
+            and not any("paths" in t["operation"] for t in r["to"])
+            for r in p["spec"].get("rules", [])
+        )
+    ]
+    assert preflight, "no namespace-wide ALLOW of Kong's OPTIONS"
+
+
 def _kong_config(tmp_path: Path, keys: list[Any]) -> Result:
     (tmp_path / "jwks.json").write_text(json.dumps(KeySet(keys).as_dict(private=False)))
     args = ["--jwks", str(tmp_path / "jwks.json"), "--kong", str(DEPLOY / "kong" / "kong.yaml")]

@@ -284,3 +284,84 @@ def test_cards_are_test_payment_methods_on_the_local_stripe(
         pm = made.stdout.strip()
         assert pm.startswith("pm_")
         assert stripe.v1.payment_methods.retrieve(pm).card.last4 == last4  # type: ignore[union-attr]
+
+
+def test_a_tenants_login_client_signs_in_its_customers_and_only_back_to_its_uris(
+    api: Api, operator: dict[str, str], issue_token: Callable[..., str], cli_env: dict[str, str]
+) -> None:
+    from tests.integration.test_auth import PASSWORD, REDIRECT_URI, _code_flow
+    from tests.integration.test_signup import GOOD_CARD, register, signup_body
+    from transactional.auth.users import find_user
+
+    tenant = _slug("t")
+    assert post(api, "/v1/tenants", operator, str(uuid.uuid4()), id=tenant, name="T").is_success
+    made = post(
+        api, "/v1/clients", operator, str(uuid.uuid4()),
+        tenant_id=tenant, name="T web app", redirect_uris=[REDIRECT_URI],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    web = made.json()
+    assert web["client_secret"] is None and web["redirect_uris"] == [REDIRECT_URI]
+    assert web["grant_types"] == ["authorization_code", "refresh_token"]
+    assert "openid" in web["scopes"] and "registrations:write" not in web["scopes"]
+    rotated = post(api, f"/v1/clients/{web['client_id']}/rotate-secret", operator)
+    assert rotated.status_code == 404, rotated.text  # a public client has no secret
+
+    # A customer of the tenant signs up, then signs in through its web app's client.
+    body = signup_body(api, GOOD_CARD, password=PASSWORD)
+    signed = register(api, issue_token("registrations:write", tenant), body, str(uuid.uuid4()))
+    assert signed.status_code == 201, signed.text
+    with engine(api.settings).connect() as conn:
+        user = find_user(conn, body["email"], tenant)
+    assert user is not None
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        login = _code_flow(http, web["client_id"], user, "openid customers:read")
+        me = http.get("/userinfo", headers={"Authorization": f"Bearer {login['access_token']}"})
+        assert me.status_code == 200 and me.json()["sub"] == str(user.id)
+        elsewhere = http.get(
+            "/oauth/authorize",
+            params={
+                "response_type": "code", "client_id": web["client_id"],
+                "redirect_uri": "https://attacker.example.com/cb", "scope": "openid",
+                "code_challenge": "x" * 43, "code_challenge_method": "S256",
+            },
+        )  # fmt: skip
+        assert elsewhere.status_code == 400 and "location" not in elsewhere.headers
+
+    # Bad input changes nothing: no tenant, scopes of its own, a URI with a fragment.
+    for bad in (
+        {"tenant_id": None, "name": "x", "redirect_uris": [REDIRECT_URI]},
+        {"tenant_id": tenant, "name": "x", "redirect_uris": [REDIRECT_URI], "scopes": ["openid"]},
+        {"tenant_id": tenant, "name": "x", "redirect_uris": ["https://app.example.com/#cb"]},
+    ):
+        problem(post(api, "/v1/clients", operator, str(uuid.uuid4()), **bad), 422, "validation")
+    listed = httpx.get(f"{api.url}/v1/clients", params={"tenant_id": tenant}, headers=operator)
+    assert [c["client_id"] for c in listed.json()["data"]] == [web["client_id"]]
+
+    # The same from the shell; a bad URI is one line.
+    cli = paywall(cli_env, "clients", "create", "--tenant", tenant, "--redirect-uri",
+                  "https://app.example.com/callback", "--format", "json")  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["redirect_uris"] == ["https://app.example.com/callback"]
+    refused = paywall(cli_env, "clients", "create", "--tenant", tenant, "--redirect-uri", "nope")
+    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
+    assert "redirect_uris" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_browsers_may_call_from_the_web_apps_origin_only(api: Api) -> None:
+    """CORS: the origins of WEB_REDIRECT_URIS (CORS_ALLOW_ORIGINS when set) get answers."""
+    [origin] = api.settings.cors_origins
+    asked = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers":
+             "authorization, content-type, idempotency-key"}  # fmt: skip
+    for path in ("/oauth/token", "/v1/registrations", "/v1/customers"):
+        ok = httpx.options(f"{api.url}{path}", headers={"Origin": origin, **asked})
+        assert ok.status_code == 200, (path, ok.text)
+        assert ok.headers["access-control-allow-origin"] == origin
+        assert "idempotency-key" in ok.headers["access-control-allow-headers"].lower()
+        other = httpx.options(
+            f"{api.url}{path}", headers={"Origin": "https://evil.example.com", **asked}
+        )
+        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+    plans = httpx.get(f"{api.url}/v1/plans", headers={"Origin": origin})
+    assert plans.headers["access-control-allow-origin"] == origin
+    assert "access-control-allow-credentials" not in plans.headers  # bearer tokens, no cookies

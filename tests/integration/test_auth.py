@@ -42,7 +42,6 @@ from transactional.auth import keys, repository, throttle, tokens
 from transactional.auth.clients import (
     REGISTRATION_CLIENT_ID,
     WEB_CLIENT_ID,
-    WEB_REDIRECT_URI,
     create_client,
 )
 from transactional.auth.models import User
@@ -708,7 +707,7 @@ def test_create_user_for_registration(http: httpx.Client, engine: Engine) -> Non
         params={
             "response_type": "code",
             "client_id": WEB_CLIENT_ID,
-            "redirect_uri": WEB_REDIRECT_URI,
+            "redirect_uri": get_settings().web_redirect_uris[0],
             "scope": "openid",
             "code_challenge": _b64(hashlib.sha256(verifier.encode()).digest()),
             "code_challenge_method": "S256",
@@ -717,7 +716,8 @@ def test_create_user_for_registration(http: httpx.Client, engine: Engine) -> Non
     )
     redirect = _login(http, str(url), email, PASSWORD)
     assert redirect.status_code == 302
-    assert redirect.headers["location"].startswith(WEB_REDIRECT_URI + "?code=")
+    back = get_settings().web_redirect_uris[0]
+    assert redirect.headers["location"].startswith(back + "?code=")
 
 
 def _tenant_client(engine: Engine, tenant_id: str | None) -> str:

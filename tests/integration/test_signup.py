@@ -229,7 +229,9 @@ def end_user_token(api: Api, tenant: str, email: str, password: str) -> str:
     from authlib.integrations.httpx_client import OAuth2Client
 
     from paywall.db import engine
-    from transactional.auth.clients import USER_SCOPES, WEB_REDIRECT_URI, create_client
+    from transactional.auth.clients import USER_SCOPES, create_client
+
+    back = "https://app.example.com/callback"  # the tenant's own web app
 
     # Users log in through their tenant's clients only (emails are unique per tenant).
     client_id = f"web-{tenant}"
@@ -237,14 +239,14 @@ def end_user_token(api: Api, tenant: str, email: str, password: str) -> str:
         create_client(
             conn,
             client_id,
-            redirect_uris=[WEB_REDIRECT_URI],
+            redirect_uris=[back],
             scopes=USER_SCOPES,
             tenant_id=tenant,
             replace=True,
         )
     oauth = OAuth2Client(
         client_id=client_id,
-        redirect_uri=WEB_REDIRECT_URI,
+        redirect_uri=back,
         scope="openid customers:read subscriptions:read invoices:read",
         code_challenge_method="S256",
         token_endpoint_auth_method="none",

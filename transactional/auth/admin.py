@@ -16,9 +16,11 @@ import base64
 import binascii
 import secrets
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
 
+from paywall.settings import get_settings
 from transactional.auth import registry, tokens
 from transactional.auth.admin_models import (
     ClientCreate,
@@ -28,7 +30,7 @@ from transactional.auth.admin_models import (
     TenantCreate,
     TenantPage,
 )
-from transactional.auth.clients import create_client
+from transactional.auth.clients import USER_SCOPES, create_client
 from transactional.auth.config import ADMIN_SCOPE
 from transactional.auth.passwords import hash_secret
 from transactional.common import errors, idempotency
@@ -37,6 +39,13 @@ from transactional.common.idempotency import Answer
 from transactional.common.security import PARTNER_SCOPES
 
 CLIENT_GRANTS = ("client_credentials",)
+LOGIN_GRANTS = ("authorization_code", "refresh_token")
+
+
+def _safe_in_production(uri: str) -> bool:
+    """https, or http to this device's loopback (a native app's redirect, RFC 8252)."""
+    parts = urlsplit(uri)
+    return parts.scheme == "https" or parts.hostname in ("127.0.0.1", "::1", "localhost")
 
 
 def create_tenant(conn: Connection, body: TenantCreate, key: str | None) -> Answer:
@@ -75,7 +84,8 @@ def allowed_scopes(tenant_id: str | None, scopes: Sequence[str]) -> list[str]:
 
 
 def create_client_for(conn: Connection, body: ClientCreate, key: str | None) -> Answer:
-    """A confidential client and its secret (shown this once)."""
+    """A confidential client and its secret (shown this once), or a tenant's login client
+    (public: no secret, PKCE enforced at /oauth/authorize)."""
     asked = idempotency.fingerprint(body.model_dump(mode="json"))
     if key is not None:
         idempotency.hold(conn, key)
@@ -84,17 +94,25 @@ def create_client_for(conn: Connection, body: ClientCreate, key: str | None) -> 
             idempotency.check_same(earlier.fingerprint or asked, asked)
             replay = ClientWithSecret(**earlier.value.model_dump(), client_secret=None)
             return Answer(201, replay.model_dump(mode="json"), replayed=True)
-    scopes = allowed_scopes(body.tenant_id, body.scopes)
+    login = bool(body.redirect_uris)
+    scopes = list(USER_SCOPES) if login else allowed_scopes(body.tenant_id, body.scopes)
     if body.tenant_id is not None and not registry.tenant_exists(conn, body.tenant_id):
         raise DomainError(errors.UNKNOWN_TENANT, f"no tenant {body.tenant_id}")
-    client_id = f"{body.tenant_id or 'operator'}-{secrets.token_hex(5)}"
-    secret = new_secret()
+    if login and get_settings().is_production:
+        for uri in body.redirect_uris:
+            if not _safe_in_production(uri):
+                raise DomainError(
+                    errors.VALIDATION, f"redirect_uris: {uri!r} must be https (or loopback http)"
+                )
+    client_id = f"{body.tenant_id or 'operator'}-{'web-' if login else ''}{secrets.token_hex(5)}"
+    secret = None if login else new_secret()
     create_client(
         conn,
         client_id,
         secret=secret,
         name=body.name,
-        grant_types=CLIENT_GRANTS,
+        redirect_uris=body.redirect_uris,
+        grant_types=LOGIN_GRANTS if login else CLIENT_GRANTS,
         scopes=scopes,
         tenant_id=body.tenant_id,
     )

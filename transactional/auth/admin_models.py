@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from transactional.auth.clients import check_redirect_uri
 from transactional.common.security import PARTNER_SCOPES
 
 TENANT_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -34,7 +35,8 @@ class TenantPage(BaseModel):
 
 
 class ClientCreate(BaseModel):
-    """A confidential client for a partner's backend (grant client_credentials)."""
+    """A confidential client for a partner's backend (grant client_credentials), or, with
+    `redirect_uris`, a login client for its web or mobile app (see that field)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -51,6 +53,29 @@ class ClientCreate(BaseModel):
         description="A tenant's client: partner scopes; an operator client: admin",
         examples=[["registrations:write", "subscriptions:read"]],
     )
+    redirect_uris: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="A login client: the tenant's customers sign in through it (authorization "
+        "code with PKCE, refresh tokens; no secret) and are sent back only to these URIs. It "
+        "holds its users' scopes, so `scopes` is left out. Empty: a backend client.",
+        examples=[["https://app.acme.com/callback"]],
+    )
+
+    @field_validator("redirect_uris")
+    @classmethod
+    def _absolute(cls, uris: list[str]) -> list[str]:
+        for uri in uris:
+            check_redirect_uri(uri)
+        return list(dict.fromkeys(uris))
+
+    @model_validator(mode="after")
+    def _login_client(self) -> ClientCreate:
+        if self.redirect_uris and self.tenant_id is None:
+            raise ValueError("a login client (redirect_uris) belongs to a tenant")
+        if self.redirect_uris and "scopes" in self.model_fields_set:
+            raise ValueError("a login client holds its users' scopes: leave scopes out")
+        return self
 
 
 class ClientOut(BaseModel):
@@ -59,6 +84,7 @@ class ClientOut(BaseModel):
     tenant_id: str | None = Field(examples=["acme"])
     scopes: list[str] = Field(examples=[["registrations:write", "subscriptions:read"]])
     grant_types: list[str] = Field(examples=[["client_credentials"]])
+    redirect_uris: list[str] = Field(default_factory=list, examples=[[]])
     created_at: datetime
     disabled_at: datetime | None = None
 
@@ -66,7 +92,8 @@ class ClientOut(BaseModel):
 class ClientWithSecret(ClientOut):
     client_secret: str | None = Field(
         description="Shown once, here: only its hash is kept. A replayed create answers "
-        "null (rotate the secret if the first answer was lost).",
+        "null (rotate the secret if the first answer was lost), as does a login client, "
+        "which has none.",
         examples=["kq1V7m2Yd4…"],
     )
 

@@ -25,7 +25,6 @@ from transactional.auth.models import Client
 from transactional.auth.passwords import hash_secret, verify_secret
 
 WEB_CLIENT_ID = "web"
-WEB_REDIRECT_URI = "http://localhost:3000/callback"
 REGISTRATION_CLIENT_ID = "svc-registration"
 USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read", "invoices:read")
 
@@ -36,7 +35,7 @@ class ClientExists(Exception):
     pass
 
 
-def _check_redirect_uri(uri: str) -> None:
+def check_redirect_uri(uri: str) -> None:
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
         raise ValueError(f"redirect URI must be absolute http(s) without a fragment: {uri!r}")
@@ -65,7 +64,7 @@ def create_client(
     if "authorization_code" in grants and not uris:
         raise ValueError("authorization_code needs at least one redirect URI")
     for uri in uris:
-        _check_redirect_uri(uri)
+        check_redirect_uri(uri)
     client = Client(
         client_id=client_id,
         name=name or client_id,
@@ -83,7 +82,7 @@ def create_client(
 def ensure_default_clients(conn: Connection, settings: Settings) -> None:
     """Create (or bring up to date) the SPA client `web` and the internal service clients."""
     web = repository.get_client(conn, WEB_CLIENT_ID)
-    web_uris = (WEB_REDIRECT_URI,)
+    web_uris = tuple(settings.web_redirect_uris)
     web_grants = frozenset({"authorization_code", "refresh_token"})
     if web is None or (web.redirect_uris, web.grant_types, web.scopes, web.public) != (
         web_uris,

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, RowMapping, text
 from transactional.auth.admin_models import ClientOut, Tenant
 
 T = TypeVar("T")
-_CLIENT = "client_id, name, tenant_id, scopes, grant_types, created_at, disabled_at"
+_CLIENT = "client_id, name, tenant_id, scopes, grant_types, redirect_uris, created_at, disabled_at"
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywall.logs import get_logger, request_id
+from paywall.settings import get_settings
 from transactional.common import api_document, docs_pages, errors, problems
 from transactional.common.errors import DomainError
 
@@ -184,5 +186,17 @@ def create_app(
         )
 
     app.add_middleware(HeaderLimits)
+    origins = get_settings().cors_origins
+    if origins:
+        # Browsers' apps (the first-party web app, a partner's) call with bearer tokens,
+        # never cookies: no credentials. The headers a client reads are exposed.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After", "Idempotent-Replayed", "X-Request-Id"],
+            max_age=600,
+        )
     app.add_middleware(RequestContext, service=service)  # outermost: added last
     return app
