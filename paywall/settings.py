@@ -185,6 +185,9 @@ class Settings(BaseSettings):
     # Webhooks to private, loopback and link-local addresses (paywall/webhook_targets.py):
     # unset, refused in production and allowed elsewhere (local receivers are on loopback).
     webhook_private_targets: bool | None = Field(None, alias="WEBHOOK_PRIVATE_TARGETS")
+    # Events (for GET /v1/events and replays) and delivery logs are kept this long (Stripe
+    # keeps 30 days); `paywall housekeeping webhooks` deletes what is older.
+    webhook_retention_days: int = Field(30, alias="WEBHOOK_RETENTION_DAYS", ge=4)
 
     datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
     # Where batch runs (billing) push their metrics for Prometheus; unset: not pushed.

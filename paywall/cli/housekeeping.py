@@ -69,3 +69,18 @@ def idempotency_keys() -> None:
         f"idempotency keys: {signups} finished signup(s) deleted, "
         f"{subscriptions} subscription key(s) cleared"
     )
+
+
+@app.command()
+def webhooks() -> None:
+    """Delete webhook events and delivery logs older than WEBHOOK_RETENTION_DAYS (never an
+    event still being delivered)."""
+    from streaming.webhooks.store import purge
+
+    days = get_settings().webhook_retention_days
+    with _engine().begin() as conn:
+        events, deliveries = purge(conn, timedelta(days=days))
+    console.print(
+        f"webhooks: deleted {events} event(s) and {deliveries} more finished delivery(ies) "
+        f"over {days} days old"
+    )

@@ -8,6 +8,7 @@ transaction that first gave it a tenant, so a redelivered event makes no second 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -122,3 +123,24 @@ def scrub(conn: Connection, customer_id: str) -> None:
         ),
         {"c": customer_id},
     )
+
+
+def purge(conn: Connection, older_than: timedelta) -> tuple[int, int]:
+    """Forget what partners can no longer ask for: events received over `older_than` ago
+    (their deliveries and attempt logs go with them, by cascade) unless one of their
+    deliveries is still pending, and finished replays of events that stay. Returns
+    (events, deliveries) deleted."""
+    cutoff = {"cutoff": datetime.now(UTC) - older_than}
+    events = conn.execute(
+        text(
+            "DELETE FROM webhooks.events e WHERE e.received_at < :cutoff AND NOT EXISTS "
+            "(SELECT 1 FROM webhooks.deliveries d WHERE d.event_id = e.event_id "
+            "AND d.status = 'pending')"
+        ),
+        cutoff,
+    ).rowcount
+    deliveries = conn.execute(
+        text("DELETE FROM webhooks.deliveries WHERE status <> 'pending' AND created_at < :cutoff"),
+        cutoff,
+    ).rowcount
+    return events or 0, deliveries or 0

@@ -42,7 +42,7 @@ DURABLE_STATE: dict[str, str] = {"stream-lake": "--checkpoint"}
 # Housekeeping CronJobs: manifest name -> container args.
 HOUSEKEEPING: dict[str, tuple[str, ...]] = {
     f"housekeeping-{task}": ("housekeeping", task)
-    for task in ("signing-keys", "auth-tokens", "outbox", "idempotency-keys")
+    for task in ("signing-keys", "auth-tokens", "outbox", "idempotency-keys", "webhooks")
 }
 # Workloads that talk to Kafka: in production each signs in with its own IAM role (MSK IAM).
 # (The webhook delivery worker reads deliveries from Postgres and POSTs: no Kafka.)
