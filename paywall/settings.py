@@ -25,6 +25,8 @@ TWILIO_TEST_FROM = "+15005550006"
 # Public (they are in this file): fine on a laptop, refused in production where used.
 LOCAL_SECRETS = {
     "LAKE_PII_SALT": LOCAL_PII_SALT,
+    # 32 bytes, base64: public, so production refuses it (Settings.own_secret).
+    "WEBHOOK_SECRETS_KEY": "cGF5d2FsbC1sb2NhbC13ZWJob29rLXNlY3JldHMtayE=",
     **{
         f"{service.upper()}_CLIENT_SECRET": f"paywall-local-{service}-secret"
         for service in ("registration", "billing", "subscription", "payment")
@@ -188,6 +190,10 @@ class Settings(BaseSettings):
     # Events (for GET /v1/events and replays) and delivery logs are kept this long (Stripe
     # keeps 30 days); `paywall housekeeping webhooks` deletes what is older.
     webhook_retention_days: int = Field(30, alias="WEBHOOK_RETENTION_DAYS", ge=4)
+    # Seals endpoints' signing secrets at rest (paywall/secret_box.py).
+    webhook_secrets_key: SecretStr = Field(
+        SecretStr(LOCAL_SECRETS["WEBHOOK_SECRETS_KEY"]), alias="WEBHOOK_SECRETS_KEY"
+    )
 
     datadog_api_key: SecretStr | None = Field(None, alias="DD_API_KEY")
     # Where batch runs (billing) push their metrics for Prometheus; unset: not pushed.

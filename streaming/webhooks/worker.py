@@ -30,6 +30,7 @@ from standardwebhooks import Webhook
 
 from paywall import webhook_targets
 from paywall.logs import get_logger
+from paywall.secret_box import SecretBox
 from paywall.settings import Settings
 from streaming.heartbeat import Heartbeat
 from streaming.webhooks import disabling
@@ -117,10 +118,16 @@ def signed_headers(secret: str, event_id: str, body: str, at: datetime) -> dict[
 
 
 def claim(engine: Engine, settings: Settings, limit: int = BATCH) -> list[Due]:
+    """Deliveries due now, leased to this worker, with their endpoints' secrets unsealed."""
     lease = timedelta(seconds=settings.webhook_timeout_seconds) + LEASE_MARGIN
     with engine.begin() as conn:
         rows = conn.execute(_CLAIM, {"n": limit, "lease": lease}).mappings().all()
-    return [Due(**row) for row in sorted(rows, key=lambda r: r["id"])]
+    box = SecretBox.from_settings(settings) if rows else None
+    return [
+        Due(**{**row, "secret": box.open(row["secret"], str(row["endpoint_id"]))})
+        for row in sorted(rows, key=lambda r: r["id"])
+        if box is not None
+    ]
 
 
 def send(client: httpx.Client, due: Due) -> Outcome:

@@ -292,6 +292,23 @@ def test_an_endpoint_that_always_fails_is_disabled_and_its_tenant_emailed(
     assert pending(api, hook["id"]) == 1
 
 
+def stored_secret(api: Api, endpoint_id: str) -> str:
+    """The endpoint's secret as the database holds it: sealed, opening only for its own
+    endpoint, and to the secret the partner was shown."""
+    from paywall.errors import ConfigError
+    from paywall.secret_box import PREFIX, SecretBox
+
+    with engine(api.settings).connect() as conn:
+        stored = conn.execute(
+            text("SELECT secret FROM webhooks.endpoints WHERE id = :e"), {"e": endpoint_id}
+        ).scalar_one()
+    assert stored.startswith(PREFIX) and "whsec_" not in stored
+    box = SecretBox.from_settings(api.settings)
+    with pytest.raises(ConfigError, match="does not open"):
+        box.open(stored, str(uuid.uuid4()))
+    return box.open(stored, endpoint_id)
+
+
 def test_endpoints_are_managed_per_tenant_with_secrets_shown_once(
     api: Api, tenant: Callable[[], tuple[str, dict[str, str]]]
 ) -> None:
@@ -321,9 +338,11 @@ def test_endpoints_are_managed_per_tenant_with_secrets_shown_once(
     assert httpx.get(f"{api.url}/v1/webhook-endpoints", headers=other).json()["data"] == []
     hidden = httpx.get(f"{api.url}/v1/webhook-endpoints/{hook['id']}", headers=other)
     assert hidden.status_code == 404
+    assert stored_secret(api, hook["id"]) == hook["secret"]
     rotated = httpx.post(f"{api.url}/v1/webhook-endpoints/{hook['id']}/rotate-secret", headers=auth)
     assert rotated.json()["secret"].startswith("whsec_")
     assert rotated.json()["secret"] != hook["secret"]
+    assert stored_secret(api, hook["id"]) == rotated.json()["secret"]
     off = httpx.post(f"{api.url}/v1/webhook-endpoints/{hook['id']}/disable", headers=auth)
     assert off.json()["enabled"] is False
     refused = httpx.post(

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from paywall.secret_box import SecretBox
 from streaming.webhooks import store
 from transactional.webhooks.models import Attempt, Endpoint, EndpointCreate, Event
 
@@ -39,9 +40,12 @@ def create(
     tenant_id: str,
     body: EndpointCreate,
     secret: str,
+    box: SecretBox,
     key: str | None,
     fingerprint: str,
 ) -> Endpoint:
+    """A new endpoint; its signing secret is stored sealed, bound to the endpoint's id."""
+    endpoint_id = uuid.uuid4()
     row = conn.execute(
         text(
             "INSERT INTO webhooks.endpoints (id, tenant_id, url, description, event_types, "
@@ -49,13 +53,13 @@ def create(
             ":d, :types, :email, :secret, :key, :fp) RETURNING " + COLUMNS
         ),
         {
-            "id": uuid.uuid4(),
+            "id": endpoint_id,
             "t": tenant_id,
             "url": str(body.url),
             "d": body.description,
             "types": body.event_types,
             "email": body.contact_email,
-            "secret": secret,
+            "secret": box.seal(secret, str(endpoint_id)),
             "key": key,
             "fp": fingerprint,
         },
@@ -119,10 +123,10 @@ def set_enabled(conn: Connection, endpoint_id: uuid.UUID, enabled: bool, why: st
     return _endpoint(row)
 
 
-def rotate(conn: Connection, endpoint_id: uuid.UUID, secret: str) -> None:
+def rotate(conn: Connection, endpoint_id: uuid.UUID, secret: str, box: SecretBox) -> None:
     conn.execute(
         text("UPDATE webhooks.endpoints SET secret = :s, updated_at = now() WHERE id = :e"),
-        {"e": endpoint_id, "s": secret},
+        {"e": endpoint_id, "s": box.seal(secret, str(endpoint_id))},
     )
 
 

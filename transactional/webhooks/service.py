@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection
 
 from paywall import webhook_targets
+from paywall.secret_box import SecretBox
 from paywall.settings import get_settings
 from transactional.common import errors, idempotency, pagination, tenancy
 from transactional.common.errors import DomainError, not_found
@@ -62,7 +63,9 @@ def create(conn: Connection, principal: Principal, key: str | None, body: Endpoi
             replay = EndpointWithSecret(**earlier[0].model_dump(), secret=None)
             return Answer(201, replay.model_dump(mode="json"), replayed=True)
     secret = repository.new_secret()
-    made = repository.create(conn, tenant, body, secret, scoped, asked)
+    made = repository.create(
+        conn, tenant, body, secret, SecretBox.from_settings(settings), scoped, asked
+    )
     return Answer(
         201, EndpointWithSecret(**made.model_dump(), secret=secret).model_dump(mode="json")
     )
@@ -102,7 +105,7 @@ def rotate_secret(
     """A new secret at once: deliveries from now on are signed with it."""
     found = visible(conn, principal, endpoint_id)
     secret = repository.new_secret()
-    repository.rotate(conn, endpoint_id, secret)
+    repository.rotate(conn, endpoint_id, secret, SecretBox.from_settings(get_settings()))
     return EndpointWithSecret(**found.model_dump(), secret=secret)
 
 
