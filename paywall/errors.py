@@ -19,12 +19,20 @@ class ConfigError(PaywallError):
         self.setting = setting
 
 
+def error_lines(exc: ValidationError) -> list[str]:
+    """A model's refusals, a line each: where, then why (a check across fields names its
+    fields itself, with no location)."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(map(str, err["loc"]))
+        why = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {why}" if where else why)
+    return lines
+
+
 def invalid(exc: ValidationError) -> PaywallError:
-    """A model's refusal of what the command was given, as one line: where, then why."""
-    first = exc.errors()[0]
-    where = ".".join(map(str, first["loc"]))
-    why = str(first["msg"]).removeprefix("Value error, ")
-    return PaywallError(f"{where}: {why}" if where else why)
+    """A model's refusal of what the command was given, as one line."""
+    return PaywallError(error_lines(exc)[0])
 
 
 def unreachable(exc: BaseException) -> ConfigError | None:

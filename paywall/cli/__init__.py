@@ -12,13 +12,14 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from paywall.cli.audit import audit_app
 from paywall.cli.events import app as events_app
 from paywall.cli.housekeeping import app as housekeeping_app
 from paywall.cli.probe import HeartbeatFile
 from paywall.cli.probe import app as probe_app
-from paywall.errors import ConfigError, PaywallError, unreachable
+from paywall.errors import ConfigError, PaywallError, error_lines, unreachable
 from paywall.settings import get_settings, reset_settings, state_dir
 
 app = typer.Typer(
@@ -369,19 +370,21 @@ def main() -> None:
     try:
         app()
     except PaywallError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        _error(str(exc))
         sys.exit(2)
     except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            # A check across settings names its variables itself (no location).
-            line = f"{where}: {msg}" if where else msg
-            err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+        for line in error_lines(exc):
+            _error(line)
         sys.exit(2)
     except Exception as exc:
         problem = unreachable(exc)
         if problem is None:
             raise
-        err_console.print(f"[red]error:[/] {problem}", highlight=False)
+        _error(str(problem))
         sys.exit(2)
+
+
+def _error(line: str) -> None:
+    # One line however narrow the terminal, and the message as it is: never rich markup
+    # (a message may hold brackets).
+    err_console.print(Text.assemble(("error:", "red"), " ", line), soft_wrap=True)
