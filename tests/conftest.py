@@ -1,4 +1,5 @@
-"""The test session's local stack: real servers on free loopback ports, stopped at the end."""
+"""Each test process's local stack (pytest-xdist runs two, each with its own): real servers
+on free loopback ports, stopped at the end."""
 
 from __future__ import annotations
 
