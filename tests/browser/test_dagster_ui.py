@@ -20,7 +20,14 @@ from playwright.sync_api import Locator, Page
 from paywall.stack.process import free_port
 from tests.browser.conftest import OfflinePage, screenshot
 from tests.conftest import REPO, Api
-from tests.integration.test_billing import resources, token  # noqa: F401 (fixtures)
+from tests.integration.test_billing import (  # noqa: F401 (fixtures)
+    DECLINED_ON_CHARGE,
+    at,
+    move_period_end,
+    resources,
+    signup,
+    token,
+)
 from tests.integration.test_billing_report import (
     bill_and_report,
     dagster_home,
@@ -40,9 +47,12 @@ def billed_instance(
     resources: dict[str, Any],  # noqa: F811
     tmp_path: Path,
 ) -> Path:
-    """DAGSTER_HOME of an instance where billing_job's assets materialized DAY."""
+    """DAGSTER_HOME of an instance where billing_job's assets materialized DAY: two
+    renewals paid, and a trial whose card declines at conversion (a failed invoice)."""
     home = tmp_path / "dagster"
     given = report_resources(resources, mrr_warehouse(tmp_path / "warehouse.duckdb"))
+    trial = signup(api, token, DECLINED_ON_CHARGE, trial=True, plan_id="basic-monthly")
+    move_period_end(api, trial["subscription_id"], at(DAY))
     with dagster_home(home) as instance:
         assert bill_and_report(api, token, given, instance, DAY).success
     return home
@@ -115,7 +125,7 @@ def test_billing_report_shows_its_chart_and_amounts(
     page.get_by_text(f"Partition {DAY.isoformat()} materialized").wait_for(timeout=60_000)
     # The amounts: a Markdown table in the metadata, rendered as an HTML table.
     amounts = table_headed(page, "outstanding_past_due")
-    assert amounts.locator("td").all_inner_texts()[:3] == ["USD", "38.00", "38.00"]
+    assert amounts.locator("td").all_inner_texts()[:3] == ["USD", "47.00", "38.00"]
     months = table_headed(page, "reactivation")
     assert "2026-10" in months.inner_text() and "68.00" in months.inner_text()
     assert page.get_by_text("mrr-2026-10-26.png").is_visible()  # mrr_chart_file
@@ -141,7 +151,13 @@ def test_billing_runs_checks_and_the_marts_column_docs_show(
     page.goto(f"{webserver}/assets/billing_run?view=events&partition={DAY.isoformat()}")
     page.get_by_text(f"Partition {DAY.isoformat()} materialized").wait_for(timeout=60_000)
     assert "USD" in table_headed(page, "outstanding_past_due").inner_text()
+    # And the day's failed invoices: the declined renewal, its attempt and next retry.
+    failed = table_headed(page, "next retry")
+    assert failed.locator("tbody tr").count() >= 1, failed.inner_text()
+    assert "9.00 USD" in failed.inner_text()
     screenshot(page, tmp_path / "billing_run_partition.png")
+    failed.scroll_into_view_if_needed()
+    screenshot(page, tmp_path / "billing_run_failed_invoices.png")
     # Its reconciliation checks, run with it, passed.
     page.goto(f"{webserver}/assets/billing_run?view=checks")
     for check in ("billing_invoiced_once", "billing_paid_matches_charges"):
