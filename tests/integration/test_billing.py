@@ -407,15 +407,21 @@ def test_a_failing_card_walks_dunning_day_by_day_to_canceled(
     assert events.count("subscription.canceled") == 1
 
 
+def past_due_trial(api: Api, token: str, resources: dict[str, Any], day: date) -> dict[str, Any]:
+    """A trial whose card declines at its conversion, billed on `day`: past due, in dunning."""
+    reg = signup(api, token, DECLINED_ON_CHARGE, trial=True)
+    move_period_end(api, reg["subscription_id"], at(day, 8))
+    bill(resources, day)
+    assert subscription(api, reg["subscription_id"])["status"] == "past_due"
+    return reg
+
+
 def test_paid_during_dunning_reactivates(
     api: Api, token: str, internal_token: str, resources: dict[str, Any]
 ) -> None:
     start = date(2026, 6, 20)
-    reg = signup(api, token, DECLINED_ON_CHARGE, trial=True)
+    reg = past_due_trial(api, token, resources, start)
     sub_id = reg["subscription_id"]
-    move_period_end(api, sub_id, at(start, 8))
-    bill(resources, start)
-    assert subscription(api, sub_id)["status"] == "past_due"
 
     # The customer fixes the card; the day-1 retry collects.
     fixed = httpx.post(
@@ -438,11 +444,8 @@ def test_voided_during_dunning_forgives_the_period_and_reactivates(
     api: Api, token: str, issue_token: Callable[..., str], resources: dict[str, Any]
 ) -> None:
     start = date(2025, 9, 8)
-    reg = signup(api, token, DECLINED_ON_CHARGE, trial=True)
+    reg = past_due_trial(api, token, resources, start)
     sub_id = reg["subscription_id"]
-    move_period_end(api, sub_id, at(start, 8))
-    bill(resources, start)
-    assert subscription(api, sub_id)["status"] == "past_due"
     [invoice] = invoices(api, sub_id)
 
     operator = {"Authorization": f"Bearer {issue_token('operations internal')}"}
