@@ -27,6 +27,7 @@ LOCAL_SECRETS = {
     "LAKE_PII_SALT": LOCAL_PII_SALT,
     # 32 bytes, base64: public, so production refuses it (Settings.own_secret).
     "WEBHOOK_SECRETS_KEY": "cGF5d2FsbC1sb2NhbC13ZWJob29rLXNlY3JldHMtayE=",
+    "PORTAL_SECRET_KEY": "cGF5d2FsbC1sb2NhbC1wb3J0YWwtc2VjcmV0LWtleSE=",
     **{
         f"{service.upper()}_CLIENT_SECRET": f"paywall-local-{service}-secret"
         for service in ("registration", "billing", "subscription", "payment")
@@ -66,6 +67,14 @@ class Settings(BaseSettings):
     cors_allow_origins: Annotated[list[str] | None, NoDecode] = Field(
         None, alias="CORS_ALLOW_ORIGINS"
     )
+    # The customer portal (transactional/portal): its public base URL (unset: the API's),
+    # the key that seals its session cookies and the links emails carry into it, and how
+    # long such a link stays good.
+    portal_url: str | None = Field(None, alias="PORTAL_URL")
+    portal_secret_key: SecretStr = Field(
+        SecretStr(LOCAL_SECRETS["PORTAL_SECRET_KEY"]), alias="PORTAL_SECRET_KEY"
+    )
+    portal_link_days: int = Field(7, alias="PORTAL_LINK_DAYS", ge=1, le=30)
 
     # The registration service's own OAuth client (client credentials) for calling the others.
     registration_client_id: str = Field("svc-registration", alias="REGISTRATION_CLIENT_ID")
@@ -356,6 +365,11 @@ class Settings(BaseSettings):
     def issuer(self) -> str:
         """The OIDC issuer: tokens carry it, verifiers insist on it."""
         return (self.auth_issuer or self.api_base_url).rstrip("/")
+
+    @property
+    def portal_base_url(self) -> str:
+        """Where customers reach the portal (its pages live under /portal)."""
+        return (self.portal_url or self.api_base_url).rstrip("/")
 
     def service_url(self, service: str) -> str:
         given: str | None = getattr(self, f"{service}_service_url")

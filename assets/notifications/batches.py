@@ -36,7 +36,7 @@ from streaming.notifications.senders import (
     ProviderError,
     Senders,
 )
-from streaming.notifications.templates import render
+from streaming.notifications.templates import render, with_links
 
 log = get_logger(__name__)
 TRIAL_NOTICE_DAYS = 3
@@ -184,7 +184,8 @@ def send(engine: Engine, senders: Senders, notices: list[Notice], day: date) -> 
         if row.erased or not address or (row.channel == "sms" and not row.sms_opt_in):
             skipped.append(row.id)
             continue
-        message = render(row.template, row.channel, {"name": row.name or "there", **row.values})
+        values = with_links(row.template, row.customer_id, row.tenant_id, row.values)
+        message = render(row.template, row.channel, {"name": row.name or "there", **values})
         if row.channel == "email":
             emails.append((row.id, Email(address, message.subject, message.body, row.dedupe_key)))
         else:

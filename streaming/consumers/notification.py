@@ -27,7 +27,7 @@ from paywall.logs import get_logger
 from streaming.consumers.runner import Delivery, Retryable
 from streaming.notifications import ledger
 from streaming.notifications.senders import Email, ProviderError, Senders
-from streaming.notifications.templates import render
+from streaming.notifications.templates import render, with_links
 
 log = get_logger(__name__)
 
@@ -75,16 +75,18 @@ class Notifier:
         with self.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO notification.recipients (customer_id, email, phone, name, "
-                    "sms_opt_in, as_of) VALUES (:c, :e, :p, :n, :o, :a) ON CONFLICT "
+                    "INSERT INTO notification.recipients (customer_id, tenant_id, email, phone, "
+                    "name, sms_opt_in, as_of) VALUES (:c, :t, :e, :p, :n, :o, :a) ON CONFLICT "
                     "(customer_id) DO UPDATE SET email = excluded.email, phone = excluded.phone, "
                     "name = excluded.name, sms_opt_in = excluded.sms_opt_in, "
+                    "tenant_id = coalesce(excluded.tenant_id, notification.recipients.tenant_id), "
                     "as_of = excluded.as_of, updated_at = now() "
                     "WHERE NOT notification.recipients.erased AND (notification.recipients.as_of "
                     "IS NULL OR notification.recipients.as_of <= excluded.as_of)"
                 ),
                 {
                     "c": data["customer_id"],
+                    "t": data.get("tenant_id"),
                     "e": data.get("email"),
                     "p": data.get("phone"),
                     "n": data.get("name"),
@@ -133,7 +135,8 @@ class Notifier:
                 return
             who = conn.execute(
                 text(
-                    "SELECT email, phone, name, sms_opt_in, erased FROM notification.recipients "
+                    "SELECT email, phone, name, sms_opt_in, erased, tenant_id "
+                    "FROM notification.recipients "
                     "WHERE customer_id = :c"
                 ),
                 {"c": customer_id},
@@ -154,7 +157,8 @@ class Notifier:
             ledger.record(self.engine, key, status="skipped", **step)
             return
         ledger.record(self.engine, key, status="pending", **step)
-        message = render(template, channel, {"name": who.name or "there", **values})
+        linked = with_links(template, customer_id, who.tenant_id, values)
+        message = render(template, channel, {"name": who.name or "there", **linked})
         try:
             provider_id = (
                 self.senders.email([Email(address, message.subject, message.body, key)])

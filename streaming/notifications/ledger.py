@@ -116,7 +116,8 @@ def due(conn: Connection, day: date) -> Sequence[Row[Any]]:
     return conn.execute(
         text(
             "SELECT s.id, s.dedupe_key, s.customer_id, s.template, s.channel, s.values, "
-            "r.customer_id AS known, r.email, r.phone, r.name, r.sms_opt_in, r.erased "
+            "r.customer_id AS known, r.email, r.phone, r.name, r.sms_opt_in, r.erased, "
+            "r.tenant_id "
             "FROM notification.sends s LEFT JOIN notification.recipients r "
             "ON r.customer_id = s.customer_id WHERE s.status = 'pending' "
             "AND s.due_on <= :d ORDER BY s.id"

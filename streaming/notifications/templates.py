@@ -15,6 +15,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from paywall.portal_links import card_link
+from paywall.settings import get_settings
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 _ENV = Environment(
     loader=FileSystemLoader(TEMPLATES_DIR),
@@ -23,6 +26,9 @@ _ENV = Environment(
     keep_trailing_newline=True,
 )
 SUBJECT = "Subject: "
+# Notices that ask the customer to act on their card carry a link into the portal. Made
+# when the notice is rendered, never stored: the link expires, the notice may wait.
+CARD_LINKED = frozenset({"payment_failed", "dunning"})
 
 
 @dataclass(frozen=True)
@@ -37,3 +43,12 @@ def render(template: str, channel: str, values: dict[str, Any]) -> Message:
     if first.startswith(SUBJECT):
         return Message(first.removeprefix(SUBJECT), rest.strip() + "\n")
     return Message("", raw.strip())
+
+
+def with_links(
+    template: str, customer_id: str, tenant_id: str | None, values: dict[str, Any]
+) -> dict[str, Any]:
+    """`values`, with the portal link the template shows (`card_link`) when it has one."""
+    if template not in CARD_LINKED:
+        return values
+    return {**values, "card_link": card_link(get_settings(), str(customer_id), tenant_id)}

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import Result
+from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from typer.testing import CliRunner
@@ -23,7 +24,10 @@ from transactional.services import SERVICES, service_app
 
 KONG = yaml.safe_load((DEPLOY / "kong" / "kong.yaml").read_text())
 OSS_PLUGINS = {"jwt", "rate-limiting", "request-size-limiting", "correlation-id", "pre-function"}
-PUBLIC_ROUTES = {"auth-oidc", "plans", "stripe-webhooks"}
+# No bearer token at Kong: discovery and login, the price list, Stripe's signed webhooks,
+# and the customer portal's pages (its session cookie; it calls the APIs with the token).
+PUBLIC_ROUTES = {"auth-oidc", "plans", "stripe-webhooks", "portal"}
+PAGES = {"portal"}  # served outside the API document
 
 
 def _routes() -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -110,7 +114,19 @@ def test_tokens_are_checked_on_every_non_public_route() -> None:
 
 def test_every_route_reaches_real_endpoints() -> None:
     for service, route in _routes():
+        if route["name"] in PAGES:
+            continue
         assert _served(service["name"], route), f"{route['name']} matches no endpoint"
+
+
+def test_the_portal_route_reaches_the_portal() -> None:
+    """Pages are outside the API document: the route is checked against the app itself."""
+    (service, route) = next((s, r) for s, r in _routes() if r["name"] == "portal")
+    with TestClient(service_app(service["name"])) as client:
+        for path in route["paths"]:
+            page = client.get(f"{path}/login", follow_redirects=False)
+            assert page.status_code == 302, (path, page.status_code)
+            assert "/oauth/authorize?" in page.headers["location"]
 
 
 def test_every_public_operation_is_routed() -> None:

@@ -133,7 +133,10 @@ def test_a_client_secret_is_shown_once_rotated_and_disabled(
     assert replay.json()["client_id"] == client_id
     read = httpx.get(f"{api.url}/v1/clients/{client_id}", headers=operator)
     listed = httpx.get(f"{api.url}/v1/clients", params={"tenant_id": tenant}, headers=operator)
-    assert [c["client_id"] for c in listed.json()["data"]] == [client_id]
+    # Beside the partner's: the portal's login client, made with the tenant.
+    assert sorted(c["client_id"] for c in listed.json()["data"]) == sorted(
+        [client_id, f"portal.{tenant}"]
+    )
     for answer in (read, listed):
         assert answer.status_code == 200 and secret not in answer.text
         assert "client_secret" not in answer.text
@@ -245,7 +248,8 @@ def test_the_cli_onboards_a_partner(api: Api, cli_env: dict[str, str]) -> None:
     client_id, secret = creds["CLIENT_ID"], creds["CLIENT_SECRET"]
     assert token_answer(api, client_id, secret).status_code == 200
     clients = paywall(cli_env, "clients", "list", "--tenant", tenant, "--format", "json")
-    assert [c["client_id"] for c in json.loads(clients.stdout)] == [client_id]
+    listed = sorted(c["client_id"] for c in json.loads(clients.stdout))
+    assert listed == sorted([client_id, f"portal.{tenant}"])  # the portal's, made with it
     assert secret not in clients.stdout
 
     rotated = paywall(cli_env, "clients", "rotate-secret", client_id, "--format", "env")

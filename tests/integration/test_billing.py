@@ -681,3 +681,5 @@ def test_a_failed_charge_is_notified_once_whichever_path_is_first(
             "SELECT template, status FROM notification.sends WHERE customer_id = %s",
             customer_id,
         ) in ([("payment_failed", "sent")], [("dunning", "sent")])
+    for sent in (by_consumer, by_batch):  # each offers its way to a new card
+        assert f"{api.url}/portal/link?t=" in sent["text"]

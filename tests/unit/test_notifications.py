@@ -35,6 +35,7 @@ VALUES = {
     "tenant": "acme",
     "url": "https://acme.example.com/hooks",
     "failures": 50,
+    "card_link": "https://pay.example.com/portal/link?t=abc",
 }
 
 
@@ -62,3 +63,20 @@ def test_production_sends_sms_from_its_own_number() -> None:
     assert production.notify_from_phone == TWILIO_TEST_FROM
     with pytest.raises(ConfigError, match="NOTIFY_FROM_PHONE"):
         Senders(production).sms("+15551230001", "hello")
+
+
+def test_notices_about_a_card_link_into_the_portal_for_that_customer() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from paywall.portal_links import LINK, Sealer
+    from paywall.settings import get_settings
+    from streaming.notifications.templates import with_links
+
+    values = {"amount": "9.00", "currency": "USD", "reason": "card_declined"}
+    assert with_links("receipt", "c-1", "acme", values) == values
+    linked = with_links("payment_failed", "c-1", "acme", values)
+    body = render("payment_failed", "email", {"name": "Ada", **linked}).body
+    assert linked["card_link"] in body
+    token = parse_qs(urlsplit(linked["card_link"]).query)["t"][0]
+    opened = Sealer.from_settings(get_settings()).open(LINK, token)
+    assert opened == {"customer_id": "c-1", "tenant_id": "acme", "next": "/portal/#card"}

@@ -30,7 +30,7 @@ from transactional.auth.admin_models import (
     TenantCreate,
     TenantPage,
 )
-from transactional.auth.clients import USER_SCOPES, create_client
+from transactional.auth.clients import USER_SCOPES, create_client, ensure_portal_client
 from transactional.auth.config import ADMIN_SCOPE
 from transactional.auth.passwords import hash_secret
 from transactional.common import errors, idempotency
@@ -60,6 +60,8 @@ def create_tenant(conn: Connection, body: TenantCreate, key: str | None) -> Answ
     tenant = registry.insert_tenant(conn, body.id, body.name, key, asked)
     if tenant is None:
         raise DomainError(errors.ALREADY_EXISTS, f"tenant {body.id} exists", tenant_id=body.id)
+    # Its customers can sign in to the portal from the start.
+    ensure_portal_client(conn, get_settings(), body.id)
     return Answer(201, tenant.model_dump(mode="json"))
 
 

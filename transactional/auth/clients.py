@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from paywall.errors import ConfigError
 from paywall.logs import get_logger
+from paywall.portal_links import CALLBACK_PATH, portal_client_id
 from paywall.service_client import SERVICE_SCOPES
 from paywall.settings import Settings
 from transactional.auth import repository, throttle
@@ -26,7 +27,19 @@ from transactional.auth.passwords import hash_secret, verify_secret
 
 WEB_CLIENT_ID = "web"
 REGISTRATION_CLIENT_ID = "svc-registration"
-USER_SCOPES = ("openid", "email", "customers:read", "subscriptions:read", "invoices:read")
+# What a customer's own token may do, always for its own customer only (common/tenancy.py):
+# read its data, and manage its subscription and card (self-service: the portal, a
+# tenant's web app). Never charge or refund (payments:write) nor touch another customer.
+USER_SCOPES = (
+    "openid",
+    "email",
+    "customers:read",
+    "subscriptions:read",
+    "subscriptions:write",
+    "invoices:read",
+    "payments:read",
+    "payment_methods:write",
+)
 
 log = get_logger(__name__)
 
@@ -100,6 +113,8 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
             replace=True,
         )
     _ensure_dagster_ui_client(conn, settings)
+    for tenant_id in (None, *repository.tenant_ids(conn)):
+        ensure_portal_client(conn, settings, tenant_id)
     services = (
         ("registration", "Registration service"),
         ("billing", "Billing service, billing runs and operations (the Dagster code location)"),
@@ -132,6 +147,36 @@ def ensure_default_clients(conn: Connection, settings: Settings) -> None:
                 scopes=scopes,
                 replace=True,
             )
+
+
+def ensure_portal_client(conn: Connection, settings: Settings, tenant_id: str | None) -> None:
+    """The customer portal's login client for one tenant, brought up to date.
+
+    One per tenant because a login finds only its client's tenant's users (an email is
+    unique per tenant). Public, with PKCE: the portal keeps no client secret to leak, and the
+    code is useless without the verifier sealed in the browser's login cookie."""
+    client_id = portal_client_id(tenant_id)
+    uris = (f"{settings.portal_base_url}{CALLBACK_PATH}",)
+    grants = frozenset({"authorization_code"})
+    existing = repository.get_client(conn, client_id)
+    if existing is not None and (
+        existing.redirect_uris,
+        existing.grant_types,
+        existing.scopes,
+        existing.tenant_id,
+        existing.public,
+    ) == (uris, grants, frozenset(USER_SCOPES), tenant_id, True):
+        return
+    create_client(
+        conn,
+        client_id,
+        name="Customer portal",
+        redirect_uris=uris,
+        grant_types=grants,
+        scopes=USER_SCOPES,
+        tenant_id=tenant_id,
+        replace=True,
+    )
 
 
 DAGSTER_UI_CLIENT_ID = "dagster-ui"

@@ -24,8 +24,6 @@ SUPPORTED_GRANTS = frozenset({"authorization_code", "client_credentials", "refre
 # Scopes any client may ask for besides those it is registered with are none: a client's
 # registered scopes are the whole list. OIDC scopes are listed for discovery.
 OIDC_SCOPES = ("openid", "email")
-# Request bodies at auth endpoints are a few hundred bytes; refuse megabytes early.
-MAX_FORM_BYTES = 16 * 1024
 
 # The platform operator's scope (the admin API): it manages every tenant, so only a client
 # of no tenant may hold it. A tenant's client gets `security.PARTNER_SCOPES` only:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from transactional.auth.config import SUPPORTED_GRANTS
-from transactional.auth.forms import FORM_TYPE
 from transactional.auth.models import IntrospectionBody, OAuthErrorBody, TokenBody
 from transactional.common import errors
 from transactional.common.api_document import problems_answered
+from transactional.common.forms import FORM_TYPE
 from transactional.common.problems import OWN_ERRORS, PROBLEM_JSON, ProblemModel
 
 _CLIENT_AUTH = {

@@ -49,6 +49,10 @@ def save_client(conn: Connection, client: Client, *, replace: bool) -> bool:
     return saved is not None
 
 
+def tenant_ids(conn: Connection) -> list[str]:
+    return list(conn.execute(text("SELECT id FROM auth.tenants ORDER BY id")).scalars())
+
+
 def get_client(conn: Connection, client_id: str) -> Client | None:
     row = (
         conn.execute(

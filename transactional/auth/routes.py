@@ -21,11 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from transactional.auth import admin_routes, openapi, service, throttle
 from transactional.auth.authorize import LOGIN_HEADERS, AuthorizeRedirect, refused
 from transactional.auth.errors import NO_STORE, OAuthError, invalid_request
-from transactional.auth.forms import FormError, parse_params, read_form
 from transactional.auth.models import NewUser, UserOut
 from transactional.common import errors
 from transactional.common.api_document import problems_answered
 from transactional.common.deps import CurrentSettings, Db, ReadConn, Transaction
+from transactional.common.forms import FormError, parse_params, read_form
 from transactional.common.security import Principal, require
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from fastapi import Depends, Security
+from fastapi import Depends, Header, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, OAuth2
 from joserfc import jws, jwt
@@ -52,6 +52,7 @@ PARTNER_SCOPES: dict[str, str] = {
     "subscriptions:write": "Create and change the tenant's subscriptions",
     "payments:read": "Read the tenant's payments",
     "payments:write": "Charge and refund the tenant's customers",
+    "payment_methods:write": "Attach a card and make it the default (a customer's own token)",
     "invoices:read": "Read the tenant's invoices (lists, documents)",
     "invoices:write": "Credit the tenant's paid invoices (credit notes: refund or credit)",
     "webhooks:read": "Read the tenant's webhook endpoints and their delivery log",
@@ -61,6 +62,7 @@ PARTNER_SCOPES: dict[str, str] = {
     "coupons:write": "Create and archive the tenant's coupons",
     "tax_rates:read": "Read the tenant's tax rates",
     "tax_rates:write": "Create and archive the tenant's tax rates",
+    "plans:write": "Create and archive the tenant's plans, price them, migrate subscribers",
 }
 # Scopes that act across tenants: the services' own (`internal`), the operations sweeps'
 # and the platform operator's. An endpoint needing one is not in the public API document.
@@ -310,14 +312,43 @@ def require(*scopes: str) -> Callable[..., Principal]:
             ) from None
         missing = needed - principal.scopes
         if missing:
-            wanted = " ".join(sorted(needed))
-            raise DomainError(
-                errors.INSUFFICIENT_SCOPE,
-                f"token lacks scope: {' '.join(sorted(missing))}",
-                headers={
-                    "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'
-                },
-            )
+            raise _insufficient(f"token lacks scope: {' '.join(sorted(missing))}", needed)
         return principal
 
     return dependency
+
+
+def require_any(*scopes: str) -> Callable[..., Principal]:
+    """`require`, satisfied by any one of `scopes`: for a route that partners reach with a
+    broad scope and customers with a narrow one of their own (a card: payments:write, or
+    payment_methods:write)."""
+    anyof = frozenset(scopes)
+    verified = require()
+
+    def dependency(principal: Principal = Depends(verified)) -> Principal:
+        if not anyof & principal.scopes:
+            raise _insufficient(f"token needs one scope of: {' '.join(sorted(anyof))}", anyof)
+        return principal
+
+    return dependency
+
+
+def _insufficient(detail: str, wanted: frozenset[str]) -> DomainError:
+    scope = " ".join(sorted(wanted))
+    return DomainError(
+        errors.INSUFFICIENT_SCOPE,
+        detail,
+        headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+    )
+
+
+_any_token = require()
+
+
+def optional_principal(
+    authorization: str | None = Header(None, include_in_schema=False),
+) -> Principal | None:
+    """A FastAPI dependency for public routes that answer a token's holder more (a
+    tenant's own plans): None without a token; a bad token is still refused (401). Not a
+    security requirement in the API document: the route is public."""
+    return None if authorization is None else _any_token(_bearer(authorization))

@@ -19,9 +19,9 @@ from fastapi import Depends
 
 from transactional.common import errors
 from transactional.common.errors import DomainError, not_found
-from transactional.common.security import Principal, require
+from transactional.common.security import Principal, require, require_any
 
-__all__ = ["bound", "member", "not_found", "owns", "tenant_for"]
+__all__ = ["bound", "member", "member_any", "not_found", "owns", "tenant_for"]
 
 
 def bound(principal: Principal) -> Principal:
@@ -38,6 +38,16 @@ def bound(principal: Principal) -> Principal:
 def member(*scopes: str) -> Callable[..., Principal]:
     """A FastAPI dependency for tenant data: `require(*scopes)`, then `bound`."""
     scoped = require(*scopes)
+
+    def dependency(principal: Principal = Depends(scoped)) -> Principal:
+        return bound(principal)
+
+    return dependency
+
+
+def member_any(*scopes: str) -> Callable[..., Principal]:
+    """`member`, satisfied by any one of `scopes` (security.require_any)."""
+    scoped = require_any(*scopes)
 
     def dependency(principal: Principal = Depends(scoped)) -> Principal:
         return bound(principal)

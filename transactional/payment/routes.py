@@ -37,9 +37,12 @@ router = APIRouter(prefix="/v1", tags=["payments"])
 # Module-level so tests can swap them with app.dependency_overrides.
 WRITE = tenancy.member("payments:write")
 READ = tenancy.member("payments:read")
+# A customer's own token changes its card, and nothing else of its payments.
+CARD = tenancy.member_any("payments:write", "payment_methods:write")
 OPERATOR = require("operations", "internal")
 Writer = Annotated[Principal, Depends(WRITE)]
 Reader = Annotated[Principal, Depends(READ)]
+CardWriter = Annotated[Principal, Depends(CARD)]
 Operator = Annotated[Principal, Depends(OPERATOR)]
 Customers = Annotated[CustomerLookup, Depends(customer_lookup.as_service("payment"))]
 
@@ -74,6 +77,18 @@ def create_account(
     return account
 
 
+@router.get(
+    "/accounts/{customer_id}",
+    response_model=Account,
+    summary="The customer's payment account: its default payment method",
+    responses={404: _problem("No such account visible to the caller")},
+)
+def get_account(
+    customer_id: Annotated[str, Path(max_length=64)], principal: Reader, db: Db
+) -> Account:
+    return service.get_account(db, principal, customer_id)
+
+
 @router.post(
     "/accounts/{customer_id}/payment-methods",
     response_model=Account,
@@ -83,13 +98,16 @@ def create_account(
         503: _problem("Stripe unreachable; retry"),
     },
     openapi_extra=problems_answered(
-        errors.PAYMENT_DECLINED, errors.PROCESSOR_REJECTED, errors.PROCESSOR_UNAVAILABLE
+        errors.TENANT_REQUIRED,
+        errors.PAYMENT_DECLINED,
+        errors.PROCESSOR_REJECTED,
+        errors.PROCESSOR_UNAVAILABLE,
     ),
 )
 def attach_payment_method(
     body: PaymentMethodAttach,
     customer_id: Annotated[str, Path(max_length=64)],
-    principal: Writer,
+    principal: CardWriter,
     db: Db,
     stripe: StripeGateway,
 ) -> Account:

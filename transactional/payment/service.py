@@ -85,6 +85,11 @@ def create_account(
     return Account.model_validate(dict(row)), True
 
 
+def get_account(engine: Engine, principal: Principal, customer_id: str) -> Account:
+    with engine.connect() as conn:
+        return Account.model_validate(dict(account_of(conn, principal, customer_id)))
+
+
 def attach_payment_method(
     engine: Engine, gateway: Gateway, principal: Principal, customer_id: str, pm_id: str
 ) -> Account:

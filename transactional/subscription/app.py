@@ -7,6 +7,7 @@ from sqlalchemy import text
 from paywall.db import engine
 from paywall.settings import get_settings
 from transactional.common.app import create_app
+from transactional.portal.routes import router as portal
 from transactional.subscription.routes import router
 
 
@@ -16,5 +17,6 @@ def _database() -> None:
 
 
 READY_CHECKS = {"postgres": _database}
-ROUTERS = [router]
+# The customer portal's pages are served here: a customer's subscription is what they show.
+ROUTERS = [router, portal]
 app = create_app("subscription", ROUTERS, READY_CHECKS)

@@ -1,7 +1,8 @@
 """Reading application/x-www-form-urlencoded bodies without python-multipart.
 
-OAuth endpoints take form bodies (RFC 6749); the few fields they carry are parsed here,
-with the checks the RFC asks for: no repeated parameters, empty means absent.
+OAuth endpoints take form bodies (RFC 6749), and so do the portal's forms; the few fields
+they carry are parsed here, with the checks the RFC asks for: no repeated parameters, empty
+means absent.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from urllib.parse import parse_qsl
 
 from fastapi import Request
 
-from transactional.auth.config import MAX_FORM_BYTES
-
 FORM_TYPE = "application/x-www-form-urlencoded"
+# Our forms' bodies are a few hundred bytes; refuse megabytes early.
+MAX_FORM_BYTES = 16 * 1024
 
 
 class FormError(ValueError):
