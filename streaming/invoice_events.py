@@ -1,10 +1,12 @@
-"""The invoice events (streaming/contracts: invoice.*, version 2) as billing writes them to
-its outbox, in the transaction that changes the invoice. One payload for both writers: the
-billing service (upgrades, operators' void and pay) and the Dagster billing run (which
-builds the same fields set-based: assets/billing/invoicing.py)."""
+"""The invoice events (streaming/contracts: invoice.*, the latest version) as billing writes
+them to its outbox, in the transaction that changes the invoice. One payload for both
+writers: the billing service (signups' first periods, upgrades, operators' void and pay)
+and the Dagster billing run (which builds the same fields set-based as version 2, whose
+kinds cover the renewals and trial conversions it makes: assets/billing/invoicing.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping
@@ -12,7 +14,9 @@ from sqlalchemy import Connection, RowMapping
 from streaming import outbox
 
 
-def emit(conn: Connection, invoice: RowMapping, event_type: str, **extra: Any) -> None:
+def emit(
+    conn: Connection, invoice: RowMapping | Mapping[str, Any], event_type: str, **extra: Any
+) -> None:
     """`event_type` for `invoice` (a billing.invoices row as it is now), with `extra`
     fields the event's contract adds (payment_id, decline_code, reason)."""
     outbox.emit(

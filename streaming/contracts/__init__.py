@@ -112,6 +112,12 @@ def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 f"field {field!r} changed type {sorted(_types(spec))} → "
                 f"{sorted(_types(new_props[field]))}"
             )
+        if field in new_props and "enum" in spec:
+            # A reader of `old` knows the values it lists; `new` may add some (a new
+            # version, readers ignore what they do not know) but never take one away.
+            dropped = set(spec["enum"]) - set(new_props[field].get("enum", spec["enum"]))
+            if dropped:
+                out.append(f"field {field!r} no longer allows {sorted(dropped)}")
     return out
 
 

@@ -99,11 +99,20 @@ def pay(api: Api, operator: dict[str, str], invoice_id: str) -> dict[str, Any]:
     return dict(resp.json())
 
 
-def paid_invoice(
-    api: Api, partner: dict[str, str], operator: dict[str, str], amount: int = 900
-) -> dict[str, Any]:
+def paid_invoice(api: Api, partner: dict[str, str], operator: dict[str, str]) -> dict[str, Any]:
+    """The invoice of a new subscription's current period, paid (900): its signup's
+    first-period invoice, paid by the signup's charge."""
     reg = signup(api, partner)
-    return pay(api, operator, period_invoice(api, reg["subscription_id"], amount))
+    [(invoice_id,)] = sql(
+        api,
+        "SELECT id FROM billing.invoices WHERE subscription_id = %s AND kind = 'first_period'",
+        reg["subscription_id"],
+    )
+    resp = httpx.get(f"{api.url}/v1/invoices/{invoice_id}", headers=operator)
+    assert resp.status_code == 200, resp.text
+    invoice: dict[str, Any] = resp.json()
+    assert (invoice["status"], invoice["total"]) == ("paid", 900), invoice
+    return invoice
 
 
 def credit(
@@ -213,7 +222,7 @@ def test_a_note_beyond_what_the_invoice_brought_in_is_refused_and_changes_nothin
     assert second_page["next_cursor"] is None
 
     reg = signup(api, partner)
-    unpaid = period_invoice(api, reg["subscription_id"], 900)
+    unpaid = period_invoice(api, reg["subscription_id"], 900, offset_days=31)
     problem(credit(api.url, partner, unpaid, str(uuid.uuid4()), amount=100), 409, "invoice-state")
     [(notes,)] = sql(api, "SELECT count(*) FROM billing.credit_notes WHERE invoice_id = %s", unpaid)
     assert notes == 0

@@ -195,29 +195,18 @@ def test_an_upgrade_is_charged_once_and_its_invoice_shows_the_proration(
 def test_upgrades_after_the_periods_renewal_are_each_charged(
     api: Api, partner: dict[str, str], tenant: str
 ) -> None:
-    """The period's renewal invoice and its prorations live side by side: the unique key is
-    one renewal per period, not one invoice."""
+    """The period's own invoice (here the signup's first period, paid) and its prorations
+    live side by side: the unique key is one invoice per period, prorations apart."""
     reg = signup(api, partner)
     sub_id = reg["subscription_id"]
-    [(start, end)] = sql(
+    [(kind, status)] = sql(
         api,
-        "SELECT current_period_start, current_period_end FROM subscription.subscriptions "
-        "WHERE id = %s",
+        "SELECT i.kind, i.status FROM billing.invoices i JOIN subscription.subscriptions s "
+        "ON s.id = i.subscription_id AND s.current_period_start = i.period_start "
+        "WHERE s.id = %s",
         sub_id,
     )
-    sql(  # the billing run's renewal of this very period, paid
-        api,
-        "INSERT INTO billing.invoices (id, subscription_id, customer_id, tenant_id, plan_id, "
-        "kind, amount, subtotal, total, amount_paid, amount_due, currency, period_start, "
-        "period_end, billing_date, status, finalized_at) VALUES (gen_random_uuid(), %s, %s, "
-        "%s, 'basic-monthly', 'renewal', 900, 900, 900, 900, 0, 'usd', %s, %s, "
-        "current_date, 'paid', now())",
-        sub_id,
-        reg["customer_id"],
-        tenant,
-        start,
-        end,
-    )
+    assert (kind, status) == ("first_period", "paid")
 
     first = upgrade(api, partner, sub_id, "pro-monthly", str(uuid.uuid4()))
     assert first.status_code == 200, first.text
@@ -309,6 +298,18 @@ def test_invoices_are_listed_by_filter_and_page_and_only_to_their_tenant(
     api: Api, partner: dict[str, str], tenant: str, issue_token: Callable[..., str]
 ) -> None:
     regs = [signup(api, partner) for _ in range(2)]
+    # Each signup's first-period invoice, then a later renewal of each.
+    firsts = [
+        str(
+            sql(
+                api,
+                "SELECT id FROM billing.invoices WHERE subscription_id = %s "
+                "AND kind = 'first_period'",
+                r["subscription_id"],
+            )[0][0]
+        )
+        for r in regs
+    ]
     made = [open_invoice(api, regs[0], tenant), open_invoice(api, regs[1], tenant)]
     ok = upgrade(api, partner, regs[1]["subscription_id"], "pro-monthly", None)
     assert ok.status_code == 200, ok.text
@@ -330,8 +331,12 @@ def test_invoices_are_listed_by_filter_and_page_and_only_to_their_tenant(
 
     everything = listed(partner)
     assert set(made) <= set(everything) and len(everything) == len(set(everything))
-    assert listed(partner, customer_id=regs[0]["customer_id"]) == [made[0]]
-    assert listed(partner, subscription_id=regs[1]["subscription_id"]) == [made[2], made[1]]
+    assert listed(partner, customer_id=regs[0]["customer_id"]) == [made[0], firsts[0]]
+    assert listed(partner, subscription_id=regs[1]["subscription_id"]) == [
+        made[2],
+        made[1],
+        firsts[1],
+    ]
     assert made[2] in listed(partner, status="paid") and made[0] not in listed(
         partner, status="paid"
     )

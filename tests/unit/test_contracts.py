@@ -58,6 +58,20 @@ def test_breaking_changes_are_detected() -> None:
     ]
     assert len(contracts.breaking_changes(v1, retyped)) == 1
     assert contracts.breaking_changes(v1, widened) == []
+    kinds = {"properties": {"k": {"type": "string", "enum": ["a", "b"]}}, "required": ["k"]}
+    more = {"properties": {"k": {"type": "string", "enum": ["a", "b", "c"]}}, "required": ["k"]}
+    assert contracts.breaking_changes(kinds, more) == []
+    assert contracts.breaking_changes(more, kinds) == ["field 'k' no longer allows ['c']"]
+
+
+def test_invoice_events_v3_add_the_first_period_kind() -> None:
+    for event in ("created", "finalized", "paid", "payment_failed", "voided"):
+        v2, v3 = (contracts.contracts()[(f"invoice.{event}", n)].schema for n in (2, 3))
+        kinds = v3["properties"]["kind"]["enum"]
+        assert kinds == [*v2["properties"]["kind"]["enum"], "first_period"]
+        assert {k: v for k, v in v3.items() if k not in ("$id", "description", "properties")} == {
+            k: v for k, v in v2.items() if k not in ("$id", "description", "properties")
+        }
 
 
 def envelope(event_type: str, data: dict[str, object]) -> dict[str, object]:

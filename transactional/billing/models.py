@@ -40,7 +40,7 @@ class Invoice(BaseModel):
     tenant_id: str | None
     customer_id: str
     subscription_id: UUID
-    kind: Literal["renewal", "trial_conversion", "proration"]
+    kind: Literal["renewal", "trial_conversion", "proration", "first_period"]
     status: InvoiceStatus
     currency: str
     plan_id: str
@@ -107,6 +107,57 @@ class ProrationCreate(BaseModel):
     def _ordered(self) -> ProrationCreate:
         if not self.period_start <= self.at < self.period_end:
             raise ValueError("at must fall within [period_start, period_end)")
+        return self
+
+
+class FirstPeriodCreate(BaseModel):
+    """A signup's first charge, to be recorded as its first period's paid invoice (internal:
+    the registration saga, right after the charge)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subscription_id": "0b4c8a53-1f0e-4a57-9d8a-7d2f3f1c2e10",
+                    "customer_id": "6f1c2f9e-4f7b-4b43-9a51-6f0d2d0c8e11",
+                    "tenant_id": None,
+                    "plan_id": "pro-monthly",
+                    "amount": 2900,
+                    "currency": "usd",
+                    "period_start": "2026-11-30T10:00:00+00:00",
+                    "period_end": "2026-12-30T10:00:00+00:00",
+                    "payment_id": "3c9d1a0e-6b1f-4f55-8f6e-2a1d0c9b8e77",
+                    "charged": 2900,
+                    "payment_key": "subscription:0b4c8a53-1f0e-4a57-9d8a-7d2f3f1c2e10:first-period",
+                }
+            ]
+        },
+    )
+
+    subscription_id: UUID
+    customer_id: str = Field(min_length=1, max_length=100)
+    tenant_id: str | None = Field(None, max_length=100)
+    plan_id: str = Field(min_length=1, max_length=100)
+    amount: int = Field(ge=0, description="The plan's price per period, before discount and tax")
+    currency: str = Field(min_length=3, max_length=3)
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    payment_id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The payment service's id of the first charge (`free:<subscription>` when "
+        "a coupon left nothing to charge)",
+    )
+    charged: int = Field(ge=0, description="What the charge took, in minor units")
+    payment_key: str | None = Field(
+        None, max_length=300, description="The charge's Idempotency-Key, kept on its attempt"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FirstPeriodCreate:
+        if not self.period_start < self.period_end:
+            raise ValueError("period_start must come before period_end")
         return self
 
 

@@ -212,6 +212,11 @@ def insert_proration(
     )
     if row is None:
         return None
+    insert_lines(conn, invoice_id, lines)
+    return row
+
+
+def insert_lines(conn: Connection, invoice_id: uuid.UUID, lines: list[dict[str, Any]]) -> None:
     for position, line in enumerate(lines, start=1):
         conn.execute(
             text(
@@ -222,7 +227,105 @@ def insert_proration(
             ),
             {"i": invoice_id, "p": position, **line},
         )
+
+
+def insert_first_period(
+    conn: Connection,
+    *,
+    request_key: str,
+    fingerprint: str,
+    subscription_id: uuid.UUID,
+    customer_id: str,
+    tenant_id: str | None,
+    currency: str,
+    plan_id: str,
+    period_start: datetime,
+    period_end: datetime,
+    payment_id: str,
+    lines: list[dict[str, Any]],
+    amounts: Amounts,
+    terms: Terms,
+) -> RowMapping | None:
+    """A signup's first-period invoice, paid by the charge `payment_id` already made (so
+    nothing is left for anyone to do: no pending action, nothing due); None when the
+    subscription's first period already has an invoice (the unique key of invoices per
+    subscription and period) or the key was used."""
+    invoice_id = uuid.uuid4()
+    row = (
+        conn.execute(
+            text(
+                "INSERT INTO billing.invoices (id, subscription_id, customer_id, tenant_id, "
+                "plan_id, kind, amount, subtotal, discount, tax, tax_inclusive, total, "
+                "amount_paid, amount_due, currency, period_start, period_end, billing_date, "
+                "status, finalized_at, paid_on, payment_id, request_key, request_fingerprint, "
+                "discount_id, tax_rate_id) "
+                "VALUES (:id, :sub, :customer, :tenant, :plan, 'first_period', :total, "
+                ":subtotal, :discount, :tax, :inclusive, :total, :total, 0, :currency, :start, "
+                ":end, :day, 'paid', now(), :day, :payment, :key, :fingerprint, :discount_id, "
+                ":tax_rate_id) ON CONFLICT DO NOTHING "
+                f"RETURNING {COLUMNS}"
+            ),
+            {
+                "id": invoice_id,
+                "sub": subscription_id,
+                "customer": customer_id,
+                "tenant": tenant_id,
+                "plan": plan_id,
+                "total": amounts.total,
+                "subtotal": amounts.subtotal,
+                "discount": amounts.discount,
+                "tax": amounts.tax,
+                "inclusive": amounts.inclusive,
+                "discount_id": terms.discount_id if amounts.discount else None,
+                "tax_rate_id": terms.tax_rate_id,
+                "currency": currency,
+                "start": period_start,
+                "end": period_end,
+                "day": today(),
+                "payment": payment_id,
+                "key": request_key,
+                "fingerprint": fingerprint,
+            },
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    insert_lines(conn, invoice_id, lines)
     return row
+
+
+def live_invoice_of_period(
+    conn: Connection, subscription_id: uuid.UUID, period_start: datetime
+) -> RowMapping | None:
+    """The invoice (not a proration) holding the subscription's period from `period_start`."""
+    return (
+        conn.execute(
+            text(
+                f"SELECT {COLUMNS} FROM billing.invoices WHERE subscription_id = :s "
+                "AND period_start = :p AND kind <> 'proration'"
+            ),
+            {"s": subscription_id, "p": period_start},
+        )
+        .mappings()
+        .first()
+    )
+
+
+def record_paid_attempt(
+    conn: Connection, invoice_id: uuid.UUID, idempotency_key: str, payment_id: str
+) -> None:
+    """The charge someone else made for the invoice (the signup's), as its one attempt."""
+    conn.execute(
+        text(
+            "INSERT INTO billing.attempts (invoice_id, attempt, attempted_on, idempotency_key, "
+            "status, payment_id, finished_at) VALUES (:i, 1, :d, :k, 'succeeded', :p, now()) "
+            "ON CONFLICT DO NOTHING"
+        ),
+        {"i": invoice_id, "d": today(), "k": idempotency_key, "p": payment_id},
+    )
+    conn.execute(text("UPDATE billing.invoices SET attempts = 1 WHERE id = :i"), {"i": invoice_id})
 
 
 # -- charge attempts -------------------------------------------------------------------------

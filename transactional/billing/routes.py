@@ -1,6 +1,7 @@
 """Billing API: invoices for their owners; void and pay-now for operators; the proration
-charge the subscription service asks for; the recovery sweep. Thin: see service.py and
-prorations.py."""
+charge the subscription service asks for; a signup's first-period invoice the registration
+saga asks for; the recovery sweep. Thin: see service.py, prorations.py and
+first_period.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime
 
-from transactional.billing import credit_notes, documents, prorations, service
+from transactional.billing import credit_notes, documents, first_period, prorations, service
 from transactional.billing.clients import Collecting, Customers, Payments, Subscriptions
 from transactional.billing.models import (
+    FirstPeriodCreate,
     Invoice,
     InvoicePage,
     InvoiceStatus,
@@ -149,6 +151,24 @@ def create_proration(
     customers: Customers,
 ) -> JSONResponse:
     return idempotency.respond(prorations.create(db, collector, customers, principal, key, body))
+
+
+@router.post(
+    "/first_period_invoices",
+    response_model=Invoice,
+    status_code=201,
+    summary="A signup's first charge as its first period's paid invoice (internal: "
+    "registration); one per subscription, 200 with it when asked again",
+    responses={
+        200: {"model": Invoice, "description": "Made by an earlier request for this charge"},
+        409: _problem("The first period is invoiced already, for another charge"),
+        503: _problem("The customer service could not be asked (the tax rate): retry"),
+    },
+)
+def create_first_period_invoice(
+    body: FirstPeriodCreate, _: Internal, db: Db, customers: Customers
+) -> JSONResponse:
+    return idempotency.respond(first_period.create(db, customers, body))
 
 
 @router.post(

@@ -1,12 +1,15 @@
-"""The signup saga: customer → (login ‖ Stripe customer + card) → subscription → first charge.
+"""The signup saga: customer → (login ‖ Stripe customer + card) → subscription → first charge
+→ first period's invoice → activation.
 
 Every step is idempotent on the service that performs it and recorded once done, so a
 retry (or the recovery sweep) resumes where the last attempt stopped. The first charge is
 keyed by what was asked for, the subscription's first period, never by the attempt: however
 often a signup is resumed, the payment service sees one payment, and before charging again
-it asks Stripe what became of a payment left pending. A declined card is compensated: the
-incomplete subscription is canceled, nothing stays active, and the customer may try again
-with a new key. A subscription canceled while its first charge was running is refunded.
+it asks Stripe what became of a payment left pending. Billing records the charge as the
+first period's paid invoice, keyed by the subscription, so a resume finds the one invoice.
+A declined card is compensated: the incomplete subscription is canceled, nothing stays
+active, and the customer may try again with a new key. A subscription canceled while its
+first charge was running is refunded (a credit note on its invoice).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ LIVE = ("trialing", "active", "past_due", "paused")
 # Once a step here is recorded, a charge may exist: it is settled, never skipped.
 CHARGE_ASKED = ("charging", "charged")
 CANCELED_UNPAID = "the subscription was canceled before its first charge"
+CANCELED_WHILE_CHARGING = "Canceled while its first charge ran: all of it refunded"
 
 
 # Calls a saga makes beside its own thread; each waits only on another service, never on
@@ -76,6 +80,8 @@ def run(
 ) -> Registration:
     """Take the signup from its recorded `state` to the end; `password` only before login."""
     plan_path = f"/v1/plans/{quote(signup.plan_id, safe='')}"
+    if tenant is not None:  # the tenant's price list: another tenant's plan is absent
+        plan_path += f"?tenant_id={quote(tenant, safe='')}"
     status, price = services.subscription.call("GET", plan_path)
     if status == 404:
         raise Rejected(
@@ -130,6 +136,8 @@ def run(
     if signup.coupon or signup.address:
         amount = discounts.first_charge(services.billing, sub, price, tenant)
     if amount == 0:  # a 100 % coupon: nothing to charge, the subscription starts at once
+        # Its first period is still invoiced (the discount shown, nothing paid by card).
+        _first_period_invoice(services, sub, price, tenant, f"free:{sub['id']}", 0)
         activated = services.subscription.expect(
             {200},
             "POST",
@@ -157,6 +165,11 @@ def run(
         raise Declined(payment)
     _check("payment", status, payment, {201})
     run_.step("charged", payment_id=str(payment["id"]))
+    # Before the activation: an active subscription always has its paid first period's
+    # invoice (a prorated cancellation credits it), and a resume asks for it again.
+    invoice = _first_period_invoice(
+        services, sub, price, tenant, str(payment["id"]), int(payment["amount"])
+    )
     status, activated = services.subscription.call(
         "POST",
         f"/v1/subscriptions/{sub['id']}/activate",
@@ -164,7 +177,7 @@ def run(
     )
     if status == 409:
         # Canceled while its first charge ran: the money goes back.
-        _refund(services, sub["id"], payment)
+        _refund(services, sub["id"], payment, invoice)
         raise Rejected(409, activated)
     return _registration(run_.id, _check("subscription", status, activated, {200}), payment)
 
@@ -287,14 +300,64 @@ def _cancel(services: Services, sub_id: str) -> None:
     _check("subscription", status, body, {200})
 
 
-def _refund(services: Services, sub_id: str, payment: dict[str, Any]) -> None:
-    status, body = services.payment.call(
+def _first_period_invoice(
+    services: Services,
+    sub: dict[str, Any],
+    price: dict[str, Any],
+    tenant: str | None,
+    payment_id: str,
+    charged: int,
+) -> dict[str, Any] | None:
+    """The first period's paid invoice for the charge just made; billing keys it by the
+    subscription, so every resume of this signup is answered the one invoice. None when
+    billing holds another charge's invoice for the period: logged, and the signup goes on
+    (the customer paid; holding the subscription back would not give the money back)."""
+    status, invoice = services.billing.call(
         "POST",
-        f"/v1/payments/{payment['id']}/refunds",
-        idempotency_key=f"{first_charge_key(sub_id)}:refund",
-        json={},
+        "/v1/first_period_invoices",
+        json={
+            "subscription_id": sub["id"],
+            "customer_id": str(sub["customer_id"]),
+            "tenant_id": tenant,
+            "plan_id": price["id"],
+            "amount": price["amount"],
+            "currency": price["currency"],
+            "period_start": sub["current_period_start"],
+            "period_end": sub["current_period_end"],
+            "payment_id": payment_id,
+            "charged": charged,
+            **({} if charged == 0 else {"payment_key": first_charge_key(sub["id"])}),
+        },
     )
-    _check("payment", status, body, {201})
+    if status == 409:
+        log.error(
+            "registration.first_period_invoiced_otherwise",
+            subscription_id=sub["id"],
+            payment_id=payment_id,
+            invoice_id=str(invoice.get("invoice_id")),
+        )
+        return None
+    return _check("billing", status, invoice, {200, 201})
+
+
+def _refund(
+    services: Services, sub_id: str, payment: dict[str, Any], invoice: dict[str, Any] | None
+) -> None:
+    """All of the first charge back: a credit note on its invoice (refunded to the card, so
+    billing's figures and the payment's refund agree), or without an invoice a refund."""
+    key = f"{first_charge_key(sub_id)}:refund"
+    if invoice is not None:
+        status, body = services.billing.call(
+            "POST",
+            f"/v1/invoices/{invoice['id']}/credit_notes",
+            idempotency_key=key,
+            json={"settlement": "refund", "memo": CANCELED_WHILE_CHARGING},
+        )
+    else:
+        status, body = services.payment.call(
+            "POST", f"/v1/payments/{payment['id']}/refunds", idempotency_key=key, json={}
+        )
+    _check("billing" if invoice is not None else "payment", status, body, {201})
     log.warning("registration.refunded", subscription_id=sub_id, payment_id=str(payment["id"]))
 
 
