@@ -4,9 +4,12 @@ through the public API with a partner's token."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import unescape
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -69,3 +72,24 @@ def signed_up(
     assert resp.status_code == 201, resp.text
     made = resp.json()
     return Customer(tenant, email, made["customer_id"], made["subscription_id"], partner)
+
+
+def login_form(
+    browser: httpx.Client, url: str, email: str, password: str = PASSWORD
+) -> httpx.Response:
+    """Auth's login page at `url`, filled in and sent: its answer (a redirect, on success)."""
+    page = browser.get(url)
+    assert page.status_code == 200, page.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+    form = {k: unescape(v) for k, v in hidden.items()} | {"email": email, "password": password}
+    return browser.post(urlsplit(url).path, data=form)
+
+
+def portal_page(base_url: str, tenant: str, email: str, password: str = PASSWORD) -> str:
+    """The portal's page, signed in as a customer of `tenant` the way a browser does."""
+    with httpx.Client(base_url=base_url, timeout=60, follow_redirects=False) as browser:
+        to_auth = browser.get("/portal/login", params={"tenant": tenant})
+        back = login_form(browser, to_auth.headers["location"], email, password)
+        assert back.status_code == 302, back.text
+        home = browser.get(back.headers["location"])
+        return browser.get(home.headers["location"]).text

@@ -393,8 +393,9 @@ def test_authorization_principals_name_the_overlay_namespace(rendered: Objects, 
         s.rsplit("/", 1)[-1]
         for s in _principals(by_kind(rendered[env], "AuthorizationPolicy")["customer"])
     }
-    # billing (the service and Dagster's billing run) reads the address a tax rate needs.
-    assert callers == {"kong", "registration", "billing", "dagster-code"}
+    # billing (the service and Dagster's billing run) reads the address a tax rate needs;
+    # subscription, a customer's tenant and the portal's signed-in customer.
+    assert callers == {"kong", "registration", "billing", "dagster-code", "subscription"}
 
 
 def _principals(policy: dict[str, Any]) -> list[str]:

@@ -18,19 +18,10 @@ import pytest
 
 from paywall.portal_links import LINK, SESSION, Sealer, card_link, portal_client_id
 from tests.conftest import Api
-from tests.portal_setup import PASSWORD, Customer, new_card, new_tenant, signed_up
+from tests.portal_setup import Customer, login_form, new_card, new_tenant, signed_up
 from transactional.portal.routes import SCOPES
 
 pytestmark = pytest.mark.integration
-
-
-def _login_form(browser: httpx.Client, url: str, email: str) -> httpx.Response:
-    """Auth's login page at `url`, filled in and sent: its answer (a redirect, on success)."""
-    page = browser.get(url)
-    assert page.status_code == 200, page.text
-    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
-    form = {k: unescape(v) for k, v in hidden.items()} | {"email": email, "password": PASSWORD}
-    return browser.post(urlsplit(url).path, data=form)
 
 
 @contextmanager
@@ -39,7 +30,7 @@ def portal_session(api: Api, customer: Customer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api.url, timeout=60) as browser:
         to_auth = browser.get(f"/portal/login?tenant={customer.tenant}")
         assert to_auth.status_code == 302
-        back = _login_form(browser, to_auth.headers["location"], customer.email)
+        back = login_form(browser, to_auth.headers["location"], customer.email)
         assert back.status_code == 302, back.text
         home = browser.get(back.headers["location"])
         assert home.status_code == 303 and home.headers["location"] == "/portal/"
@@ -62,7 +53,7 @@ def user_token(api: Api, customer: Customer) -> str:
     }
     with httpx.Client(base_url=api.url, timeout=60) as browser:
         url = str(httpx.URL(f"{api.url}/oauth/authorize", params=query))
-        back = _login_form(browser, url, customer.email)
+        back = login_form(browser, url, customer.email)
     code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
     token = httpx.post(
         f"{api.url}/oauth/token",
@@ -202,7 +193,7 @@ def test_an_emails_link_opens_the_customers_sign_in_and_nothing_forged_does(
         assert opened.headers["location"].startswith(f"/portal/login?tenant={customer.tenant}&")
         to_auth = browser.get(opened.headers["location"])
         assert f"client_id={portal_client_id(customer.tenant)}" in to_auth.headers["location"]
-        back = _login_form(browser, to_auth.headers["location"], customer.email)
+        back = login_form(browser, to_auth.headers["location"], customer.email)
         landed = browser.get(back.headers["location"])
         assert landed.headers["location"] == "/portal/#card"
 

@@ -24,6 +24,7 @@ from paywall.stack.process import free_port, wait_until
 from tests.conftest import REPO, Api
 from tests.deploy.test_cli_contract import _check_options, resolve
 from tests.faults.conftest import ServedApi, start_api
+from tests.portal_setup import portal_page
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +219,6 @@ def test_the_partner_walkthrough_runs_word_for_word(
     verified = "webhook received and verified: customer.created "
     assert any(line.startswith(verified) for line in lines), lines
     assert json.loads((tmp_path / "hook.json").read_text())["secret"].startswith("whsec_")
+    # Customer self-service: Ada signs in to the portal as the README says.
+    page = portal_page(served.url, "acme", "ada@example.com", "correct horse battery")
+    assert 'data-test="plan">Pro<' in page and "Update card" in page
