@@ -31,6 +31,7 @@ from paywall.stack.process import free_port
 from tests.conftest import Api, client_token, register_client
 from tests.faults.conftest import ServedApi
 from tests.integration.test_signup import end_user_token
+from transactional.auth.clients import USER_SCOPES
 
 pytestmark = pytest.mark.integration
 
@@ -636,7 +637,8 @@ def test_a_user_is_refused_on_every_other_customer_of_its_tenant(
         "tenant_id": world.tenant,
     }
     created(httpx.post(f"{api.url}/v1/users", json=login, headers=bearer(internal)))
-    token = end_user_token(api, world.tenant, own["email"], password)
+    # Every scope a customer's token can hold: self-service writes are walked too.
+    token = end_user_token(api, world.tenant, own["email"], password, " ".join(USER_SCOPES))
 
     with nothing_changes(api, world):
         walk(api, token, world, refused(NOT_FOUND, MISSING_SCOPE))

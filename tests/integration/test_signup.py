@@ -221,7 +221,13 @@ def test_no_token_is_401_problem(api: Api) -> None:
     assert resp.headers["content-type"].startswith("application/problem+json")
 
 
-def end_user_token(api: Api, tenant: str, email: str, password: str) -> str:
+def end_user_token(
+    api: Api,
+    tenant: str,
+    email: str,
+    password: str,
+    scope: str = "openid customers:read subscriptions:read invoices:read",
+) -> str:
     """What the tenant's web app does after signup: authorization code + PKCE with authlib."""
     import re
     from html import unescape
@@ -247,7 +253,7 @@ def end_user_token(api: Api, tenant: str, email: str, password: str) -> str:
     oauth = OAuth2Client(
         client_id=client_id,
         redirect_uri=back,
-        scope="openid customers:read subscriptions:read invoices:read",
+        scope=scope,
         code_challenge_method="S256",
         token_endpoint_auth_method="none",
     )
