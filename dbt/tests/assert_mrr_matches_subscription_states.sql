@@ -1,5 +1,6 @@
 -- The MRR mart at each month's end equals the MRR of the subscription states in force then,
--- less the coupon discounts of the renewal invoices billing the periods in force then.
+-- less the coupon discounts of the invoices billing the periods in force then (first
+-- periods, renewals and trial conversions; prorations are not a period's price).
 with month_ends as (
     select
         month,
@@ -38,7 +39,7 @@ discounts as (
     from in_force
     inner join {{ ref('fct_invoices') }} as invoices
         on invoices.subscription_id = in_force.subscription_id
-        and invoices.invoice_kind in ('renewal', 'trial_conversion')
+        and invoices.invoice_kind in ('first_period', 'renewal', 'trial_conversion')
         and invoices.invoice_status <> 'void'
         and invoices.period_start < in_force.next_month
         and invoices.period_end >= in_force.next_month

@@ -3,10 +3,9 @@
 {#- MRR per customer, currency and calendar month (the state in force at the month's end),
     from the customer's first paying month to the as_of month, and how it moved from the
     previous month: new, expansion, contraction, churn, reactivation or none.
-    A subscription's MRR is net of its coupon: the discount of the renewal or trial
-    conversion invoice whose period covers the month's end (a yearly one's /12) is taken
-    off the plan's price; a discount spent only on a signup's first charge (no invoice) is
-    not seen here. Exclusive tax is not revenue and never in MRR; inclusive tax is inside the
+    A subscription's MRR is net of its coupon: the discount of the invoice billing the
+    period that covers the month's end (a signup's first period, a renewal or a trial
+    conversion; a yearly one's /12) is taken off the plan's price. Exclusive tax is not revenue and never in MRR; inclusive tax is inside the
     plan's price, as the plan states it. -#}
 
 with states as (
@@ -34,7 +33,7 @@ discounted as (
     select subscription_id, period_start, period_end, discount_amount
     from {{ ref('fct_invoices') }}
     where
-        invoice_kind in ('renewal', 'trial_conversion')
+        invoice_kind in ('first_period', 'renewal', 'trial_conversion')
         and invoice_status <> 'void'
         and discount_amount > 0
         and period_start is not null
