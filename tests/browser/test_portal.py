@@ -41,14 +41,22 @@ def test_a_customer_signs_in_upgrades_replaces_the_card_and_downloads_an_invoice
     upgrade = [i for i in invoices if i["previous_plan_id"] == "pro-monthly"]
     assert [i["status"] for i in upgrade] == ["paid"], invoices  # charged, once
 
-    card = new_card(api)
+    assert page.locator("[data-test=card]").inner_text() == "Visa ending in 4242, expires 12/2030"
+    card = new_card(api, "4000056655665556")
     page.fill("#payment_method_id", card)
     page.click("text=Update card")
     page.wait_for_url(f"{api.url}/portal/")
     assert "card is updated" in page.locator("[role=status]").inner_text()
-    assert page.locator("[data-test=card]").inner_text() == card
+    shown = page.locator("[data-test=card]").inner_text()
+    assert shown == "Visa ending in 5556, expires 12/2030"
     account = customer.get(api, f"/v1/accounts/{customer.customer_id}").json()
     assert account["default_payment_method"] == card
+    assert account["card"] == {
+        "brand": "visa",
+        "last4": "5556",
+        "exp_month": 12,
+        "exp_year": 2030,
+    }
 
     shot = screenshot(page, tmp_path / "portal.png")
     assert shot.stat().st_size > 10_000

@@ -63,6 +63,7 @@ def _app(settings: Settings) -> FastAPI:
     app.dependency_overrides[deps.current_settings] = lambda: settings
     app.dependency_overrides[payment_routes.WRITE] = _principal
     app.dependency_overrides[payment_routes.READ] = _principal
+    app.dependency_overrides[payment_routes.CARD] = _principal
     return app
 
 
@@ -279,6 +280,12 @@ def test_payment_method_attach(
     assert ok.json()["default_payment_method"] == pm
     stripe_customer = stripe.v1.customers.retrieve(ok.json()["stripe_customer_id"])
     assert stripe_customer.to_dict()["invoice_settings"]["default_payment_method"] == pm
+    # What the customer is shown: the card, never more than its last four digits.
+    shown = http.get(f"/v1/accounts/{customer_id}").json()
+    assert shown["card"] == ok.json()["card"]
+    assert (
+        shown["card"]["last4"] == stripe.v1.payment_methods.retrieve(pm).to_dict()["card"]["last4"]
+    )
 
 
 def test_customer_may_only_touch_its_own_or_its_tenants_account(

@@ -47,7 +47,8 @@ def forget(engine: Engine, gateway: Gateway, customer_id: str) -> bool:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "UPDATE payment.accounts SET default_payment_method = NULL, "
+                "UPDATE payment.accounts SET default_payment_method = NULL, card_brand = NULL, "
+                "card_last4 = NULL, card_exp_month = NULL, card_exp_year = NULL, "
                 "erased_at = coalesce(erased_at, now()), updated_at = now() "
                 "WHERE customer_id = :c"
             ),

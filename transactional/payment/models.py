@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -43,6 +44,15 @@ class AccountCreate(BaseModel):
     )
 
 
+class CardSummary(BaseModel):
+    """The default card as its holder may be shown it (Stripe's PaymentMethod.card)."""
+
+    brand: str = Field(description="visa, mastercard, amex, …")
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+
+
 class Account(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -52,6 +62,7 @@ class Account(BaseModel):
                     "tenant_id": "acme",
                     "stripe_customer_id": "cus_Q2x9fLwYq1",
                     "default_payment_method": "pm_1PqXyz",
+                    "card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030},
                     "created_at": "2026-11-25T10:00:00Z",
                 }
             ]
@@ -62,7 +73,22 @@ class Account(BaseModel):
     tenant_id: str | None
     stripe_customer_id: str
     default_payment_method: str | None
+    card: CardSummary | None = Field(
+        None, description="The default card; null before one is attached, or when not a card"
+    )
     created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Account:
+        card = None
+        if row.get("card_last4"):
+            card = CardSummary(
+                brand=row["card_brand"],
+                last4=row["card_last4"],
+                exp_month=row["card_exp_month"],
+                exp_year=row["card_exp_year"],
+            )
+        return cls.model_validate({**row, "card": card})
 
 
 class PaymentMethodAttach(BaseModel):

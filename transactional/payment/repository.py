@@ -10,6 +10,7 @@ from sqlalchemy import Connection, RowMapping, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from streaming.outbox import emit
+from transactional.payment.models import CardSummary
 
 SCHEMA = "payment"
 
@@ -65,15 +66,23 @@ def insert_account(
 
 
 def set_default_payment_method(
-    conn: Connection, customer_id: str, payment_method: str
+    conn: Connection, customer_id: str, payment_method: str, card: CardSummary | None
 ) -> RowMapping:
     return (
         conn.execute(
             text(
-                f"UPDATE {SCHEMA}.accounts SET default_payment_method = :pm, updated_at = now() "
-                "WHERE customer_id = :c RETURNING *"
+                f"UPDATE {SCHEMA}.accounts SET default_payment_method = :pm, "
+                "card_brand = :brand, card_last4 = :last4, card_exp_month = :month, "
+                "card_exp_year = :year, updated_at = now() WHERE customer_id = :c RETURNING *"
             ),
-            {"c": customer_id, "pm": payment_method},
+            {
+                "c": customer_id,
+                "pm": payment_method,
+                "brand": card.brand if card else None,
+                "last4": card.last4 if card else None,
+                "month": card.exp_month if card else None,
+                "year": card.exp_year if card else None,
+            },
         )
         .mappings()
         .one()

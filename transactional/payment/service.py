@@ -73,7 +73,7 @@ def create_account(
         if existing is not None:
             if not tenancy.owns(principal, customer.id, existing["tenant_id"]):
                 raise tenancy.not_found("customer", body.customer_id)
-            return Account.model_validate(dict(existing)), False
+            return Account.from_row(dict(existing)), False
         with stripe_problems():
             # A crash after Stripe made the customer but before our commit left it behind.
             found = gateway.find_customer(customer.id, body.email)
@@ -82,12 +82,12 @@ def create_account(
             )
         row = repo.insert_account(conn, customer.id, customer.tenant_id, stripe_id)
     log.info("payment.account_created", customer_id=customer.id)
-    return Account.model_validate(dict(row)), True
+    return Account.from_row(dict(row)), True
 
 
 def get_account(engine: Engine, principal: Principal, customer_id: str) -> Account:
     with engine.connect() as conn:
-        return Account.model_validate(dict(account_of(conn, principal, customer_id)))
+        return Account.from_row(dict(account_of(conn, principal, customer_id)))
 
 
 def attach_payment_method(
@@ -96,10 +96,10 @@ def attach_payment_method(
     with engine.connect() as conn:
         account = account_of(conn, principal, customer_id)
     with stripe_problems():
-        gateway.attach_default_payment_method(account["stripe_customer_id"], pm_id)
+        card = gateway.attach_default_payment_method(account["stripe_customer_id"], pm_id)
     with engine.begin() as conn:
-        row = repo.set_default_payment_method(conn, customer_id, pm_id)
-    return Account.model_validate(dict(row))
+        row = repo.set_default_payment_method(conn, customer_id, pm_id, card)
+    return Account.from_row(dict(row))
 
 
 # -- payments ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from fastapi import Depends
 from paywall.clients import stripe_client
 from paywall.logs import get_logger
 from transactional.common.deps import CurrentSettings
+from transactional.payment.models import CardSummary
 
 ChargeStatus = Literal["succeeded", "failed", "pending"]
 log = get_logger(__name__)
@@ -120,15 +121,29 @@ class Gateway:
             if exc.http_status != 404:
                 raise
 
-    def attach_default_payment_method(self, stripe_customer_id: str, payment_method: str) -> None:
+    def attach_default_payment_method(
+        self, stripe_customer_id: str, payment_method: str
+    ) -> CardSummary | None:
+        """Attach the method and make it the default; what card it is (None: not a card)."""
         with _translated():
-            self.client.v1.payment_methods.attach(
-                payment_method, params={"customer": stripe_customer_id}
+            attached = _plain(
+                self.client.v1.payment_methods.attach(
+                    payment_method, params={"customer": stripe_customer_id}
+                )
             )
             self.client.v1.customers.update(
                 stripe_customer_id,
                 params={"invoice_settings": {"default_payment_method": payment_method}},
             )
+        card = attached.get("card") or {}
+        if not card.get("last4"):
+            return None
+        return CardSummary(
+            brand=str(card.get("brand") or "card"),
+            last4=str(card["last4"])[-4:],
+            exp_month=_small(card.get("exp_month")),
+            exp_year=_small(card.get("exp_year")),
+        )
 
     def default_payment_method(self, stripe_customer_id: str) -> str | None:
         with _translated():
@@ -330,6 +345,10 @@ def _intent_of(intent: dict[str, Any]) -> StripeIntent:
         succeeded=status == "succeeded",
         status=status,
     )
+
+
+def _small(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and 0 < value < 10000 else None
 
 
 def _plain(obj: Any) -> dict[str, Any]:
