@@ -50,6 +50,7 @@ err_console = Console(stderr=True)
 def _add_onboarding(root: typer.Typer) -> None:
     from paywall.cli.coupons import coupons_app
     from paywall.cli.partners import cards_app, clients_app, tenants_app
+    from paywall.cli.plans import plans_app
     from paywall.cli.webhooks import app as webhooks_app
 
     root.add_typer(webhooks_app, name="webhooks")
@@ -57,6 +58,7 @@ def _add_onboarding(root: typer.Typer) -> None:
     root.add_typer(tenants_app, name="tenants")
     root.add_typer(clients_app, name="clients")
     root.add_typer(cards_app, name="cards")
+    root.add_typer(plans_app, name="plans")
 
 
 _add_onboarding(app)

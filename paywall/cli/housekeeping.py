@@ -57,17 +57,20 @@ def outbox() -> None:
 
 @app.command("idempotency-keys")
 def idempotency_keys() -> None:
-    """Forget expired registration and subscription keys (payment keys are kept for good)."""
+    """Forget expired registration, subscription and catalog keys (payment keys are kept
+    for good)."""
     from transactional.common.idempotency import KEY_LIFETIME
     from transactional.registration.repository import purge_expired_keys
+    from transactional.subscription.catalog_repository import forget_requests
     from transactional.subscription.repository import forget_request_keys
 
     with _engine().begin() as conn:
         signups = purge_expired_keys(conn)
         subscriptions = forget_request_keys(conn, KEY_LIFETIME)
+        catalog = forget_requests(conn, KEY_LIFETIME)
     console.print(
         f"idempotency keys: {signups} finished signup(s) deleted, "
-        f"{subscriptions} subscription key(s) cleared"
+        f"{subscriptions} subscription key(s) cleared, {catalog} catalog key(s) deleted"
     )
 
 

@@ -43,7 +43,7 @@ PARTNER_SCOPES = (
     "customers:read customers:write subscriptions:read subscriptions:write "
     "payments:read payments:write registrations:write users:write invoices:read "
     "invoices:write webhooks:read webhooks:write events:read coupons:read coupons:write "
-    "tax_rates:read tax_rates:write"
+    "tax_rates:read tax_rates:write plans:write"
 )
 
 # Operations that are not tenant data, with why. The walk fails when this list and the
@@ -58,8 +58,10 @@ NOT_TENANT_DATA: dict[Operation, str] = {
     ("POST", "/userinfo"): "the token's own user",
     ("GET", "/oauth/authorize"): "the login page",
     ("POST", "/oauth/authorize"): "a user's own login",
-    ("GET", "/v1/plans"): "the public price list",
-    ("GET", "/v1/plans/{plan_id}"): "a plan of the public price list",
+    # A user of A reads A's plans too (a plan is its tenant's, not a customer's): another
+    # tenant's plans are absent to B in tests/integration/test_plans.py.
+    ("GET", "/v1/plans"): "the price list: the platform's plans and the caller's tenant's",
+    ("GET", "/v1/plans/{plan_id}"): "a plan of the caller's price list",
     ("POST", "/webhooks/stripe"): "Stripe's signed events; no token, no tenant",
     ("POST", "/v1/registrations"): (
         "names no existing object and no tenant: a signup makes a new customer of the "
@@ -129,6 +131,7 @@ class World:
     coupon_id: str
     discount_id: str
     tax_rate_id: str
+    plan_id: str  # a plan of A's catalog
 
     def refs(self, customer_id: str) -> dict[str, str]:
         """What the walker puts in a path parameter or body field of that name."""
@@ -144,6 +147,7 @@ class World:
             "coupon_id": self.coupon_id,
             "discount_id": self.discount_id,
             "tax_rate_id": self.tax_rate_id,
+            "plan_id": self.plan_id,
         }
 
     def query_refs(self, customer_id: str) -> dict[str, str]:
@@ -155,7 +159,7 @@ class World:
         """Everything of A's: no refusal may name what the request did not name itself."""
         ids = {self.customer_id, self.new_customer_id, self.sub_id, self.payment_id}
         ids |= {self.refund_id, self.invoice_id, self.credit_note_id, self.endpoint_id}
-        ids |= {self.coupon_id, self.discount_id, self.tax_rate_id}
+        ids |= {self.coupon_id, self.discount_id, self.tax_rate_id, self.plan_id}
         return ids | {self.email, self.new_email, *self.stripe_ids}
 
 
@@ -292,6 +296,13 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
             headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
         )
     )
+    plan = created(
+        httpx.post(
+            f"{api.url}/v1/plans",
+            json={"name": "A's", "amount": 1900, "currency": "usd", "interval": "month"},
+            headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+        )
+    )
     fresh = new_customer(api, token_a)
     hook = created(
         httpx.post(
@@ -325,6 +336,7 @@ def world(api: Api, token_a: str, tenant_a: str) -> World:
         coupon_id=coupon["id"],
         discount_id=discount["id"],
         tax_rate_id=rate["id"],
+        plan_id=plan["id"],
     )
 
 
@@ -585,6 +597,9 @@ def _rows(db: Engine, world: World) -> dict[str, list[dict[str, Any]]]:
         "credit_notes": "SELECT * FROM billing.credit_notes WHERE customer_id = ANY(:s) "
         "ORDER BY id",
         "balance": "SELECT * FROM billing.customer_balance WHERE customer_id = ANY(:s) ORDER BY id",
+        "plans": "SELECT * FROM subscription.plans WHERE tenant_id = :t ORDER BY id",
+        "plan_prices": "SELECT v.* FROM subscription.plan_prices v JOIN subscription.plans p "
+        "ON p.id = v.plan_id WHERE p.tenant_id = :t ORDER BY v.plan_id, v.version",
     }
     ids = [uuid.UUID(world.customer_id), uuid.UUID(world.new_customer_id)]
     params = {"c": ids, "s": [str(i) for i in ids], "t": world.tenant}

@@ -15,8 +15,10 @@ from transactional.subscription import repository
 from transactional.subscription.models import Plan, Subscription
 
 
-def plans(conn: Connection, limit: int, cursor: str | None) -> Page[Plan]:
-    """The public price list, cheapest first."""
+def plans(
+    conn: Connection, catalog: repository.Catalog, limit: int, cursor: str | None
+) -> Page[Plan]:
+    """The price list a caller sees (catalog.reader), cheapest first."""
     parts = pagination.decode_parts(cursor, 2)
     after: tuple[int, str] | None = None
     if parts is not None:
@@ -24,12 +26,13 @@ def plans(conn: Connection, limit: int, cursor: str | None) -> Page[Plan]:
             after = int(parts[0]), parts[1]
         except ValueError as exc:
             raise DomainError(errors.BAD_CURSOR, "cursor is not one this API returned") from exc
-    rows = repository.plans(conn, after, limit + 1)
+    rows = repository.plans(conn, catalog, after, limit + 1)
     return pagination.page_of(rows, limit, lambda plan: (str(plan.amount), plan.id))
 
 
-def plan(conn: Connection, plan_id: str) -> Plan:
-    found = repository.plan(conn, plan_id)
+def plan(conn: Connection, plan_id: str, catalog: repository.Catalog) -> Plan:
+    """A plan on sale the caller sees: another tenant's is absent (404)."""
+    found = repository.plan(conn, plan_id, catalog)
     if found is None:
         raise DomainError(errors.NOT_FOUND, f"no active plan {plan_id!r}")
     return found

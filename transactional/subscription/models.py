@@ -18,6 +18,13 @@ class Plan(BaseModel):
     currency: str
     interval: Literal["month", "year"]
     trial_days: int
+    tenant_id: str | None = Field(
+        None, description="The tenant selling it; null: the platform's catalog, sold by all"
+    )
+    price_version: int = Field(
+        1, description="The version `amount` is: the current one, or the one a subscription pays"
+    )
+    archived_at: datetime | None = Field(None, description="Set once no longer sold")
 
 
 class SubscriptionCreate(BaseModel):
@@ -87,7 +94,12 @@ class Subscription(BaseModel):
     customer_id: UUID
     tenant_id: str | None
     plan_id: str
+    price_version: int = Field(description="The plan's price version it is billed at")
+    next_price_version: int | None = Field(
+        description="A migration to a newer price version, taking effect at the next renewal"
+    )
     pending_plan_id: str | None
+    pending_price_version: int | None
     status: str
     current_period_start: datetime
     current_period_end: datetime

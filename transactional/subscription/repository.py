@@ -15,10 +15,13 @@ from transactional.subscription.models import Plan, Subscription
 
 SCHEMA = "subscription"
 COLUMNS = (
-    "id, customer_id, tenant_id, plan_id, pending_plan_id, status, current_period_start, "
-    "current_period_end, trial_end, cancel_at_period_end, canceled_at, paused_at, created_at, "
-    "updated_at"
+    "id, customer_id, tenant_id, plan_id, price_version, next_price_version, pending_plan_id, "
+    "pending_price_version, status, current_period_start, current_period_end, trial_end, "
+    "cancel_at_period_end, canceled_at, paused_at, created_at, updated_at"
 )
+# Columns kept out of the subscription events: their contracts do not have them (a price
+# version is the subscription service's bookkeeping; the events carry the amount billed).
+UNPUBLISHED = frozenset({"price_version", "next_price_version", "pending_price_version"})
 
 
 class LiveSubscriptionExists(Exception):
@@ -26,30 +29,81 @@ class LiveSubscriptionExists(Exception):
         self.existing = existing
 
 
-def plans(conn: Connection, after: tuple[int, str] | None, limit: int) -> list[Plan]:
-    """Active plans, cheapest first (then by id), after the keyset position `after`."""
-    where = "active"
+# A plan with one of its prices: `p` is subscription.plans, `v` the plan_prices row.
+PLAN_COLUMNS = (
+    "p.id, p.name, v.amount, p.currency, p.interval, p.trial_days, p.tenant_id, "
+    "v.version AS price_version, p.archived_at"
+)
+CURRENT_PRICE = (
+    "JOIN subscription.plan_prices v ON v.plan_id = p.id AND v.version = p.price_version"
+)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Which plans a caller sees: the platform's (tenant_id NULL) and `tenant`'s; with
+    `every`, all tenants' (an internal or operator caller naming no tenant)."""
+
+    tenant: str | None
+    every: bool = False
+
+    def where(self, params: dict[str, Any]) -> str:
+        if self.every:
+            return "true"
+        params["catalog_tenant"] = self.tenant
+        return "(p.tenant_id IS NULL OR p.tenant_id = CAST(:catalog_tenant AS text))"
+
+
+def plans(
+    conn: Connection,
+    catalog: Catalog,
+    after: tuple[int, str] | None,
+    limit: int,
+    archived: bool = False,
+) -> list[Plan]:
+    """Plans on sale (with `archived`, those no longer sold too) the catalog shows,
+    cheapest first (then by id), after the keyset position `after`."""
     params: dict[str, Any] = {"limit": limit}
+    where = catalog.where(params) + ("" if archived else " AND p.active")
     if after is not None:
-        where += " AND (amount, id) > (:after_amount, :after_id)"
+        where += " AND (v.amount, p.id) > (:after_amount, :after_id)"
         params.update(after_amount=after[0], after_id=after[1])
     rows = conn.execute(
         text(
-            "SELECT id, name, amount, currency, interval, trial_days FROM subscription.plans "
-            f"WHERE {where} ORDER BY amount, id LIMIT :limit"
+            f"SELECT {PLAN_COLUMNS} FROM subscription.plans p {CURRENT_PRICE} "
+            f"WHERE {where} ORDER BY v.amount, p.id LIMIT :limit"
         ),
         params,
     ).all()
     return [Plan.model_validate(dict(r._mapping)) for r in rows]
 
 
-def plan(conn: Connection, plan_id: str) -> Plan | None:
+def plan(
+    conn: Connection, plan_id: str, catalog: Catalog, *, archived: bool = False, lock: bool = False
+) -> Plan | None:
+    """A plan of the catalog at its current price: on sale, unless `archived` is asked."""
+    params: dict[str, Any] = {"id": plan_id}
+    where = catalog.where(params) + ("" if archived else " AND p.active")
     row = conn.execute(
         text(
-            "SELECT id, name, amount, currency, interval, trial_days FROM subscription.plans "
-            "WHERE id = :id AND active"
+            f"SELECT {PLAN_COLUMNS} FROM subscription.plans p {CURRENT_PRICE} "
+            f"WHERE p.id = :id AND {where}" + (" FOR UPDATE OF p" if lock else "")
         ),
-        {"id": plan_id},
+        params,
+    ).first()
+    return Plan.model_validate(dict(row._mapping)) if row else None
+
+
+def priced(conn: Connection, plan_id: str, version: int | None = None) -> Plan | None:
+    """A plan, sold or not, at price `version` (None: its current one). What existing
+    subscribers are billed: an archived plan still renews, at the price they were sold."""
+    row = conn.execute(
+        text(
+            f"SELECT {PLAN_COLUMNS} FROM subscription.plans p JOIN subscription.plan_prices v "
+            "ON v.plan_id = p.id AND v.version = coalesce(CAST(:version AS integer), "
+            "p.price_version) WHERE p.id = :id"
+        ),
+        {"id": plan_id, "version": version},
     ).first()
     return Plan.model_validate(dict(row._mapping)) if row else None
 
@@ -186,10 +240,10 @@ def create(
     )
     row = conn.execute(
         text(
-            "INSERT INTO subscription.subscriptions (id, customer_id, tenant_id, plan_id, status, "
-            "current_period_start, current_period_end, trial_end, request_key, "
-            "request_fingerprint) VALUES (:id, :customer, :tenant, :plan, :status, :start, "
-            ":end, :trial_end, :key, :fingerprint) "
+            "INSERT INTO subscription.subscriptions (id, customer_id, tenant_id, plan_id, "
+            "price_version, status, current_period_start, current_period_end, trial_end, "
+            "request_key, request_fingerprint) VALUES (:id, :customer, :tenant, :plan, "
+            ":version, :status, :start, :end, :trial_end, :key, :fingerprint) "
             f"ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
         ),
         {
@@ -197,6 +251,7 @@ def create(
             "customer": customer_id,
             "tenant": tenant_id,
             "plan": plan_.id,
+            "version": plan_.price_version,
             "status": "trialing" if trialing else "incomplete",
             "start": now,
             "end": end,
@@ -265,7 +320,7 @@ def move(
         _event(
             updated,
             previous_status=sub.status,
-            **{k: _jsonable(v) for k, v in changes.items()},
+            **{k: _jsonable(v) for k, v in changes.items() if k not in UNPUBLISHED},
             **(event or {}),
         ),
     )
@@ -285,18 +340,22 @@ def due_on(
     conn: Connection, day: date, after: uuid.UUID | None, limit: int
 ) -> list[tuple[Subscription, Plan]]:
     """Live subscriptions whose current period ends on `day` (UTC), keyset-paged by id,
-    each with the plan its next period is billed on (a scheduled downgrade wins)."""
+    each with the plan and price its next period is billed on: a scheduled downgrade's,
+    else its own plan at the version it was sold (or migrated to)."""
     if day >= date.max:  # no period ends on the last representable day
         return []
     start = datetime.combine(day, time.min, UTC)
     rows = conn.execute(
         text(
             f"SELECT {', '.join('s.' + c.strip() for c in COLUMNS.split(','))}, "
-            "p.id AS next_plan_id, p.name AS next_plan_name, p.amount AS next_plan_amount, "
+            "p.id AS next_plan_id, p.name AS next_plan_name, v.amount AS next_plan_amount, "
             "p.currency AS next_plan_currency, p.interval AS next_plan_interval, "
-            "p.trial_days AS next_plan_trial_days "
+            "p.trial_days AS next_plan_trial_days, p.tenant_id AS next_plan_tenant_id, "
+            "v.version AS next_plan_price_version, p.archived_at AS next_plan_archived_at "
             "FROM subscription.subscriptions s JOIN subscription.plans p "
             "ON p.id = coalesce(s.pending_plan_id, s.plan_id) "
+            "JOIN subscription.plan_prices v ON v.plan_id = p.id AND v.version = "
+            f"{NEXT_VERSION} "
             "WHERE s.status IN ('active', 'trialing') AND s.current_period_end >= :start "
             "AND s.current_period_end < :end AND (CAST(:after AS uuid) IS NULL OR s.id > :after) "
             "ORDER BY s.id LIMIT :limit"
@@ -306,25 +365,30 @@ def due_on(
     out = []
     for row in rows:
         values = dict(row._mapping)
-        plan_ = Plan(
-            id=values.pop("next_plan_id"),
-            name=values.pop("next_plan_name"),
-            amount=values.pop("next_plan_amount"),
-            currency=values.pop("next_plan_currency"),
-            interval=values.pop("next_plan_interval"),
-            trial_days=values.pop("next_plan_trial_days"),
+        plan_ = Plan.model_validate(
+            {
+                k.removeprefix("next_plan_"): values.pop(k)
+                for k in list(values)
+                if k.startswith("next_plan_")
+            }
         )
         out.append((Subscription.model_validate(values), plan_))
     return out
 
 
-def any_plan(conn: Connection, plan_id: str) -> Plan | None:
-    """A plan even if retired from sale: existing subscribers renew on it."""
-    row = conn.execute(
-        text(
-            "SELECT id, name, amount, currency, interval, trial_days FROM subscription.plans "
-            "WHERE id = :id"
-        ),
-        {"id": plan_id},
-    ).first()
-    return Plan.model_validate(dict(row._mapping)) if row else None
+# The price version a subscription's next period is billed at (`s` a subscription row, `p`
+# the plan of its next period): a scheduled downgrade's, else a migration's, else its own.
+NEXT_VERSION = (
+    "CASE WHEN s.pending_plan_id IS NOT NULL THEN coalesce(s.pending_price_version, "
+    "p.price_version) ELSE coalesce(s.next_price_version, s.price_version) END"
+)
+
+
+def next_version(sub: Subscription, plan_id: str) -> int | None:
+    """What `NEXT_VERSION` says in Python, for the period billing just collected on
+    `plan_id` (None: a plan the subscription has not been sold: its current price)."""
+    if plan_id == sub.pending_plan_id:
+        return sub.pending_price_version
+    if plan_id == sub.plan_id:
+        return sub.next_price_version or sub.price_version
+    return None

@@ -16,8 +16,15 @@ from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.deps import Db, ReadConn, Transaction
 from transactional.common.idempotency import OptionalIdempotencyKey
 from transactional.common.pagination import Cursor, Limit, Page
-from transactional.common.security import Principal
-from transactional.subscription import cancellation, listing, repository, service
+from transactional.common.security import Principal, optional_principal
+from transactional.subscription import (
+    cancellation,
+    catalog,
+    catalog_routes,
+    listing,
+    repository,
+    service,
+)
 from transactional.subscription.billing import Billing, billing
 from transactional.subscription.models import (
     Activate,
@@ -50,22 +57,55 @@ CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/v1/plans", response_model=Page[Plan], tags=["plans"])
-def list_plans(db: ReadConn, limit: Limit = 20, cursor: Cursor = None) -> Page[Plan]:
-    """The price list, cheapest first."""
-    return listing.plans(db, limit, cursor)
+CatalogTenant = Annotated[
+    str | None,
+    Query(
+        max_length=100,
+        description="Operators and internal services: that tenant's price list (others may "
+        "name only their own)",
+    ),
+]
+
+
+@router.get(
+    "/v1/plans",
+    response_model=Page[Plan],
+    tags=["plans"],
+    responses={403: {"description": "tenant_id names another tenant"}},
+    openapi_extra=problems_answered(errors.INVALID_TOKEN, errors.FORBIDDEN_TENANT),
+)
+def list_plans(
+    db: ReadConn,
+    caller: Annotated[Principal | None, Depends(optional_principal)],
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    tenant_id: CatalogTenant = None,
+) -> Page[Plan]:
+    """The price list on sale, cheapest first: the platform's plans, and with a tenant's
+    token that tenant's own too."""
+    return listing.plans(db, catalog.reader(caller, tenant_id), limit, cursor)
 
 
 @router.get(
     "/v1/plans/{plan_id}",
     response_model=Plan,
     tags=["plans"],
-    responses={404: {"description": "No such active plan"}},
-    openapi_extra=problems_answered(errors.NOT_FOUND),
+    responses={
+        403: {"description": "tenant_id names another tenant"},
+        404: {"description": "No such plan on sale visible to the caller"},
+    },
+    openapi_extra=problems_answered(
+        errors.NOT_FOUND, errors.INVALID_TOKEN, errors.FORBIDDEN_TENANT
+    ),
 )
-def get_plan(plan_id: Annotated[str, Path(max_length=100)], db: ReadConn) -> Plan:
+def get_plan(
+    plan_id: Annotated[str, Path(max_length=100)],
+    db: ReadConn,
+    caller: Annotated[Principal | None, Depends(optional_principal)],
+    tenant_id: CatalogTenant = None,
+) -> Plan:
     """One plan of the price list."""
-    return listing.plan(db, plan_id)
+    return listing.plan(db, plan_id, catalog.reader(caller, tenant_id))
 
 
 @router.post(
@@ -287,3 +327,7 @@ def mark_past_due(
 )
 def expire(sub_id: uuid.UUID, body: Expire, principal: Internal, db: Transaction) -> Subscription:
     return service.expire(db, principal, sub_id, body.at)
+
+
+# Catalog administration (catalog_routes.py), served with the rest of the plans' routes.
+router.include_router(catalog_routes.router)

@@ -59,7 +59,9 @@ def create(
                 # Keys stored before fingerprints were kept cannot be compared: accepted.
                 idempotency.check_same(earlier.fingerprint or asked, asked)
                 return Answer(201, earlier.subscription.model_dump(mode="json"), replayed=True)
-        plan = repository.plan(conn, body.plan_id)
+        # The customer's tenant's catalog (its plans and the platform's), on sale; the
+        # subscription is pinned to the plan's price now.
+        plan = repository.plan(conn, body.plan_id, repository.Catalog(customer.tenant_id))
         if plan is None:
             raise DomainError(errors.UNKNOWN_PLAN, f"no active plan {body.plan_id!r}")
         try:
@@ -113,7 +115,9 @@ def change_plan(
         sub = _visible(conn, principal, sub_id)
         if sub.status not in CHANGEABLE:
             raise _refused(sub.status, f"a {sub.status} subscription cannot change plan")
-        old, new = repository.any_plan(conn, sub.plan_id), repository.plan(conn, plan_id)
+        # The old plan at the price the subscription pays; the new one as its tenant sells it.
+        old = repository.priced(conn, sub.plan_id, sub.price_version)
+        new = repository.plan(conn, plan_id, repository.Catalog(sub.tenant_id))
         if new is None or old is None:
             raise DomainError(errors.UNKNOWN_PLAN, f"no active plan {plan_id!r}")
         if new.id == old.id:
@@ -126,9 +130,8 @@ def change_plan(
                 errors.INCOMPATIBLE_PLAN, "plan changes keep the currency and the billing interval"
             )
         if new.amount < old.amount:
-            moved = _stay(
-                conn, sub, "subscription.downgrade_scheduled", {"pending_plan_id": new.id}
-            )
+            pending = {"pending_plan_id": new.id, "pending_price_version": new.price_version}
+            moved = _stay(conn, sub, "subscription.downgrade_scheduled", pending)
             return Answer(
                 200, PlanChanged(subscription=moved, effective="period_end").model_dump(mode="json")
             )
@@ -165,7 +168,10 @@ def apply_upgrade(
         or sub.current_period_start != body.period_start
     ):
         raise _refused(sub.status, "the subscription moved on since this upgrade was paid")
-    old, new = repository.any_plan(conn, sub.plan_id), repository.any_plan(conn, body.plan_id)
+    # The new plan at its price now: billing charged the price of the upgrade's moment,
+    # which is this one unless a new version came between the charge and this recovery.
+    old = repository.priced(conn, sub.plan_id, sub.price_version)
+    new = repository.priced(conn, body.plan_id)
     if old is None or new is None:
         raise DomainError(errors.UNKNOWN_PLAN, f"no plan {body.plan_id!r}")
     return _upgrade(conn, sub, old, new, body.invoice_id, None)
@@ -186,7 +192,13 @@ def _upgrade(
         conn,
         sub,
         "subscription.upgraded",
-        {"plan_id": new.id, "pending_plan_id": None},
+        {
+            "plan_id": new.id,
+            "price_version": new.price_version,
+            "next_price_version": None,
+            "pending_plan_id": None,
+            "pending_price_version": None,
+        },
         event=event,
     )
 
@@ -357,12 +369,15 @@ def _advance(
             f"a {sub.status} subscription whose period ends {sub.current_period_end.isoformat()}"
             f" cannot move to a period starting {body.period_start.isoformat()}",
         )
-    plan = repository.any_plan(conn, body.plan_id)
+    # The price billing collected: the one `due` named for the period (repository.NEXT_VERSION).
+    plan = repository.priced(conn, body.plan_id, repository.next_version(sub, body.plan_id))
     if plan is None:
         raise DomainError(errors.UNKNOWN_PLAN, f"no plan {body.plan_id!r}")
     changes: dict[str, Any] = {
         "current_period_start": body.period_start,
         "current_period_end": body.period_end,
+        "price_version": plan.price_version,
+        "next_price_version": None,
     }
     event: dict[str, Any] = {
         "payment_id": body.payment_id,
@@ -372,7 +387,7 @@ def _advance(
         "interval": plan.interval,
     }
     if plan.id != sub.plan_id:  # a downgrade scheduled for period end takes effect now
-        changes |= {"plan_id": plan.id, "pending_plan_id": None}
+        changes |= {"plan_id": plan.id, "pending_plan_id": None, "pending_price_version": None}
         event["previous_plan_id"] = sub.plan_id
     # A renewal keeps an active subscription active (a same-state move); a trial or a past
     # due subscription becomes active through the state machine.
