@@ -220,3 +220,21 @@ def test_pages_need_a_session_and_a_forged_one_is_none(api: Api) -> None:
         assert browser.post("/portal/card", data={"payment_method_id": "pm_x"}).status_code == 303
         evil = browser.get("/portal/login", params={"tenant": "Not A Tenant"})
         assert evil.status_code == 400
+
+
+def test_signing_out_revokes_the_token_so_a_copied_cookie_is_no_session(
+    api: Api, two: tuple[Customer, Customer]
+) -> None:
+    customer, _ = two
+    with portal_session(api, customer) as browser:
+        copied = browser.cookies.get("portal_session", path="/portal")
+        assert copied
+        form = _form(browser.get("/portal/").text)
+        out = browser.post("/portal/logout", data={"csrf": form["csrf"]})
+        assert out.status_code == 200 and "signed out" in out.text
+        assert browser.get("/portal/").headers["location"].startswith("/portal/login")
+    with httpx.Client(base_url=api.url, timeout=30) as thief:
+        thief.cookies.set("portal_session", copied, path="/portal")
+        stolen = thief.get("/portal/")
+        assert stolen.status_code == 303, stolen.text  # the token inside was revoked
+        assert stolen.headers["location"].startswith(f"/portal/login?tenant={customer.tenant}")
