@@ -2,7 +2,8 @@
 the first signup), a credit note on a paid invoice, the money per currency in the billing
 schema beside the same figures in the marts, and the first customer's invoice as a PNG.
 
-The money figures, per currency, in minor units on both sides:
+The money figures, per currency, in minor units on both sides (every invoice: signups'
+first periods, renewals, trial conversions and upgrades' prorations):
 billed       sum of the invoices' totals (void invoices were never billed)
 collected    sum of what the invoices were paid
 credited     sum of the issued credit notes

@@ -9,7 +9,8 @@ that step wrote to the step's simulated moment, before anything is relayed:
   first period, the trial's end); for a later step only the timestamps that were "now"
   during the step (a renewal's period comes from the simulated one and stays);
 * for a signup, the new subscriptions' periods and trial ends, so billing finds them due
-  on the simulated days, and their coupons' discounts (start, the first period spent).
+  on the simulated days, their coupons' discounts (start, the first period spent), and
+  their first-period invoices (period, issued and paid on the signup's day).
 
 Only the demo does this (the `paywall demo` command, on its own local stack): it is the
 same time travel the tests do for one subscription (tests/integration/test_billing.py's
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,39 @@ def move_signups(engine: Engine, window: Window, to: datetime) -> None:
             ),
             {"d": delta, "since": window.started},
         )
+        _move_first_periods(conn, delta, window.started)
     move_events(engine, window, to, signup=True)
+
+
+def _move_first_periods(conn: Connection, delta: timedelta, since: datetime) -> None:
+    """A paid signup's first-period invoice goes with its subscription: its period and
+    lines, issued, paid and charged on the signup's day (billing's day checks and the
+    warehouse's watermark read those dates)."""
+    made = "SELECT id FROM billing.invoices WHERE kind = 'first_period' AND created_at >= :since"
+    day = "CAST((created_at + :d) AT TIME ZONE 'UTC' AS date)"
+    conn.execute(
+        text(
+            "UPDATE billing.invoice_lines SET period_start = period_start + :d, "
+            f"period_end = period_end + :d WHERE invoice_id IN ({made})"
+        ),
+        {"d": delta, "since": since},
+    )
+    conn.execute(
+        text(
+            f"UPDATE billing.attempts SET attempted_on = {day}, created_at = created_at + :d, "
+            f"finished_at = finished_at + :d WHERE invoice_id IN ({made})"
+        ),
+        {"d": delta, "since": since},
+    )
+    conn.execute(
+        text(
+            "UPDATE billing.invoices SET period_start = period_start + :d, "
+            "period_end = period_end + :d, created_at = created_at + :d, "
+            "finalized_at = finalized_at + :d, updated_at = updated_at + :d, "
+            f"billing_date = {day}, paid_on = {day} WHERE id IN ({made})"
+        ),
+        {"d": delta, "since": since},
+    )
 
 
 def next_billing_day(engine: Engine, after: date | None, before: date) -> date | None:
