@@ -272,3 +272,30 @@ def test_a_prorated_cancel_in_the_first_period_refunds_the_unused_time(
     )
     assert again.status_code == 409, again.text
     assert payments_of(api, reg["customer_id"]) == [("partially_refunded", 900, amount)]
+
+
+def test_a_signup_a_coupon_leaves_nothing_to_charge_has_a_paid_zero_invoice(
+    api: Api, partner: dict[str, str]
+) -> None:
+    code = f"C{uuid.uuid4().hex[:10]}"
+    coupon = {"code": code, "name": "Free month", "percent_off": 100, "duration": "once"}
+    headers = {**partner, "Idempotency-Key": str(uuid.uuid4())}
+    made = httpx.post(f"{api.url}/v1/coupons", json=coupon, headers=headers)
+    assert made.status_code == 201, made.text
+
+    reg = signup(api, partner, coupon=code)
+    assert reg["subscription_status"] == "active" and reg["payment"] is None
+    [invoice] = first_period(api, partner, reg["subscription_id"])
+    # The discount shown, nothing charged: no payment, no attempt, paid at zero.
+    assert (invoice["status"], invoice["subtotal"], invoice["discount"], invoice["total"]) == (
+        "paid",
+        2900,
+        2900,
+        0,
+    )
+    assert invoice["payment_id"] == f"free:{reg['subscription_id']}"
+    assert invoice["payment_attempts"] == []
+    assert payments_of(api, reg["customer_id"]) == []
+    paid = events(api, invoice["id"])[-1]
+    contracts.validate(paid)
+    assert paid["event_type"] == "invoice.paid" and paid["data"]["payment_id"] is None
