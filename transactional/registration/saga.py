@@ -116,6 +116,14 @@ def run(
     sub = _subscription(services, run_.id, state.subscription_id, customer_id, signup, tenant)
     if state.subscription_id is None:
         run_.step("subscription", subscription_id=sub["id"])
+    if sub["price_version"] != price["price_version"]:
+        # Charged at the price version the subscription was made at: one added since (this
+        # signup resumed later) is what new subscribers pay; and a resumed charge must ask
+        # for what its first attempt did.
+        versioned = f"price_version={sub['price_version']}"
+        price = services.subscription.expect(
+            {200}, "GET", f"{plan_path}{'&' if '?' in plan_path else '?'}{versioned}"
+        )
     if signup.coupon and state.step not in CHARGE_ASKED:
         try:
             discounts.redeem(services.billing, run_.id, sub["id"], signup.coupon)

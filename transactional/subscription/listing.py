@@ -30,9 +30,12 @@ def plans(
     return pagination.page_of(rows, limit, lambda plan: (str(plan.amount), plan.id))
 
 
-def plan(conn: Connection, plan_id: str, catalog: repository.Catalog) -> Plan:
-    """A plan on sale the caller sees: another tenant's is absent (404)."""
-    found = repository.plan(conn, plan_id, catalog)
+def plan(
+    conn: Connection, plan_id: str, catalog: repository.Catalog, version: int | None = None
+) -> Plan:
+    """A plan on sale the caller sees (at price `version`: the current one when None);
+    another tenant's is absent (404)."""
+    found = repository.plan(conn, plan_id, catalog, version=version)
     if found is None:
         raise DomainError(errors.NOT_FOUND, f"no active plan {plan_id!r}")
     return found

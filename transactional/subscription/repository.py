@@ -79,15 +79,23 @@ def plans(
 
 
 def plan(
-    conn: Connection, plan_id: str, catalog: Catalog, *, archived: bool = False, lock: bool = False
+    conn: Connection,
+    plan_id: str,
+    catalog: Catalog,
+    *,
+    archived: bool = False,
+    lock: bool = False,
+    version: int | None = None,
 ) -> Plan | None:
-    """A plan of the catalog at its current price: on sale, unless `archived` is asked."""
-    params: dict[str, Any] = {"id": plan_id}
+    """A plan of the catalog at its current price (or price `version`): on sale, unless
+    `archived` is asked."""
+    params: dict[str, Any] = {"id": plan_id, "version": version}
     where = catalog.where(params) + ("" if archived else " AND p.active")
     row = conn.execute(
         text(
-            f"SELECT {PLAN_COLUMNS} FROM subscription.plans p {CURRENT_PRICE} "
-            f"WHERE p.id = :id AND {where}" + (" FOR UPDATE OF p" if lock else "")
+            f"SELECT {PLAN_COLUMNS} FROM subscription.plans p JOIN subscription.plan_prices v "
+            "ON v.plan_id = p.id AND v.version = coalesce(CAST(:version AS integer), "
+            f"p.price_version) WHERE p.id = :id AND {where}" + (" FOR UPDATE OF p" if lock else "")
         ),
         params,
     ).first()

@@ -103,9 +103,13 @@ def get_plan(
     db: ReadConn,
     caller: Annotated[Principal | None, Depends(optional_principal)],
     tenant_id: CatalogTenant = None,
+    price_version: Annotated[
+        int | None,
+        Query(ge=1, le=2_000_000_000, description="An earlier price: what its subscribers pay"),
+    ] = None,
 ) -> Plan:
-    """One plan of the price list."""
-    return listing.plan(db, plan_id, catalog.reader(caller, tenant_id))
+    """One plan of the price list, at its current price (or an earlier version)."""
+    return listing.plan(db, plan_id, catalog.reader(caller, tenant_id), price_version)
 
 
 @router.post(
