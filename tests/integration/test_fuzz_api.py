@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 PARTNER_SCOPES = (
     "registrations:write customers:read customers:write subscriptions:read "
     "subscriptions:write payments:read payments:write webhooks:read webhooks:write events:read "
-    "coupons:read coupons:write tax_rates:read tax_rates:write"
+    "coupons:read coupons:write tax_rates:read tax_rates:write plans:write"
 )
 USER_SCOPES = "openid email customers:read subscriptions:read"
 REDIRECT_URI = "http://127.0.0.1:9/callback"  # never fetched: the Location is read
