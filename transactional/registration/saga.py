@@ -345,7 +345,11 @@ def _first_period_invoice(
             invoice_id=str(invoice.get("invoice_id")),
         )
         return None
-    return _check("billing", status, invoice, {200, 201})
+    if status not in (200, 201):
+        # Never a final refusal once the money is taken: the signup stays unfinished (503)
+        # and its retry or the recovery sweep asks again.
+        raise ServiceError("billing", status, invoice)
+    return invoice
 
 
 def _refund(
