@@ -299,3 +299,21 @@ def test_a_signup_a_coupon_leaves_nothing_to_charge_has_a_paid_zero_invoice(
     paid = events(api, invoice["id"])[-1]
     contracts.validate(paid)
     assert paid["event_type"] == "invoice.paid" and paid["data"]["payment_id"] is None
+
+
+def test_a_charge_the_terms_no_longer_price_is_invoiced_as_charged(
+    api: Api, partner: dict[str, str], internal: dict[str, str]
+) -> None:
+    """The saga's charge is the fact: if the plan's terms price the period otherwise by the
+    time billing records it (a rate or address changed since the quote), the invoice says
+    what was charged, so billing's figures still equal the payment's."""
+    reg = signup(api, partner, plan_id="basic-monthly")
+    [invoice] = first_period(api, partner, reg["subscription_id"])
+    sub_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
+    body = {**invoice, "subscription_id": sub_id, "payment_id": payment_id, "amount_paid": 850}
+    made = ask_again(api, internal, body)
+    assert made.status_code == 201, made.text
+    shown = made.json()
+    assert (shown["subtotal"], shown["discount"], shown["tax"], shown["total"]) == (850, 0, 0, 850)
+    assert (shown["amount_paid"], shown["payment_id"]) == (850, payment_id)
+    assert [(line["kind"], line["amount"]) for line in shown["lines"]] == [("subscription", 850)]
