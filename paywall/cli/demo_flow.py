@@ -156,10 +156,13 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
     with engine.connect() as conn:
         mrr: float = conn.execute(
             text(
-                # The marts' rule: a yearly price's monthly share rounded to the cent first.
-                "SELECT coalesce(sum(CASE p.interval WHEN 'year' THEN round(p.amount / 12.0) "
-                "ELSE p.amount END), 0) FROM subscription.subscriptions s JOIN "
-                "subscription.plans p ON p.id = s.plan_id WHERE s.status IN ('active', 'past_due')"
+                # The marts' rule: a yearly price's monthly share rounded to the cent first;
+                # each subscription at the price version it pays, not the plan's latest.
+                "SELECT coalesce(sum(CASE p.interval WHEN 'year' THEN round(v.amount / 12.0) "
+                "ELSE v.amount END), 0) FROM subscription.subscriptions s JOIN "
+                "subscription.plans p ON p.id = s.plan_id JOIN subscription.plan_prices v ON "
+                "v.plan_id = s.plan_id AND v.version = s.price_version "
+                "WHERE s.status IN ('active', 'past_due')"
             )
         ).scalar_one()
         states: dict[str, int] = dict(
