@@ -176,8 +176,11 @@ def test_a_paid_signup_has_one_first_period_invoice_paid_by_its_charge(
     assert len(first_period(api, partner, reg["subscription_id"])) == 1
     assert len(events(api, invoice["id"])) == 3
     assert payments_of(api, reg["customer_id"]) == [("succeeded", 900, 0)]
-    # Only billing's own callers may ask.
+    # Only billing's own callers may ask, and a bad body is refused with nothing made.
     assert ask_again(api, partner, invoice).status_code == 403
+    for bad in ({"charged": -1}, {"currency": "XYZ"}, {"amount": 10**12}):
+        assert ask_again(api, internal, invoice, **bad).status_code == 422, bad
+    assert len(first_period(api, partner, reg["subscription_id"])) == 1
 
 
 def test_the_coupon_and_tax_of_a_signup_are_lines_of_its_first_period_invoice(

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from transactional.billing.credit_models import CreditNoteSweep
+from transactional.common.money import MAX_AMOUNT, Currency
 from transactional.common.pagination import Page
 
 InvoiceStatus = Literal["draft", "open", "paid", "uncollectible", "void"]
@@ -139,8 +140,10 @@ class FirstPeriodCreate(BaseModel):
     customer_id: str = Field(min_length=1, max_length=100)
     tenant_id: str | None = Field(None, max_length=100)
     plan_id: str = Field(min_length=1, max_length=100)
-    amount: int = Field(ge=0, description="The plan's price per period, before discount and tax")
-    currency: str = Field(min_length=3, max_length=3)
+    amount: int = Field(
+        ge=0, le=MAX_AMOUNT, description="The plan's price per period, before discount and tax"
+    )
+    currency: Currency
     period_start: AwareDatetime
     period_end: AwareDatetime
     payment_id: str = Field(
@@ -149,7 +152,7 @@ class FirstPeriodCreate(BaseModel):
         description="The payment service's id of the first charge (`free:<subscription>` when "
         "a coupon left nothing to charge)",
     )
-    charged: int = Field(ge=0, description="What the charge took, in minor units")
+    charged: int = Field(ge=0, le=MAX_AMOUNT, description="What the charge took, in minor units")
     payment_key: str | None = Field(
         None, max_length=300, description="The charge's Idempotency-Key, kept on its attempt"
     )
