@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from paywall.settings import Settings
 from tests.conftest import REPO, Api
 from tests.integration.test_admin import paywall
 from tests.integration.test_billing import at, bill, invoices, move_period_end, resources, sql
@@ -391,3 +392,50 @@ def test_the_readme_plans_block_runs_word_for_word(cli_env: dict[str, str]) -> N
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "move to price version 2" in done.stdout and "archived" in done.stdout
+
+
+def test_the_catalog_migration_pins_existing_subscriptions_and_reverts(
+    scratch_database: Settings,
+) -> None:
+    """0027 on a database with a subscription: every plan gets version 1 at its amount and
+    the subscription is pinned to it; downgrading removes it all, and it applies again."""
+    import psycopg
+    from alembic import command
+
+    from paywall import db
+
+    url = scratch_database.database_url
+    assert url
+    db.upgrade(scratch_database, "0013_subscription_keys")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO subscription.subscriptions (id, customer_id, plan_id, status, "
+            "current_period_start, current_period_end) VALUES (gen_random_uuid(), "
+            "gen_random_uuid(), 'pro-monthly', 'active', now(), now() + interval '1 month')"
+        )
+    db.upgrade(scratch_database, "0027_plan_catalog")
+    with psycopg.connect(url) as conn:
+        prices = conn.execute(
+            "SELECT p.id, v.version, v.amount = p.amount, p.tenant_id, p.price_version "
+            "FROM subscription.plans p JOIN subscription.plan_prices v ON v.plan_id = p.id "
+            "ORDER BY p.id"
+        ).fetchall()
+        pinned = conn.execute(
+            "SELECT plan_id, price_version, next_price_version FROM subscription.subscriptions"
+        ).fetchall()
+    assert [(p[0], p[1:]) for p in prices] == [
+        (plan, (1, True, None, 1))
+        for plan in ("basic-monthly", "pro-monthly", "pro-yearly", "team-monthly")
+    ]
+    assert pinned == [("pro-monthly", 1, None)]
+
+    command.downgrade(db.alembic_config(scratch_database), "0013_subscription_keys")
+    with psycopg.connect(url) as conn:
+        left = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'subscription' AND (table_name IN ('plan_prices', "
+            "'catalog_requests') OR column_name IN ('price_version', 'archived_at') "
+            "OR (table_name, column_name) = ('plans', 'tenant_id'))"
+        ).fetchall()
+    assert left == []
+    db.upgrade(scratch_database, "heads")
