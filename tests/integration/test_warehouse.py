@@ -1001,3 +1001,64 @@ def test_dbt_docs_generate_and_source_freshness(dbt_build: DbtRun) -> None:
     catalog = json.loads((dbt_build.target_path / "catalog.json").read_text())
     assert "model.paywall.mrr_monthly" in catalog["nodes"]
     assert "source.paywall.lake.events" in catalog["sources"]
+
+
+def test_subscribers_of_one_plan_count_at_the_price_each_pays(
+    dbt_build: DbtRun, tmp_path: Path
+) -> None:
+    """A new price version of pro (39.00) for a new subscriber H in March: the plan's
+    existing subscriber C keeps counting at the 29.00 it pays (its own events' amount), not
+    at the plan's latest price."""
+    copy = tmp_path / "two-prices.duckdb"
+    shutil.copy(dbt_build.warehouse_path, copy)
+    before = {
+        r["month"]: r["mrr"] for r in dbt_build.query("SELECT month, mrr FROM marts.mrr_monthly")
+    }
+    [c] = dbt_build.query(
+        "SELECT subscription_id, mrr FROM marts.fct_subscriptions WHERE is_current "
+        "AND plan_id = 'pro-monthly' AND status = 'active'"
+    )
+    assert c["mrr"] == Decimal(29)
+    with duckdb.connect(str(copy)) as con:
+        cursor = con.execute(
+            "SELECT * FROM raw.events WHERE event_type = 'subscription.created' "
+            "AND data LIKE '%pro-monthly%' LIMIT 1"
+        )
+        names = [d[0] for d in cursor.description]
+        row = dict(zip(names, cursor.fetchone() or (), strict=True))
+        data = json.loads(row["data"])
+        sub_id, customer_id = str(uuid.uuid4()), str(uuid.uuid4())
+        data |= {
+            "subscription_id": sub_id,
+            "customer_id": customer_id,
+            "status": "active",
+            "amount": 3900,
+            "current_period_start": at(3, 20).isoformat(),
+            "current_period_end": at(4, 20).isoformat(),
+            "trial_end": None,
+        }
+        row |= {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": at(3, 20),
+            "key": sub_id,
+            "data": json.dumps(data),
+            "loaded_at": dt.datetime.now(UTC),
+        }
+        columns = ", ".join(f'"{name}"' for name in row)  # "partition", "offset", "key"
+        con.execute(
+            f"INSERT INTO raw.events ({columns}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
+    run = DbtRun(copy, tmp_path / "target", dbt_build.profiles_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WAREHOUSE_PATH", str(copy))
+        run.invoke("run", "--select", "stg_subscription_events+")
+    current = {
+        r["subscription_id"]: r["mrr"]
+        for r in run.query(
+            "SELECT subscription_id, mrr FROM marts.fct_subscriptions WHERE is_current"
+        )
+    }
+    assert (current[c["subscription_id"]], current[sub_id]) == (Decimal(29), Decimal(39))
+    after = {r["month"]: r["mrr"] for r in run.query("SELECT month, mrr FROM marts.mrr_monthly")}
+    assert after == {**before, MAR: before[MAR] + 39}

@@ -9,7 +9,13 @@
     touched: pending_plan_id is set by downgrade_scheduled and cleared by upgraded,
     renewed / reactivated (billing applies the downgrade) or canceled;
     cancel_at_period_end is set by cancel_scheduled. Both are carried forward
-    here from the event that last touched them. -#}
+    here from the event that last touched them.
+
+    price_amount is what this subscription pays for its plan: the amount of its last event
+    that carried one (created, renewed, reactivated), while that event's plan is still its
+    plan. Subscribers of one plan pay different prices (a price version is pinned at
+    signup, moved only by a migration at a renewal); null after a plan change not yet
+    billed, when the plan's price is all there is (dim_plans). -#}
 
 with events as (
     select
@@ -47,7 +53,12 @@ touches as (
             partition by subscription_id
             order by event_seq
             rows between unbounded preceding and current row
-        ) as cancel_was_scheduled
+        ) as cancel_was_scheduled,
+        max(case when amount is not null then event_seq end) over (
+            partition by subscription_id
+            order by event_seq
+            rows between unbounded preceding and current row
+        ) as priced_seq
     from events
 ),
 
@@ -60,11 +71,15 @@ carried as (
                 then setter.pending_plan_id
         end as carried_pending_plan_id,
         touches.cancel_was_scheduled = 1 and touches.status <> 'canceled'
-            as carried_cancel_at_period_end
+            as carried_cancel_at_period_end,
+        case when priced.plan_id = touches.plan_id then priced.amount end as price_amount
     from touches
     left join events as setter
         on touches.subscription_id = setter.subscription_id
         and touches.pending_set_seq = setter.event_seq
+    left join events as priced
+        on touches.subscription_id = priced.subscription_id
+        and touches.priced_seq = priced.event_seq
 ),
 
 observed as (
@@ -77,6 +92,7 @@ observed as (
         status,
         carried_pending_plan_id as pending_plan_id,
         carried_cancel_at_period_end as cancel_at_period_end,
+        price_amount,
         current_period_start,
         current_period_end,
         occurred_at as valid_from,
@@ -99,6 +115,8 @@ scheduled as (
         case when carried_cancel_at_period_end then 'canceled' else status end as status,
         cast(null as {{ dbt.type_string() }}) as pending_plan_id,
         false as cancel_at_period_end,
+        -- a cancellation keeps the plan (and pays nothing); a downgrade's price is its plan's
+        case when carried_cancel_at_period_end then price_amount end as price_amount,
         current_period_start,
         current_period_end,
         current_period_end as valid_from,

@@ -37,7 +37,12 @@ select
     plans.billing_interval,
     case
         when states.status in ('{{ var("mrr_statuses") | join("', '") }}')
-            then coalesce(plans.monthly_amount, 0)
+            -- the subscriber's own price (int_subscription_states), else its plan's
+            then coalesce(
+                {{ monthly_amount('states.price_amount', 'plans.billing_interval') }},
+                plans.monthly_amount,
+                0
+            )
         else {{ money(0) }}
     end as mrr
 from states
