@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from paywall.settings import Settings
+from streaming import contracts
 from tests.conftest import REPO, Api
 from tests.integration.test_admin import paywall
 from tests.integration.test_billing import at, bill, invoices, move_period_end, resources, sql
@@ -170,6 +171,18 @@ def test_a_new_price_leaves_subscribers_on_theirs_until_migrated(
         early["subscription_id"],
     )
     assert (version, moving) == (1, 2), "the paid period keeps its price"
+    [(event,)] = sql(
+        api,
+        "SELECT payload FROM subscription.outbox WHERE aggregate_id = %s "
+        "AND type = 'subscription.price_migrated'",
+        early["subscription_id"],
+    )
+    contracts.validate(event)
+    assert {k: event["data"][k] for k in ("migrated_plan_id", "next_price_version")} == {
+        "migrated_plan_id": plan["id"],
+        "next_price_version": 2,
+    }
+    assert (event["data"]["next_amount"], "amount" in event["data"]) == (5900, False)
     move_period_end(api, early["subscription_id"], at(second_day))
     assert due_amount(api, internal, early["subscription_id"], second_day) == (plan["id"], 5900)
     bill(resources, second_day)

@@ -1008,7 +1008,7 @@ def test_subscribers_of_one_plan_count_at_the_price_each_pays(
 ) -> None:
     """A new price version of pro (39.00) for a new subscriber H in March: the plan's
     existing subscriber C keeps counting at the 29.00 it pays (its own events' amount), not
-    at the plan's latest price."""
+    at the plan's latest price, even once migrated to 39.00 from its next renewal."""
     copy = tmp_path / "two-prices.duckdb"
     shutil.copy(dbt_build.warehouse_path, copy)
     before = {
@@ -1049,10 +1049,55 @@ def test_subscribers_of_one_plan_count_at_the_price_each_pays(
             f"INSERT INTO raw.events ({columns}) VALUES ({', '.join('?' * len(row))})",
             list(row.values()),
         )
+        # C migrated on Mar 25 to the new price, from its renewal in April.
+        cursor = con.execute(
+            "SELECT * FROM raw.events WHERE event_type LIKE 'subscription.%' "
+            "ORDER BY occurred_at DESC"
+        )
+        row = next(
+            r
+            for r in (dict(zip(names, values, strict=True)) for values in cursor.fetchall())
+            if json.loads(r["data"])["subscription_id"] == c["subscription_id"]
+        )
+        last = json.loads(row["data"])
+        keep = ("subscription_id", "customer_id", "tenant_id", "plan_id", "status")
+        migrated = {k: last[k] for k in (*keep, "current_period_start", "current_period_end")}
+        migrated |= {
+            "pending_plan_id": None,
+            "migrated_plan_id": "pro-monthly",
+            "next_price_version": 2,
+            "next_amount": 3900,
+            "currency": "usd",
+            "effective_at": last["current_period_end"],
+        }
+        contracts.validate(
+            {
+                "event_id": str(uuid.uuid4()),
+                "event_type": "subscription.price_migrated",
+                "schema_version": 1,
+                "occurred_at": at(3, 25).isoformat(),
+                "producer": "subscription-service",
+                "key": c["subscription_id"],
+                "data": migrated,
+            }
+        )
+        row |= {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "subscription.price_migrated",
+            "schema_version": 1,
+            "occurred_at": at(3, 25),
+            "data": json.dumps(migrated),
+            "loaded_at": dt.datetime.now(UTC),
+        }
+        con.execute(
+            f"INSERT INTO raw.events ({columns}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
     run = DbtRun(copy, tmp_path / "target", dbt_build.profiles_dir)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WAREHOUSE_PATH", str(copy))
         run.invoke("run", "--select", "stg_subscription_events+")
+        run.invoke("test", "--select", "stg_subscription_events")  # its accepted event types
     current = {
         r["subscription_id"]: r["mrr"]
         for r in run.query(

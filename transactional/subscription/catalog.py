@@ -132,8 +132,11 @@ def migrate(
                 or plan_id not in (sub.plan_id, sub.pending_plan_id)
             ):
                 raise tenancy.not_found("subscription", body.subscription_id)
-        count = repo.migrate(conn, plan_id, found.price_version, body.subscription_id)
-        return Answer(200, Migrated(plan=found, subscriptions=count).model_dump(mode="json"))
+        moved = repo.migrate(conn, plan_id, found.price_version, body.subscription_id)
+        for sub in moved:  # each one's event, in the transaction that moves it
+            repository.price_migrated(conn, sub, found)
+        answer = Migrated(plan=found, subscriptions=len(moved))
+        return Answer(200, answer.model_dump(mode="json"))
 
     asked = {"migrate": plan_id, **body.model_dump(mode="json")}
     return _keyed(engine, principal, key, asked, move)

@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from transactional.subscription.catalog_models import PlanCreate
+from transactional.subscription.models import Subscription
+from transactional.subscription.repository import COLUMNS
 
 
 def new_plan_id() -> str:
@@ -71,9 +73,11 @@ def archive(conn: Connection, plan_id: str) -> None:
     )
 
 
-def migrate(conn: Connection, plan_id: str, version: int, subscription_id: uuid.UUID | None) -> int:
+def migrate(
+    conn: Connection, plan_id: str, version: int, subscription_id: uuid.UUID | None
+) -> list[Subscription]:
     """Live subscriptions on the plan (or moving to it by a scheduled downgrade), or only
-    `subscription_id`, move to price `version` at their next renewal; how many moved."""
+    `subscription_id`, move to price `version` at their next renewal; those that moved."""
     only = " AND id = :sub" if subscription_id is not None else ""
     params = {"plan": plan_id, "version": version, "sub": subscription_id}
     # Their current period was sold at the old price and stays so: credits for unused
@@ -82,19 +86,21 @@ def migrate(conn: Connection, plan_id: str, version: int, subscription_id: uuid.
         text(
             "UPDATE subscription.subscriptions SET next_price_version = :version, "
             "updated_at = now() WHERE plan_id = :plan AND status <> 'canceled' "
-            "AND coalesce(next_price_version, price_version) <> :version" + only
+            f"AND coalesce(next_price_version, price_version) <> :version{only} "
+            f"RETURNING {COLUMNS}"
         ),
         params,
-    ).rowcount
+    ).all()
     pending = conn.execute(
         text(
             "UPDATE subscription.subscriptions SET pending_price_version = :version, "
             "updated_at = now() WHERE pending_plan_id = :plan AND status <> 'canceled' "
-            "AND pending_price_version IS DISTINCT FROM :version" + only
+            f"AND pending_price_version IS DISTINCT FROM :version{only} "
+            f"RETURNING {COLUMNS}"
         ),
         params,
-    ).rowcount
-    return int(own) + int(pending)
+    ).all()
+    return [Subscription.model_validate(dict(r._mapping)) for r in [*own, *pending]]
 
 
 # -- Idempotency-Keys: what each keyed catalog POST answered ---------------------------------

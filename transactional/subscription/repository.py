@@ -335,6 +335,28 @@ def move(
     return updated
 
 
+def price_migrated(conn: Connection, sub: Subscription, plan_: Plan) -> None:
+    """The event of a migration to `plan_`'s price version (plan_ is the subscription's
+    plan, or the one its scheduled downgrade goes to): no amount, since the period running
+    keeps its price; `next_amount` is billed from the next renewal."""
+    outbox.emit(
+        conn,
+        SCHEMA,
+        "subscription",
+        str(sub.id),
+        "subscription.price_migrated",
+        _event(
+            sub,
+            pending_plan_id=sub.pending_plan_id,
+            migrated_plan_id=plan_.id,
+            next_price_version=plan_.price_version,
+            next_amount=plan_.amount,
+            currency=plan_.currency,
+            effective_at=sub.current_period_end.isoformat(),
+        ),
+    )
+
+
 def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
