@@ -304,6 +304,10 @@ def test_an_archived_plan_is_not_sold_and_its_subscribers_renew(
 
     assert plan["id"] not in listed(api, partner_a)
     assert httpx.get(f"{api.url}/v1/plans/{plan['id']}", headers=partner_a).status_code == 404
+    # What its subscribers pay is still shown to them (a portal's plan and next invoice).
+    paid = httpx.get(f"{api.url}/v1/plans/{plan['id']}?price_version=1", headers=partner_a)
+    assert paid.status_code == 200 and paid.json()["amount"] == 3900
+    assert paid.json()["archived_at"] is not None
     refused = signup(api, partner_a, plan["id"])
     assert refused.status_code == 422 and refused.json()["type"] == f"{PROBLEMS}/unknown-plan"
     # Its subscriber renews on it, at its price.

@@ -69,9 +69,16 @@ class CustomerApi:
         account = self._call("GET", "payment", f"/v1/accounts/{self.customer_id}", ok=(200, 404))
         plan = next_plan = None
         if subscription is not None:
-            plan = self._plan(subscription["plan_id"])
-            upcoming = subscription.get("pending_plan_id") or subscription["plan_id"]
-            next_plan = plan if upcoming == subscription["plan_id"] else self._plan(upcoming)
+            # At the price versions it pays: its own now, and the next period's (a scheduled
+            # downgrade's, or a migration's to a newer price).
+            plan = self._plan(subscription["plan_id"], subscription["price_version"])
+            if subscription.get("pending_plan_id"):
+                upcoming = (subscription["pending_plan_id"], subscription["pending_price_version"])
+            else:
+                version = subscription.get("next_price_version") or subscription["price_version"]
+                upcoming = (subscription["plan_id"], version)
+            same = upcoming == (subscription["plan_id"], subscription["price_version"])
+            next_plan = plan if same else self._plan(*upcoming)
         return Overview(
             customer=customer,
             subscription=subscription,
@@ -82,8 +89,10 @@ class CustomerApi:
             account=account.json() if account.status_code == 200 else None,
         )
 
-    def _plan(self, plan_id: str) -> dict[str, Any] | None:
-        resp = self._call("GET", "subscription", f"/v1/plans/{plan_id}", ok=(200, 404))
+    def _plan(self, plan_id: str, version: int | None) -> dict[str, Any] | None:
+        params = {"price_version": version} if version else {}
+        path = f"/v1/plans/{plan_id}"
+        resp = self._call("GET", "subscription", path, params=params, ok=(200, 404))
         return resp.json() if resp.status_code == 200 else None  # retired from sale
 
     def change_plan(self, sub_id: uuid.UUID, plan_id: str, key: str) -> dict[str, Any]:

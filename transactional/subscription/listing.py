@@ -34,8 +34,9 @@ def plan(
     conn: Connection, plan_id: str, catalog: repository.Catalog, version: int | None = None
 ) -> Plan:
     """A plan on sale the caller sees (at price `version`: the current one when None);
-    another tenant's is absent (404)."""
-    found = repository.plan(conn, plan_id, catalog, version=version)
+    another tenant's is absent (404). A price version asked for is what some subscribers
+    pay, so it is shown for an archived plan too: they keep renewing on it."""
+    found = repository.plan(conn, plan_id, catalog, version=version, archived=version is not None)
     if found is None:
         raise DomainError(errors.NOT_FOUND, f"no active plan {plan_id!r}")
     return found

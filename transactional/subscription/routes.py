@@ -92,7 +92,10 @@ def list_plans(
     tags=["plans"],
     responses={
         403: {"description": "tenant_id names another tenant"},
-        404: {"description": "No such plan on sale visible to the caller"},
+        404: {
+            "description": "No such plan on sale visible to the caller "
+            "(with price_version: archived ones too)"
+        },
     },
     openapi_extra=problems_answered(
         errors.NOT_FOUND, errors.INVALID_TOKEN, errors.FORBIDDEN_TENANT
