@@ -61,7 +61,9 @@ def _page(html: str, status: int = 200) -> HTMLResponse:
 
 def _refusal(title: str, text: str, tenant: str | None = None, status: int = 400) -> HTMLResponse:
     again = f"/portal/login?{urlencode({'tenant': tenant})}" if tenant else "/portal/login"
-    return _page(pages.message(title, text, ("Sign in", again)), status)
+    response = _page(pages.message(title, text, ("Sign in", again)), status)
+    sessions.clear_login(response)  # a refused sign-in starts over
+    return response
 
 
 def _safe_next(value: str | None) -> str:
@@ -121,8 +123,8 @@ async def callback(
     state: Annotated[str | None, Query(max_length=1024)] = None,
     error: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    probe = Response()
-    pending = sessions.finish_login(request, probe, seal)
+    # The login cookie is spent whatever happens next: an answer is used once.
+    pending = sessions.pending_login(request, seal)
     if pending is None or not state or not secrets.compare_digest(state, pending["state"]):
         return _refusal(
             "Sign-in expired",
@@ -141,7 +143,6 @@ async def callback(
     if not principal.customer_id:
         return _refusal("No subscription here", "This login has no customer account.", tenant)
     response = RedirectResponse(pending["next"], status_code=303)
-    response.delete_cookie(sessions.LOGIN_COOKIE, path=sessions.PATH)
     sessions.start(
         response,
         settings,

@@ -74,6 +74,7 @@ def start(
         "csrf": secrets.token_urlsafe(24),
     }
     _set(response, settings, SESSION_COOKIE, sealer.seal(SESSION, value, seconds), seconds)
+    clear_login(response)
     if tenant_id:
         _set(response, settings, TENANT_COOKIE, tenant_id, 400 * 86400)
 
@@ -89,9 +90,13 @@ def begin_login(
     _set(response, settings, LOGIN_COOKIE, sealed, LOGIN_SECONDS)
 
 
-def finish_login(request: Request, response: Response, sealer: Sealer) -> dict[str, Any] | None:
-    response.delete_cookie(LOGIN_COOKIE, path=PATH)
+def pending_login(request: Request, sealer: Sealer) -> dict[str, Any] | None:
+    """The login this browser started here, if it is still good."""
     return sealer.open(LOGIN, request.cookies.get(LOGIN_COOKIE))
+
+
+def clear_login(response: Response) -> None:
+    response.delete_cookie(LOGIN_COOKIE, path=PATH)
 
 
 def flash(response: Response, settings: Settings, sealer: Sealer, kind: str, text: str) -> None:
