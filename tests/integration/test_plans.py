@@ -114,6 +114,19 @@ def due_amount(api: Api, internal: dict[str, str], sub_id: str, day: date) -> tu
     return item["plan"]["id"], item["plan"]["amount"]
 
 
+def plan_events(api: Api, plan_id: str) -> list[dict[str, Any]]:
+    """The catalog's events of a plan, in order, each checked against its contract."""
+    rows = sql(
+        api,
+        "SELECT payload FROM subscription.outbox WHERE aggregate_type = 'plan' "
+        "AND aggregate_id = %s ORDER BY seq",
+        plan_id,
+    )
+    for (payload,) in rows:
+        contracts.validate(payload)
+    return [payload for (payload,) in rows]
+
+
 def first_charge(api: Api, customer_id: str) -> int:
     [(amount,)] = sql(
         api, "SELECT amount FROM payment.payments WHERE customer_id = %s", customer_id
@@ -149,6 +162,11 @@ def test_a_new_price_leaves_subscribers_on_theirs_until_migrated(
     assert (priced.json()["amount"], priced.json()["price_version"]) == (5900, 2)
     shown = httpx.get(f"{api.url}/v1/plans/{plan['id']}", headers=partner_a).json()
     assert (shown["amount"], shown["price_version"]) == (5900, 2)
+    events = plan_events(api, plan["id"])
+    assert [(e["event_type"], e["data"]["amount"]) for e in events] == [
+        ("plan.created", 4900),
+        ("plan.price_added", 5900),
+    ]
     late = subscribed(api, partner_a, plan["id"])
     assert first_charge(api, late["customer_id"]) == 5900
 
@@ -301,6 +319,12 @@ def test_an_archived_plan_is_not_sold_and_its_subscribers_renew(
     assert archived.json()["archived_at"] is not None
     replay = post(api, f"/v1/plans/{plan['id']}/archive", partner_a, {}, key)
     assert replay.json() == archived.json() and replay.headers["Idempotent-Replayed"] == "true"
+    again = post(api, f"/v1/plans/{plan['id']}/archive", partner_a, {})  # another key
+    assert again.json() == archived.json()
+    assert [e["event_type"] for e in plan_events(api, plan["id"])] == [
+        "plan.created",
+        "plan.archived",
+    ]
 
     assert plan["id"] not in listed(api, partner_a)
     assert httpx.get(f"{api.url}/v1/plans/{plan['id']}", headers=partner_a).status_code == 404

@@ -83,6 +83,7 @@ def create_plan(engine: Engine, principal: Principal, key: str, body: PlanCreate
         repo.insert_plan(conn, plan_id, tenant, body)
         made = repository.priced(conn, plan_id)
         assert made is not None
+        repo.plan_event(conn, "plan.created", made)
         return Answer(201, made.model_dump(mode="json"))
 
     return _keyed(engine, principal, key, asked, make)
@@ -92,9 +93,12 @@ def archive(engine: Engine, principal: Principal, key: str, plan_id: str) -> Ans
     """No longer sold; its subscribers keep renewing at their price. Twice is once."""
 
     def archive_(conn: Connection) -> Answer:
-        _owned(conn, principal, plan_id)
+        if _owned(conn, principal, plan_id).archived_at is not None:
+            return Answer(200, _current(conn, plan_id).model_dump(mode="json"))
         repo.archive(conn, plan_id)
-        return Answer(200, _current(conn, plan_id))
+        archived = _current(conn, plan_id)
+        repo.plan_event(conn, "plan.archived", archived)
+        return Answer(200, archived.model_dump(mode="json"))
 
     return _keyed(engine, principal, key, {"archive": plan_id}, archive_)
 
@@ -109,7 +113,9 @@ def add_price(
         # An archived plan may be priced too: its subscribers, migrated, pay the new price.
         _owned(conn, principal, plan_id)
         repo.add_price(conn, plan_id, body.amount)
-        return Answer(201, _current(conn, plan_id))
+        priced = _current(conn, plan_id)
+        repo.plan_event(conn, "plan.price_added", priced)
+        return Answer(201, priced.model_dump(mode="json"))
 
     return _keyed(engine, principal, key, {"price": plan_id, **body.model_dump()}, price)
 
@@ -154,10 +160,10 @@ def _owned(conn: Connection, principal: Principal, plan_id: str) -> Plan:
     return found
 
 
-def _current(conn: Connection, plan_id: str) -> dict[str, Any]:
+def _current(conn: Connection, plan_id: str) -> Plan:
     found = repository.priced(conn, plan_id)
     assert found is not None
-    return found.model_dump(mode="json")
+    return found
 
 
 def _keyed(

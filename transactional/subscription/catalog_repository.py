@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from streaming import outbox
 from transactional.subscription.catalog_models import PlanCreate
-from transactional.subscription.models import Subscription
-from transactional.subscription.repository import COLUMNS
+from transactional.subscription.models import Plan, Subscription
+from transactional.subscription.repository import COLUMNS, SCHEMA
 
 
 def new_plan_id() -> str:
@@ -60,6 +61,15 @@ def add_price(conn: Connection, plan_id: str, amount: int) -> int:
         {"id": plan_id, "version": version, "amount": amount},
     )
     return version
+
+
+def plan_event(conn: Connection, event_type: str, plan: Plan) -> None:
+    """A catalog change as an event (plan.created, plan.price_added, plan.archived): the
+    plan as it is now, keyed by its id."""
+    data = plan.model_dump(mode="json")
+    data["plan_id"] = data.pop("id")
+    data["plan_name"] = data.pop("name")  # `name` is a person's to the lake, which hashes it
+    outbox.emit(conn, SCHEMA, "plan", plan.id, event_type, data)
 
 
 def archive(conn: Connection, plan_id: str) -> None:
