@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from paywall.errors import ConfigError
+from paywall.secret_box import aead_key
 from paywall.settings import Settings
 
 SETTING = "PORTAL_SECRET_KEY"
@@ -45,14 +45,7 @@ class Sealer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sealer:
-        raw = settings.own_secret(SETTING).get_secret_value()
-        try:
-            key = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            key = b""
-        if len(key) != 32:
-            raise ConfigError(SETTING, "must be 32 random bytes, base64 (openssl rand -base64 32)")
-        return cls(key)
+        return cls(aead_key(settings, SETTING))
 
     def seal(self, purpose: str, value: dict[str, Any], ttl_seconds: float) -> str:
         body = json.dumps({"v": value, "exp": time.time() + ttl_seconds}).encode()

@@ -24,20 +24,25 @@ PREFIX = "sealed1:"
 SETTING = "WEBHOOK_SECRETS_KEY"
 
 
+def aead_key(settings: Settings, name: str) -> bytes:
+    """The AES-256 key in setting `name`: 32 random bytes, base64; else one line naming it."""
+    raw = settings.own_secret(name).get_secret_value()
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(name, "must be 32 random bytes, base64 (openssl rand -base64 32)")
+    return key
+
+
 class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
-        raw = settings.own_secret(SETTING).get_secret_value()
-        try:
-            key = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            key = b""
-        if len(key) != 32:
-            raise ConfigError(SETTING, "must be 32 random bytes, base64 (openssl rand -base64 32)")
-        return cls(key)
+        return cls(aead_key(settings, SETTING))
 
     def seal(self, plain: str, bound_to: str) -> str:
         nonce = os.urandom(12)
