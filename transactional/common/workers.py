@@ -39,7 +39,9 @@ class Worker(UvicornWorker):
 
 def _post_fork(_server: Any, _worker: Any) -> None:
     # The parent's log writer thread does not survive the fork: each worker starts its own,
-    # and uvicorn's loggers go back to ours (uvicorn-worker hands them to gunicorn's).
+    # and uvicorn's loggers go back to ours (uvicorn-worker hands them to gunicorn's), at
+    # LOG_LEVEL too: gunicorn's access logger is INFO whatever the level, so under WARNING
+    # every request's line was still rendered (redacted, formatted) and written.
     from paywall.logs import configure_logging
     from paywall.settings import get_settings
 
@@ -47,6 +49,7 @@ def _post_fork(_server: Any, _worker: Any) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers, logger.propagate = [], True
+        logger.setLevel(logging.NOTSET)
 
 
 def _worker_exit(_server: Any, _worker: Any) -> None:
