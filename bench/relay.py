@@ -542,7 +542,7 @@ MARKDOWN_HEADER = (
     "| run | date | machine | events, schemas | floor | floor acked every 500: 1, 2 producers "
     "| 1 relay | 2 relays | 2 relays, one schema | relay/floor: 1, 2 relays "
     "| CPU-s/1,000 events, 1 relay: relay, Postgres, broker, S3 | same, 2 relays "
-    "| same, floor (this process's producer first) |\n"
+    "| same, floor: this process (the producer), Postgres, broker, S3 |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
