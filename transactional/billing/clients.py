@@ -1,5 +1,8 @@
 """The billing service's calls to the others, with its own OAuth client: one HTTP client
-and cached token per process and service asked."""
+and cached token per process and service asked.
+
+The dependencies are async because they never block (a client is built once): a sync one
+would cost each request a threadpool hand-off for a dictionary lookup."""
 
 from __future__ import annotations
 
@@ -27,19 +30,19 @@ def client(settings: CurrentSettings, service: str) -> ServiceClient:
     return found
 
 
-def collector(settings: CurrentSettings, db: Db) -> Collector:
+async def collector(settings: CurrentSettings, db: Db) -> Collector:
     return Collector(db, client(settings, "payment"))
 
 
-def subscriptions(settings: CurrentSettings) -> ServiceClient:
+async def subscriptions(settings: CurrentSettings) -> ServiceClient:
     return client(settings, "subscription")
 
 
-def payments(settings: CurrentSettings) -> ServiceClient:
+async def payments(settings: CurrentSettings) -> ServiceClient:
     return client(settings, "payment")
 
 
-def customers(settings: CurrentSettings) -> ServiceClient:
+async def customers(settings: CurrentSettings) -> ServiceClient:
     return client(settings, "customer")
 
 

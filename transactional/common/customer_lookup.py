@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient, ServiceError, service_tokens
@@ -95,10 +96,11 @@ def customer_lookup(settings: Settings, service: str) -> CustomerLookup:
     return found
 
 
-def as_service(service: str) -> Callable[[CurrentSettings], CustomerLookup]:
-    """A FastAPI dependency: the lookup, asked with `service`'s own OAuth client."""
+def as_service(service: str) -> Callable[[CurrentSettings], Coroutine[Any, Any, CustomerLookup]]:
+    """A FastAPI dependency: the lookup, asked with `service`'s own OAuth client; async, as
+    it never blocks (built once per process), so no request waits for a thread for it."""
 
-    def dependency(settings: CurrentSettings) -> CustomerLookup:
+    async def dependency(settings: CurrentSettings) -> CustomerLookup:
         return customer_lookup(settings, service)
 
     return dependency

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -279,11 +279,20 @@ _oauth2 = OAuth2(
 )
 
 
-def _bearer(authorization: str | None = Depends(_oauth2)) -> HTTPAuthorizationCredentials | None:
+def _credentials(authorization: str | None) -> HTTPAuthorizationCredentials | None:
     scheme, _, credentials = (authorization or "").partition(" ")
     if not scheme or not credentials.strip():
         return None
     return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials.strip())
+
+
+# Async because it never blocks: a sync dependency waits for a threadpool thread (a hand-off
+# per request, every internal call of a saga included); only the token check itself, which
+# may fetch the JWKS and asks Redis, has to run there.
+async def _bearer(
+    authorization: str | None = Depends(_oauth2),
+) -> HTTPAuthorizationCredentials | None:
+    return _credentials(authorization)
 
 
 def require(*scopes: str) -> Callable[..., Principal]:
@@ -318,14 +327,14 @@ def require(*scopes: str) -> Callable[..., Principal]:
     return dependency
 
 
-def require_any(*scopes: str) -> Callable[..., Principal]:
+def require_any(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """`require`, satisfied by any one of `scopes`: for a route that partners reach with a
     broad scope and customers with a narrow one of their own (a card: payments:write, or
     payment_methods:write)."""
     anyof = frozenset(scopes)
     verified = require()
 
-    def dependency(principal: Principal = Depends(verified)) -> Principal:
+    async def dependency(principal: Principal = Depends(verified)) -> Principal:
         if not anyof & principal.scopes:
             raise _insufficient(f"token needs one scope of: {' '.join(sorted(anyof))}", anyof)
         return principal
@@ -351,4 +360,4 @@ def optional_principal(
     """A FastAPI dependency for public routes that answer a token's holder more (a
     tenant's own plans): None without a token; a bad token is still refused (401). Not a
     security requirement in the API document: the route is public."""
-    return None if authorization is None else _any_token(_bearer(authorization))
+    return None if authorization is None else _any_token(_credentials(authorization))

@@ -13,7 +13,8 @@ another tenant reveals nothing, not even that it exists.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Depends
 
@@ -35,21 +36,25 @@ def bound(principal: Principal) -> Principal:
     )
 
 
-def member(*scopes: str) -> Callable[..., Principal]:
-    """A FastAPI dependency for tenant data: `require(*scopes)`, then `bound`."""
+def member(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A FastAPI dependency for tenant data: `require(*scopes)`, then `bound`.
+
+    `bound` never blocks, so it runs on the event loop (async) rather than costing each
+    request one more threadpool hand-off; `require` stays sync (it may fetch the JWKS).
+    """
     scoped = require(*scopes)
 
-    def dependency(principal: Principal = Depends(scoped)) -> Principal:
+    async def dependency(principal: Principal = Depends(scoped)) -> Principal:
         return bound(principal)
 
     return dependency
 
 
-def member_any(*scopes: str) -> Callable[..., Principal]:
+def member_any(*scopes: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """`member`, satisfied by any one of `scopes` (security.require_any)."""
     scoped = require_any(*scopes)
 
-    def dependency(principal: Principal = Depends(scoped)) -> Principal:
+    async def dependency(principal: Principal = Depends(scoped)) -> Principal:
         return bound(principal)
 
     return dependency

@@ -404,4 +404,9 @@ def stripe_gateway(settings: CurrentSettings) -> Gateway:
     return found
 
 
-StripeGateway = Annotated[Gateway, Depends(stripe_gateway)]
+async def _shared_gateway(settings: CurrentSettings) -> Gateway:
+    # Async: the gateway is built once, so a request need not wait for a thread to get it.
+    return stripe_gateway(settings)
+
+
+StripeGateway = Annotated[Gateway, Depends(_shared_gateway)]
