@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from paywall.shards import MAX_SHARDS
+
 STATE_DIR_ENV = "PAYWALL_STATE_DIR"
 LOCAL_STRIPE_KEY = "sk_test_paywall_local"
 LOCAL_PII_SALT = "paywall-local-lake-salt"
@@ -99,6 +101,9 @@ class Settings(BaseSettings):
     )
     # At most 16: each charge in flight holds a database connection while it records.
     billing_payment_concurrency: int = Field(8, alias="BILLING_PAYMENT_CONCURRENCY", ge=1, le=16)
+    # How many shards a billing day splits into, each its own Dagster run (paywall/shards.py).
+    # Read when the code location loads; change it between billing days, not during one.
+    billing_shards: int = Field(4, alias="BILLING_SHARDS", ge=1, le=MAX_SHARDS)
     # The first billing day Dagster's daily partitions offer (the go-live date in
     # production); unset, the first of last month, so a new install shows weeks, not years.
     partitions_start: date | None = Field(None, alias="PARTITIONS_START")

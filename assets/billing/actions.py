@@ -20,6 +20,7 @@ from sqlalchemy import Engine, RowMapping, text
 
 from assets.billing.outcomes import Counts
 from paywall.service_client import ServiceClient, ServiceError
+from paywall.shards import Shard
 
 
 class SubscriptionActions:
@@ -29,16 +30,16 @@ class SubscriptionActions:
         self.concurrency = concurrency
         self._counting = threading.Lock()
 
-    def apply_pending(self, day: date, counts: Counts) -> None:
+    def apply_pending(self, day: date, shard: Shard, counts: Counts) -> None:
         with self.engine.connect() as conn:
             owed = list(
                 conn.execute(
                     text(
                         "SELECT * FROM billing.invoices WHERE pending_action IS NOT NULL "
                         "AND kind <> 'proration' AND billing_date <= :d "
-                        "ORDER BY billing_date, id"
+                        f"AND {shard.where('subscription_id')} ORDER BY billing_date, id"
                     ),
-                    {"d": day},
+                    {"d": day, **shard.params()},
                 ).mappings()
             )
         by_subscription: dict[uuid.UUID, list[RowMapping]] = {}

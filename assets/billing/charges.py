@@ -14,6 +14,7 @@ from assets.billing.outcomes import Counts, Outcome
 from assets.billing.paced_payments import PacedPayments
 from assets.billing.pacing import Pace, Unpaced
 from paywall.service_client import ServiceClient, ServiceError
+from paywall.shards import Shard
 from streaming import invoice_credit, invoice_events
 
 
@@ -36,29 +37,30 @@ class Charges:
         self.payments = PacedPayments(payments, pace)
         self.concurrency = concurrency
 
-    def first_attempts(self, day: date) -> list[RowMapping]:
+    def first_attempts(self, day: date, shard: Shard) -> list[RowMapping]:
         with self.engine.connect() as conn:
             return list(
                 conn.execute(
                     text(
                         "SELECT * FROM billing.invoices WHERE billing_date = :d "
                         "AND status = 'open' AND attempts = 0 AND kind <> 'proration' "
-                        "ORDER BY id"
+                        f"AND {shard.where('subscription_id')} ORDER BY id"
                     ),
-                    {"d": day},
+                    {"d": day, **shard.params()},
                 ).mappings()
             )
 
-    def retries(self, day: date) -> list[RowMapping]:
+    def retries(self, day: date, shard: Shard) -> list[RowMapping]:
         with self.engine.connect() as conn:
             return list(
                 conn.execute(
                     text(
                         "SELECT i.* FROM billing.dunning d JOIN billing.invoices i "
                         "ON i.id = d.invoice_id WHERE d.status = 'retrying' "
-                        "AND d.next_attempt_on <= :d AND i.status = 'open' ORDER BY i.id"
+                        "AND d.next_attempt_on <= :d AND i.status = 'open' "
+                        f"AND {shard.where('i.subscription_id')} ORDER BY i.id"
                     ),
-                    {"d": day},
+                    {"d": day, **shard.params()},
                 ).mappings()
             )
 

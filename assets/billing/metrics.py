@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
 from assets.billing.outcomes import Counts
 from paywall.logs import get_logger
+from paywall.shards import Shard
 
 log = get_logger(__name__)
 JOB = "paywall_billing"
@@ -73,13 +74,15 @@ class RunMetrics:
         return registry
 
 
-def grouping_key() -> dict[str, str]:
+def grouping_key(shard: Shard) -> dict[str, str]:
+    """Each shard's run keeps its own series (`shard` label: `2/4`, or `all` for the whole
+    day's), so one shard's success never hides another's failure."""
     namespace = os.environ.get(POD_NAMESPACE)
-    return {"namespace": namespace} if namespace else {}
+    return {"shard": shard.label, **({"namespace": namespace} if namespace else {})}
 
 
 @contextmanager
-def pushed(pushgateway_url: str | None, day: date) -> Iterator[RunMetrics]:
+def pushed(pushgateway_url: str | None, day: date, shard: Shard) -> Iterator[RunMetrics]:
     """Time the run inside; push its metrics when it ends, successfully or not."""
     metrics = RunMetrics(day)
     started = time.monotonic()
@@ -97,7 +100,7 @@ def pushed(pushgateway_url: str | None, day: date) -> Iterator[RunMetrics]:
                     pushgateway_url,
                     job=JOB,
                     registry=registry,
-                    grouping_key=grouping_key(),
+                    grouping_key=grouping_key(shard),
                     timeout=10,
                 )
             except OSError as exc:

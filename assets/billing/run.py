@@ -25,6 +25,12 @@ record at run time instead of a copy that lags the outbox relay and Kafka (a can
 minute before 02:00 would otherwise be charged); the service also applies its own rules
 there (a scheduled downgrade is billed, a trial converts, cancel-at-period-end cancels).
 The price is that billing needs the subscription service up while it runs; it retries.
+
+A run bills one shard of the day (paywall/shards.py), or the whole day. Shards of a day run
+at once, in their own Dagster runs and pods, each over its own subscriptions only: their due
+list, their invoices' charges and dunning retries, their pending subscription calls. The
+whole day's run covers every shard, so it finishes whatever a shard left; it waits for no
+shard and runs beside none (`exclusive`).
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ from assets.billing.pacing import Pace
 from assets.billing.pricing import Pricing
 from paywall.logs import get_logger
 from paywall.service_client import ServiceClient
+from paywall.shards import Shard
 
 log = get_logger(__name__)
 DUE_PAGE = 500
 RUN_LOCK = "billing.run:"
+WHOLE_DAY = Shard()
 
 
 class BillingRun:
@@ -69,43 +77,60 @@ class BillingRun:
 
     # -- the day ---------------------------------------------------------------------------
 
-    def run(self, day: date) -> Counts:
+    def run(self, day: date, shard: Shard = WHOLE_DAY) -> Counts:
         counts = Counts()
-        with self._exclusive(day):
-            expiring = self._invoice_due(day, counts)
+        with self.exclusive(day, shard):
+            expiring = self._invoice_due(day, shard, counts)
             self.actions.expire_all(expiring, "period_end", counts)
-            self.charges.charge_all(self.charges.first_attempts(day), day, counts, retry=False)
-            self.charges.charge_all(self.charges.retries(day), day, counts, retry=True)
-            self.actions.apply_pending(day, counts)
-        log.info("billing.run", day=day.isoformat(), **counts.numbers())
+            first = self.charges.first_attempts(day, shard)
+            self.charges.charge_all(first, day, counts, retry=False)
+            self.charges.charge_all(self.charges.retries(day, shard), day, counts, retry=True)
+            self.actions.apply_pending(day, shard, counts)
+        log.info("billing.run", day=day.isoformat(), shard=shard.label, **counts.numbers())
         return counts
 
     @contextmanager
-    def _exclusive(self, day: date) -> Iterator[None]:
-        """One run per billing day at a time (a second is refused, not queued)."""
+    def exclusive(self, day: date, shard: Shard) -> Iterator[None]:
+        """One run per shard of a day at a time, and the whole day's run alone: a shard
+        holds the day's lock shared and its own exclusively, the whole day holds the day's
+        exclusively. A run that cannot have its locks is refused, not queued."""
+        day_key = RUN_LOCK + day.isoformat()
+        locks = [("", day_key)] if shard.whole else [("_shared", day_key)]
+        if not shard.whole:
+            locks.append(("", f"{day_key}:{shard.label}"))
         with self.engine.connect() as conn:
-            got: bool = conn.execute(
-                text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"),
-                {"k": RUN_LOCK + day.isoformat()},
-            ).scalar_one()
-            conn.commit()
-            if not got:
-                raise RuntimeError(f"a billing run for {day} is already running")
+            held: list[tuple[str, str]] = []
             try:
+                for mode, key in locks:
+                    got: bool = conn.execute(
+                        text(f"SELECT pg_try_advisory_lock{mode}(hashtextextended(:k, 0))"),
+                        {"k": key},
+                    ).scalar_one()
+                    conn.commit()
+                    if not got:
+                        raise RuntimeError(
+                            f"a billing run for {day} (shard {shard.label}) cannot start: "
+                            "a run of the same shard or of the whole day is running"
+                        )
+                    held.append((mode, key))
                 yield
             finally:
-                conn.execute(
-                    text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"),
-                    {"k": RUN_LOCK + day.isoformat()},
-                )
-                conn.commit()
+                for mode, key in reversed(held):
+                    conn.execute(
+                        text(f"SELECT pg_advisory_unlock{mode}(hashtextextended(:k, 0))"),
+                        {"k": key},
+                    )
+                    conn.commit()
 
     # -- 1. what ends today becomes an invoice (or a cancellation) -----------------------
 
-    def due(self, day: date) -> Iterator[dict[str, Any]]:
+    def due(self, day: date, shard: Shard = WHOLE_DAY) -> Iterator[dict[str, Any]]:
         after: str | None = None
         while True:
-            query = f"/v1/due-subscriptions?date={day.isoformat()}&limit={DUE_PAGE}"
+            query = (
+                f"/v1/due-subscriptions?date={day.isoformat()}&limit={DUE_PAGE}"
+                f"&shard={shard.index}&shards={shard.count}"
+            )
             page = self.subscriptions.expect(
                 {200}, "GET", query + (f"&after={after}" if after else "")
             )
@@ -114,10 +139,10 @@ class BillingRun:
             if not after:
                 return
 
-    def _invoice_due(self, day: date, counts: Counts) -> list[tuple[str, datetime]]:
+    def _invoice_due(self, day: date, shard: Shard, counts: Counts) -> list[tuple[str, datetime]]:
         rows: list[DueRow] = []
         expiring: list[tuple[str, datetime]] = []
-        for item in self.due(day):
+        for item in self.due(day, shard):
             counts.due += 1
             sub = item["subscription"]
             if item["action"] == "cancel":

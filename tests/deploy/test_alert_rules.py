@@ -43,7 +43,10 @@ def test_rules_pass_promtool(tmp_path: Path) -> None:
 
 def test_billing_alerts_fire_on_what_billing_runs_push(tmp_path: Path) -> None:
     rule_file(tmp_path)
-    prod, dev = {"namespace": "paywall-prod"}, {"namespace": "paywall-dev"}
+    # Shards push apart (assets/billing/metrics.py): prod's shard 0/2 fails while 1/2 keeps
+    # succeeding later, which must not hide the failure.
+    prod = {"namespace": "paywall-prod", "shard": "0/2"}
+    dev = {"namespace": "paywall-dev", "shard": "all"}
     pushed = 'job="paywall_billing",instance=""'
     success = "paywall_billing_run_last_success_timestamp_seconds"
     failure = "paywall_billing_run_last_failure_timestamp_seconds"
@@ -53,7 +56,10 @@ def test_billing_alerts_fire_on_what_billing_runs_push(tmp_path: Path) -> None:
         return [
             {
                 "exp_labels": {**labels, **failed["labels"]},
-                "exp_annotations": failed["annotations"],
+                "exp_annotations": {
+                    k: v.replace("{{ $labels.shard }}", labels["shard"])
+                    for k, v in failed["annotations"].items()
+                },
             }
         ]
 
@@ -68,14 +74,21 @@ def test_billing_alerts_fire_on_what_billing_runs_push(tmp_path: Path) -> None:
                 # dev: a failed run and no success ever.
                 "input_series": [
                     {
-                        "series": f'{success}{{namespace="paywall-prod",{pushed}}}',
+                        "series": f'{success}{{namespace="paywall-prod",shard="0/2",{pushed}}}',
                         "values": "100x9 700x1700",
                     },
                     {
-                        "series": f'{failure}{{namespace="paywall-prod",{pushed}}}',
+                        "series": f'{failure}{{namespace="paywall-prod",shard="0/2",{pushed}}}',
                         "values": "_x5 400x1704",
                     },
-                    {"series": f'{failure}{{namespace="paywall-dev",{pushed}}}', "values": "50x20"},
+                    {
+                        "series": f'{success}{{namespace="paywall-prod",shard="1/2",{pushed}}}',
+                        "values": "100x6 500x1703",
+                    },
+                    {
+                        "series": f'{failure}{{namespace="paywall-dev",shard="all",{pushed}}}',
+                        "values": "50x20",
+                    },
                 ],
                 "alert_rule_test": [
                     {"eval_time": "3m", "alertname": "PaywallBillingRunFailed",
@@ -88,7 +101,8 @@ def test_billing_alerts_fire_on_what_billing_runs_push(tmp_path: Path) -> None:
                      "exp_alerts": []},
                     {"eval_time": "27h", "alertname": "PaywallBillingRunMissing",
                      "exp_alerts": [{
-                         "exp_labels": {**prod, **alert("PaywallBillingRunMissing")["labels"]},
+                         "exp_labels": {"namespace": "paywall-prod",
+                                        **alert("PaywallBillingRunMissing")["labels"]},
                          "exp_annotations": alert("PaywallBillingRunMissing")["annotations"],
                      }]},
                 ],

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from assets.billing.metrics import pushed
+from paywall.shards import Shard
 from paywall.stack.process import free_port, wait_until
-from tests.deploy.test_alert_rules import rule_file
+from tests.deploy.test_alert_rules import alert, rule_file
 from tests.faults.conftest import ServedApi
 
 DAY = date(2026, 9, 15)
@@ -109,10 +110,18 @@ def test_prometheus_scrapes_serve_and_the_billing_failure_alert_fires(
         timeout=60,
     )
 
-    with pytest.raises(RuntimeError), pushed(pushgateway, DAY):
-        raise RuntimeError("the billing run fails")
+    with pytest.raises(RuntimeError), pushed(pushgateway, DAY, Shard(1, 2)):
+        raise RuntimeError("a shard of the billing day fails")
     wait_until(lambda: firing(url, "PaywallBillingRunFailed"), "the alert firing", timeout=60)
 
-    with pushed(pushgateway, DAY):
-        pass  # the day's re-run succeeds
+    # Another shard's success, scraped, does not resolve it: the failed shard is unbilled.
+    with pushed(pushgateway, DAY, Shard(0, 2)):
+        pass
+    other = 'paywall_billing_run_last_success_timestamp_seconds{shard="0/2"}'
+    wait_until(lambda: bool(query(url, other)), "the other shard's success scraped", timeout=60)
+    assert query(url, alert("PaywallBillingRunFailed")["expr"])
+    assert firing(url, "PaywallBillingRunFailed")
+
+    with pushed(pushgateway, DAY, Shard(1, 2)):
+        pass  # the failed shard's re-run succeeds
     wait_until(lambda: not firing(url, "PaywallBillingRunFailed"), "the alert resolved", timeout=60)

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from assets.billing.assets import billing_run
 from assets.billing.metrics import pushed
+from assets.billing.run import WHOLE_DAY
 from paywall.service_client import SERVICE_SCOPES
 from pipelines.resources import build_resources
 from tests.conftest import Api, register_client
@@ -119,7 +120,7 @@ def test_a_billing_run_pushes_invoices_charges_and_duration(
     # In a pod, the run's namespace (the downward API's POD_NAMESPACE) labels what it pushes.
     with pytest.MonkeyPatch.context() as env:
         env.setenv("POD_NAMESPACE", "paywall-test")
-        with pytest.raises(RuntimeError), pushed(pushgateway, BILLING_DAY):
+        with pytest.raises(RuntimeError), pushed(pushgateway, BILLING_DAY, WHOLE_DAY):
             raise RuntimeError("the subscription service is down")
     page = samples(pushgateway)
     failure = "paywall_billing_run_last_failure_timestamp_seconds"

@@ -24,6 +24,7 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     DynamicPartitionsDefinition,
+    MultiPartitionsDefinition,
     asset,
     build_run_status_sensor_context,
     materialize,
@@ -47,6 +48,7 @@ ASSETS = {
     "event_completeness",
 }
 UNPARTITIONED = {"payment_recovery"}
+SHARDED = {"billing_shard"}  # day by shard (paywall/shards.py)
 WAREHOUSE_ASSETS = {"raw_events"}  # one dynamic partition per lake (event_type, day) folder
 DBT_ASSETS = {
     "reference/plan_catalog",
@@ -86,13 +88,16 @@ CHECKS = {
 }
 JOBS = {  # scheduled
     "event_completeness_job": "0 1 * * *",
-    "billing_job": "0 2 * * *",
+    "billing_shards_job": "0 2 * * *",
     "audit_archive_job": "0 3 * * *",
     "notification_job": "0 9 * * *",
     "reconciliation_job": "0 4 * * *",
     "recovery_job": "*/10 * * * *",
 }
-SENSOR_JOBS = {"warehouse_job"}  # requested by lake_partitions_sensor
+SENSOR_JOBS = {  # requested by sensors
+    "warehouse_job": "lake_partitions_sensor",
+    "billing_job": "billing_day_sensor",
+}
 
 
 def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
@@ -101,7 +106,7 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
     graph = defs.resolve_asset_graph()
 
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == ASSETS | UNPARTITIONED | WAREHOUSE_ASSETS | DBT_ASSETS
+    assert keys == ASSETS | UNPARTITIONED | SHARDED | WAREHOUSE_ASSETS | DBT_ASSETS
     checks = {c.name for c in graph.asset_check_keys}
     assert checks >= CHECKS
     dbt_tests = checks - CHECKS  # dbt's data tests, as asset checks of their models
@@ -111,10 +116,17 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
         partitions = graph.get(AssetKey(key)).partitions_def
         assert isinstance(partitions, DailyPartitionsDefinition)
         assert partitions.timezone == "UTC"
+    shards = graph.get(AssetKey("billing_shard")).partitions_def
+    assert isinstance(shards, MultiPartitionsDefinition)
+    assert {d.name for d in shards.partitions_defs} == {"day", "shard"}
+    assert shards.time_window_dimension.partitions_def.timezone == "UTC"
+    # The day's close follows every shard of its day.
+    assert graph.get(AssetKey("billing_run")).parent_keys == {AssetKey("billing_shard")}
 
     # Every asset has an owner; every one an operator waits on says how fresh it must be.
     assert all(graph.get(AssetKey.from_user_string(k)).owners for k in keys)
-    operated = ASSETS | UNPARTITIONED | WAREHOUSE_ASSETS | {k for k in DBT_ASSETS if "marts/" in k}
+    marts = {k for k in DBT_ASSETS if "marts/" in k}
+    operated = ASSETS | UNPARTITIONED | SHARDED | WAREHOUSE_ASSETS | marts
     stale = [
         k for k in operated if graph.get(AssetKey.from_user_string(k)).freshness_policy is None
     ]
@@ -135,12 +147,13 @@ def test_definitions_list_every_asset_check_job_schedule_and_sensor() -> None:
         assert all(spec.blocking for spec in check.check_specs)
 
     repo = defs.get_repository_def()
-    assert set(JOBS) | SENSOR_JOBS <= {j.name for j in repo.get_all_jobs()}
+    assert set(JOBS) | set(SENSOR_JOBS) <= {j.name for j in repo.get_all_jobs()}
     assert {s.job_name: s.cron_schedule for s in repo.schedule_defs} == JOBS
     assert {s.execution_timezone for s in repo.schedule_defs} == {"UTC"}
     sensors = {s.name: s for s in repo.sensor_defs}
-    assert set(sensors) == {"ops_alert_on_run_failure", "lake_partitions_sensor"}
-    assert sensors["lake_partitions_sensor"].job_name == "warehouse_job"
+    assert set(sensors) == {"ops_alert_on_run_failure", *SENSOR_JOBS.values()}
+    for job, sensor in SENSOR_JOBS.items():
+        assert sensors[sensor].job_name == job
     assert set(defs.resources or {}) == {
         "database",
         "lake",
@@ -189,7 +202,10 @@ def test_instance_configs_hold_one_billing_run_and_one_warehouse_step(
     config, _ = dagster_instance_config(str(folder))
     assert config["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert limits == [{"key": "paywall/billing", "limit": 1}]
+    assert limits == [
+        {"key": "paywall/billing", "value": "day", "limit": 1},
+        {"key": "paywall/billing", "value": "shard", "limit": 4},
+    ]
 
 
 def test_production_refuses_the_local_client_secret_when_billing_uses_it() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from paywall.shards import Shard
 from streaming import outbox
 from transactional.subscription import lifecycle
 from transactional.subscription.models import Plan, Subscription
@@ -367,9 +368,9 @@ DUE_STATUSES = ("active", "trialing")
 
 
 def due_on(
-    conn: Connection, day: date, after: uuid.UUID | None, limit: int
+    conn: Connection, day: date, after: uuid.UUID | None, limit: int, shard: Shard
 ) -> list[tuple[Subscription, Plan]]:
-    """Live subscriptions whose current period ends on `day` (UTC), keyset-paged by id,
+    """Live subscriptions of `shard` whose current period ends on `day` (UTC), keyset-paged by id,
     each with the plan and price its next period is billed on: a scheduled downgrade's,
     else its own plan at the version it was sold (or migrated to)."""
     if day >= date.max:  # no period ends on the last representable day
@@ -388,9 +389,15 @@ def due_on(
             f"{NEXT_VERSION} "
             "WHERE s.status IN ('active', 'trialing') AND s.current_period_end >= :start "
             "AND s.current_period_end < :end AND (CAST(:after AS uuid) IS NULL OR s.id > :after) "
-            "ORDER BY s.id LIMIT :limit"
+            f"AND {shard.where('s.id')} ORDER BY s.id LIMIT :limit"
         ),
-        {"start": start, "end": start + timedelta(days=1), "after": after, "limit": limit},
+        {
+            "start": start,
+            "end": start + timedelta(days=1),
+            "after": after,
+            "limit": limit,
+            **shard.params(),
+        },
     ).all()
     out = []
     for row in rows:

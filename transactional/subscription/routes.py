@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
+from paywall.shards import MAX_SHARDS, Shard
 from transactional.common import customer_lookup, errors, idempotency, tenancy
 from transactional.common.api_document import problems_answered
 from transactional.common.customer_lookup import CustomerLookup
@@ -275,6 +276,13 @@ def resume(sub_id: uuid.UUID, principal: Writer, db: Transaction) -> Subscriptio
 # -- internal: what billing needs (no other service reads the subscription tables) --------
 
 
+def due_shard(index: int, count: int) -> Shard:
+    try:
+        return Shard(index, count)
+    except ValueError as exc:
+        raise errors.DomainError(errors.VALIDATION, str(exc)) from exc
+
+
 @router.get(
     "/v1/due-subscriptions",
     response_model=DuePage,
@@ -286,8 +294,10 @@ def due_subscriptions(
     date_: Annotated[date, Query(alias="date", description="UTC day, YYYY-MM-DD")],
     after: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    shard: Annotated[int, Query(ge=0, description="this shard of the day (paywall/shards.py)")] = 0,
+    shards: Annotated[int, Query(ge=1, le=MAX_SHARDS, description="the day's shard count")] = 1,
 ) -> DuePage:
-    return service.due(db, date_, after, limit)
+    return service.due(db, date_, after, limit, due_shard(shard, shards))
 
 
 @router.post(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine
 
 from paywall import pricing
+from paywall.shards import Shard
 from transactional.common import errors, idempotency, tenancy
 from transactional.common.customer_lookup import CustomerLookup
 from transactional.common.errors import DomainError
@@ -250,9 +251,10 @@ def resume(conn: Connection, principal: Principal, sub_id: uuid.UUID) -> Subscri
 # -- billing's internal moves ----------------------------------------------------------------
 
 
-def due(conn: Connection, day: date, after: uuid.UUID | None, limit: int) -> DuePage:
-    """What ends on `day`: renewals, trial conversions and period-end cancellations."""
-    found = repository.due_on(conn, day, after, limit)
+def due(conn: Connection, day: date, after: uuid.UUID | None, limit: int, shard: Shard) -> DuePage:
+    """What ends on `day` in `shard`: renewals, trial conversions and period-end
+    cancellations."""
+    found = repository.due_on(conn, day, after, limit, shard)
     data = [
         DueSubscription(
             subscription=sub,
