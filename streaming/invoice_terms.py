@@ -93,6 +93,20 @@ def find(
     return Terms(**found)
 
 
+def taxes(conn: Connection, tenant_id: str | None) -> bool:
+    """Whether the tenant has a tax rate in force: without one, no address changes an
+    invoice (see `_rate`), so a caller need not ask for the customer's."""
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM billing.tax_rates WHERE archived_at IS NULL "
+                "AND coalesce(tenant_id, '') = coalesce(:tenant, ''))"
+            ),
+            {"tenant": tenant_id},
+        ).scalar_one()
+    )
+
+
 def _rate(conn: Connection, tenant_id: str | None, address: dict[str, Any] | None) -> Any:
     if not address or not address.get("country"):
         return None

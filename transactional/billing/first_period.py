@@ -28,7 +28,7 @@ from paywall.logs import get_logger
 from paywall.service_client import ServiceClient
 from streaming import invoice_events, invoice_terms
 from transactional.billing import repository as repo
-from transactional.billing.coupons import customer_address
+from transactional.billing.coupons import tax_address
 from transactional.billing.models import FirstPeriodCreate
 from transactional.common import errors, idempotency
 from transactional.common.errors import DomainError
@@ -58,7 +58,7 @@ def create(engine: Engine, customers: ServiceClient, body: FirstPeriodCreate) ->
     if earlier is not None:
         return _again(engine, earlier, asked)
     # Asked before the transaction: no row lock is held while another service answers.
-    address = customer_address(customers, body.customer_id)
+    address = tax_address(engine, customers, body.tenant_id, body.customer_id)
     with engine.begin() as conn:
         terms = invoice_terms.find(
             conn,

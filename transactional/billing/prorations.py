@@ -35,7 +35,7 @@ from streaming import invoice_events, invoice_terms
 from streaming.invoice_terms import Terms
 from transactional.billing import repository as repo
 from transactional.billing.collect import Collector
-from transactional.billing.coupons import customer_address
+from transactional.billing.coupons import tax_address
 from transactional.billing.models import InvoiceSweep, ProrationCreate
 from transactional.common import errors, idempotency
 from transactional.common.errors import DomainError
@@ -151,7 +151,7 @@ def _terms(conn: Connection, body: ProrationCreate, customers: ServiceClient) ->
         subscription_id=body.subscription_id,
         currency=body.currency,
         period_start=body.at,
-        address=customer_address(customers, body.customer_id),
+        address=tax_address(conn.engine, customers, body.tenant_id, body.customer_id),
     )
     if found.discount is not None and found.discount.percent_off_bp is None:
         return replace(found, discount=None, discount_id=None)
