@@ -27,9 +27,9 @@ bench/billing_charges.py measures.
 The floor, measured in the same run before the day at the same concurrency: the same N
 charges made straight against the Stripe stand-in (confirmed PaymentIntents,
 billing_charges.processor_floor). Printed: floor time / charges time and floor time /
-whole day time. The floor runs first, so the day's charges meet a stand-in that already
-holds the floor's N intents (localstripe rewrites its whole store every 0.5 s, slower as
-it grows): if anything that flatters the floor, so the ratios are conservative.
+whole day time. The stand-in slows as it fills (below), so the floor gets a second
+stand-in of its own, started empty as the day's is: both meet the same growth, whichever
+runs first.
 
 Seeding (timed, not part of the day): signing up N through the API is far too slow, so
 the N due subscriptions are written set-based (INSERT … SELECT generate_series) into the
@@ -52,10 +52,10 @@ stand-in, this process) over the billing run and over the floor: the stand-in's 
 says whether it or the platform limits the charges.
 
 The stand-in slows as it fills: localstripe lists a charge's refunds (twice per charge it
-returns) by scanning its whole store, so each PaymentIntent costs time in proportion to
-the intents made before it, and the stand-in's idempotency middleware scans every saved
-key on each POST. Both runs here share that, but at 100,000 it, not the platform, sets
-the pace unless the stand-in is fixed first.
+returns) by scanning its whole store, the stand-in pickles its whole store every 0.5 s,
+and its idempotency middleware scans every saved key on each POST; so each PaymentIntent
+costs time in proportion to those made before it. The floor and the day bear it alike,
+but at 100,000 it, not the platform, sets the pace unless the stand-in is fixed first.
 
 Checked after the day, failing loudly otherwise: every seeded subscription has exactly one
 invoice for the period, paid, by the one succeeded payment of its customer in the payment
@@ -100,7 +100,9 @@ from bench.signup import serve, stack_pids  # noqa: E402
 from paywall import clients, db  # noqa: E402
 from paywall.clients import make_test_card  # noqa: E402
 from paywall.settings import Settings, get_settings, reset_settings  # noqa: E402
+from paywall.stack.component import StackContext  # noqa: E402
 from paywall.stack.process import free_port, stop_pid  # noqa: E402
+from paywall.stack.stripe import Stripe  # noqa: E402
 from streaming import relay  # noqa: E402
 from streaming.admin import sync_topics  # noqa: E402
 from streaming.notifications.senders import Senders  # noqa: E402
@@ -157,6 +159,18 @@ def api_server(root: Path, workers: int) -> Iterator[tuple[subprocess.Popen[byte
         yield proc, get_settings()
     finally:
         stop_pid(proc.pid)
+
+
+@contextmanager
+def floor_stand_in(root: Path, settings: Settings) -> Iterator[tuple[Settings, int]]:
+    """A second Stripe stand-in, empty, for the floor: settings pointing at it, its pid."""
+    stripe = Stripe()
+    running = stripe.start(StackContext(root / "floor-stripe"))
+    try:
+        base = running.env["STRIPE_API_BASE"]
+        yield settings.model_copy(update={"stripe_api_base": base}), running.pid
+    finally:
+        stripe.stop(running)
 
 
 def create_tenant(engine: Engine, settings: Settings) -> None:
@@ -239,6 +253,20 @@ def seed(engine: Engine, n: int, day: date, stripe: list[StripeCustomer]) -> Non
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in ("customer.customers", "subscription.subscriptions", "payment.accounts"):
             conn.execute(text(f"ANALYZE {table}"))
+
+
+# -- the floor ----------------------------------------------------------------------------
+
+
+def measure_floor(
+    root: Path, settings: Settings, n: int, concurrency: int
+) -> tuple[float, dict[str, float]]:
+    """Seconds for the floor's N PaymentIntents, and the CPU seconds it took per process."""
+    with floor_stand_in(root, settings) as (floor_settings, stripe_pid):
+        meter = CpuMeter({"stripe": stripe_pid, "bench": os.getpid()})
+        meter.start()
+        seconds = processor_floor(floor_settings, n, None, concurrency)
+        return seconds, meter.stop()
 
 
 # -- the day ------------------------------------------------------------------------------
@@ -464,11 +492,9 @@ def main() -> None:
                 seed(engine, n, day, stripe)
                 print(f"seeded {n:,} due subscriptions in {time.perf_counter() - start:.1f} s")
                 relay_all(engine, settings)  # what setting up wrote is not the day's
+                floor = measure_floor(root, settings, n, args.concurrency)
+                print(f"floor: {n:,} PaymentIntents in {floor[0]:.1f} s", flush=True)
                 meter = CpuMeter({"API": api.pid, **stack_pids(root), "bench": os.getpid()})
-                meter.start()
-                floor_s = processor_floor(settings, n, None, args.concurrency)
-                floor = (floor_s, meter.stop())
-                print(f"floor: {n:,} PaymentIntents in {floor_s:.1f} s", flush=True)
                 result = billing_day(settings, day, args.concurrency, meter)
                 api_mb = tree_peak_rss_mb(api.pid)
                 verify(engine, n, result)
