@@ -73,10 +73,10 @@ from paywall.stack.process import free_port, port_open, stop_pid, wait_until  # 
 from paywall.stack.s3 import S3  # noqa: E402
 from streaming import contracts  # noqa: E402
 from streaming.admin import sync_topics  # noqa: E402
-from streaming.relay import make_producer  # noqa: E402
+from streaming.relay import BATCH_SIZE, make_producer  # noqa: E402
 from streaming.topics import EVENT_ID_HEADER, EVENT_TOPICS, EVENT_TYPE_HEADER  # noqa: E402
 
-BATCH = 500  # publish_batch's default: what one relay transaction takes
+BATCH = BATCH_SIZE  # what one relay transaction takes, as deployed
 WARM_UP = 50  # events per schema drained before a phase's clock starts
 SERVERS = ("postgres", "kafka", "s3")
 
@@ -260,7 +260,7 @@ def running(proc: subprocess.Popen[bytes]) -> bool:
 
 
 def start_relays(
-    procs: list[subprocess.Popen[bytes]], count: int, root: Path, phase: str
+    procs: list[subprocess.Popen[bytes]], count: int, root: Path, phase: str, batch_size: int
 ) -> list[int]:
     """`count` relay processes appended to `procs` as each starts (so the caller stops
     every one even when a later one fails to start); their metrics ports."""
@@ -271,7 +271,14 @@ def start_relays(
         log = root / f"relay-{phase}-{i + 1}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [str(REPO / ".venv/bin/paywall"), "relay", "--metrics-port", str(port)],
+                [
+                    str(REPO / ".venv/bin/paywall"),
+                    "relay",
+                    "--metrics-port",
+                    str(port),
+                    "--batch-size",
+                    str(batch_size),
+                ],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -296,11 +303,13 @@ def relay_phase(
     label: str,
     relays: int,
     counts: dict[str, int],
+    batch_size: int,
 ) -> Result:
     schemas = list(counts)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        ports = start_relays(procs, relays, root, label.replace(" ", "-").replace(",", ""))
+        phase = label.replace(" ", "-").replace(",", "")
+        ports = start_relays(procs, relays, root, phase, batch_size)
         # A first small drain: the producers' connections, metadata and producer ids.
         write(engine, {s: WARM_UP for s in schemas})
         wait_drained(engine, schemas, procs)
@@ -568,6 +577,12 @@ def main() -> None:
         default=True,
         help="also time two relays on events all in one schema",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH,
+        help=f"the relays' --batch-size ({BATCH}, as deployed); the floor's acks follow {BATCH}",
+    )
     parser.add_argument("--run", default="1", help="the run's number in the table row")
     parser.add_argument("--machine", default=None, help="how the table row names the machine")
     args = parser.parse_args()
@@ -617,7 +632,7 @@ def main() -> None:
         ]
         if args.one_schema:
             phases.append(("2 relays, one schema", 2, {schemas[0]: args.events}))
-        results = [relay_phase(engine, root, servers, *phase) for phase in phases]
+        results = [relay_phase(engine, root, servers, *phase, args.batch_size) for phase in phases]
 
         checked, read = verify(engine, settings, schemas, floor_ids)
         print(

@@ -27,6 +27,10 @@ from streaming.heartbeat import Heartbeat
 from streaming.topics import EVENT_ID_HEADER, EVENT_TOPICS, EVENT_TYPE_HEADER
 
 log = get_logger(__name__)
+# Rows per transaction and flush. Each flush waits for the broker's acks of the batch, which
+# is most of a relay's time (bench/relay.py): larger batches wait less per event, hold the
+# schema's lock longer and resend more after a broker failure.
+BATCH_SIZE = 500
 OUTBOX_LAG = Gauge("paywall_outbox_lag_events", "Outbox rows not yet published", ["schema"])
 PUBLISHED = Counter("paywall_outbox_published_total", "Outbox rows published", ["schema"])
 
@@ -56,7 +60,9 @@ def make_producer(settings: Settings) -> Producer:
     )
 
 
-def publish_batch(engine: Engine, producer: Producer, schema: str, batch_size: int = 500) -> int:
+def publish_batch(
+    engine: Engine, producer: Producer, schema: str, batch_size: int = BATCH_SIZE
+) -> int:
     """Publish up to `batch_size` rows of one schema's outbox; how many were published."""
     topic = EVENT_TOPICS[schema].name
     with engine.begin() as conn:
@@ -113,11 +119,11 @@ def measure_lag(engine: Engine) -> dict[str, int]:
     return lag
 
 
-def drain(engine: Engine, producer: Producer) -> int:
+def drain(engine: Engine, producer: Producer, batch_size: int = BATCH_SIZE) -> int:
     """Publish until every outbox is empty (or the broker fails); rows published."""
     total = 0
     while True:
-        moved = sum(publish_batch(engine, producer, schema) for schema in EVENT_TOPICS)
+        moved = sum(publish_batch(engine, producer, schema, batch_size) for schema in EVENT_TOPICS)
         total += moved
         if moved == 0:
             measure_lag(engine)
@@ -130,6 +136,7 @@ def run(
     stop: Any,
     idle_sleep: float = 0.2,
     heartbeat: Heartbeat | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> RelayStats:
     """Relay until `stop()` is true; broker failures back off and retry, losing nothing.
     Each finished pass over the outboxes beats `heartbeat` (the liveness probe's)."""
@@ -139,7 +146,7 @@ def run(
     backoff = 0.5
     while not stop():
         try:
-            moved = drain(engine, producer)
+            moved = drain(engine, producer, batch_size)
             stats.published += moved
             heartbeat.beat()
             backoff = 0.5

@@ -228,6 +228,16 @@ def _serve_metrics(port: int | None) -> None:
 @app.command()
 def relay(
     once: Annotated[bool, typer.Option(help="Publish what is pending, then exit.")] = False,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=10_000,
+            show_default="500",
+            help="Rows per transaction and broker flush: larger waits less on acks, holds "
+            "a schema's lock longer and resends more after a broker failure.",
+        ),
+    ] = None,
     metrics_port: MetricsPort = None,
     heartbeat: HeartbeatFile = None,
 ) -> None:
@@ -239,13 +249,21 @@ def relay(
     settings = get_settings()
     configure_logging(settings)
     _serve_metrics(metrics_port)
+    batch_size = batch_size or outbox_relay.BATCH_SIZE
     if once:
-        published = outbox_relay.drain(engine(settings), outbox_relay.make_producer(settings))
+        producer = outbox_relay.make_producer(settings)
+        published = outbox_relay.drain(engine(settings), producer, batch_size)
         console.print(f"published {published} event(s)")
         return
     from streaming.heartbeat import Heartbeat
 
-    outbox_relay.run(engine(settings), settings, stop=lambda: False, heartbeat=Heartbeat(heartbeat))
+    outbox_relay.run(
+        engine(settings),
+        settings,
+        stop=lambda: False,
+        heartbeat=Heartbeat(heartbeat),
+        batch_size=batch_size,
+    )
 
 
 @app.command()
