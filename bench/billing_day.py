@@ -1,7 +1,7 @@
 """A whole billing day, end to end, for N due subscriptions, against the processor's floor.
 
     .venv/bin/python bench/billing_day.py [--due 10000] [--concurrency 8] [--workers 2]
-                                          [--stripe-customers 100]
+                                          [--stripe-customers 100] [--shards 1]
 
 The day, phase by phase, each timed (seconds and items per second):
 
@@ -10,7 +10,9 @@ The day, phase by phase, each timed (seconds and items per second):
    set-based invoice creation: the run's time less the next two), charges (billing →
    payment service → Stripe stand-in, one confirmed PaymentIntent each, from
    `--concurrency` threads) and renewals (each paid invoice told to the subscription
-   service);
+   service). With `--shards N`, the day is billed as the Dagster schedule bills it: N
+   shard runs at once, each a process of its own (as each is a run pod), then the day's
+   close in this process, which finds their work done;
 2. events: the project's outbox relay (streaming/relay.py `drain`) publishes the day's
    billing, payment and subscription events to the Kafka-compatible broker until every
    outbox is empty;
@@ -68,6 +70,7 @@ prints a Markdown row for bench/README.md.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -100,6 +103,7 @@ from bench.signup import serve, stack_pids  # noqa: E402
 from paywall import clients, db  # noqa: E402
 from paywall.clients import make_test_card  # noqa: E402
 from paywall.settings import Settings, get_settings, reset_settings  # noqa: E402
+from paywall.shards import Shard  # noqa: E402
 from paywall.stack.component import StackContext  # noqa: E402
 from paywall.stack.process import free_port, stop_pid  # noqa: E402
 from paywall.stack.stripe import Stripe  # noqa: E402
@@ -263,7 +267,7 @@ def measure_floor(
 ) -> tuple[float, dict[str, float]]:
     """Seconds for the floor's N PaymentIntents, and the CPU seconds it took per process."""
     with floor_stand_in(root, settings) as (floor_settings, stripe_pid):
-        meter = CpuMeter({"stripe": stripe_pid, "bench": os.getpid()})
+        meter = CpuMeter({"stripe": stripe_pid}, own="bench")
         meter.start()
         seconds = processor_floor(floor_settings, n, None, concurrency)
         return seconds, meter.stop()
@@ -276,13 +280,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def bill(
-    settings: Settings, day: date, concurrency: int, result: DayResult, meter: CpuMeter
-) -> None:
+def billing_run(settings: Settings, concurrency: int) -> BillingRun:
     """The billing run, built as the `billing_run` asset builds it, with an unpaced budget."""
     assert settings.redis_url
     services = Services(settings)
-    run = BillingRun(
+    return BillingRun(
         db.engine(settings),
         services.subscription,
         services.payment,
@@ -290,16 +292,65 @@ def bill(
         concurrency,
         services.customer,
     )
-    phases = result.phases
+
+
+def timed_run(
+    settings: Settings, day: date, shard: Shard, concurrency: int
+) -> tuple[Counts, dict[str, float]]:
+    """One billing run of `shard`: its counts, and its seconds per phase."""
+    run = billing_run(settings, concurrency)
+    phases: dict[str, float] = {}
     run.charges.charge_all = timed(phases, "charges", run.charges.charge_all)  # type: ignore[method-assign]
     run.actions.apply_pending = timed(phases, "renewals", run.actions.apply_pending)  # type: ignore[method-assign]
+    start = time.perf_counter()
+    counts = run.run(day, shard)
+    phases["billing run"] = time.perf_counter() - start
+    phases["invoices"] = phases["billing run"] - phases["charges"] - phases["renewals"]
+    return counts, phases
+
+
+def shard_process(index: int, count: int, day: date, concurrency: int) -> dict[str, Any]:
+    """A shard's run in a process of its own, as a run pod bills it: what it did, its
+    phases, its CPU and its peak memory (the parent's meter does not see its threads)."""
+    counts, phases = timed_run(get_settings(), day, Shard(index, count), concurrency)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "counts": counts.numbers(),
+        "phases": phases,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def bill(
+    settings: Settings, day: date, args: argparse.Namespace, result: DayResult, meter: CpuMeter
+) -> None:
+    """The day's billing: one whole-day run in this process, or `--shards` shard runs at
+    once, each its own process, then the day's close (which finds them done) here."""
     meter.start()
     start = time.perf_counter()
-    result.counts = run.run(day)
-    phases["billing run"] = time.perf_counter() - start
+    if args.shards == 1:
+        result.counts, result.phases = timed_run(settings, day, Shard(), args.concurrency)
+        result.billing_cpu = meter.stop()
+        result.billing_rss_mb = peak_rss_mb()
+        return
+    # spawn: a fork would copy this process's open connections and threads.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.shards) as pool:
+        shards = pool.starmap(
+            shard_process, [(i, args.shards, day, args.concurrency) for i in range(args.shards)]
+        )
+    close, _ = timed_run(settings, day, Shard(), args.concurrency)
+    result.phases["billing run"] = time.perf_counter() - start
     result.billing_cpu = meter.stop()
-    phases["invoices"] = phases["billing run"] - phases["charges"] - phases["renewals"]
-    result.billing_rss_mb = peak_rss_mb()
+    result.billing_cpu["shards"] = sum(s["cpu"] for s in shards)
+    # The slowest shard's phases: the day waits for it.
+    slowest = max(shards, key=lambda s: s["phases"]["billing run"])
+    for name in ("invoices", "charges", "renewals"):
+        result.phases[name] = slowest["phases"][name]
+    for name in Counts().numbers():
+        setattr(result.counts, name, sum(s["counts"][name] for s in shards) + getattr(close, name))
+    result.billing_rss_mb = max(s["rss_mb"] for s in shards)
 
 
 def relay_all(engine: Engine, settings: Settings) -> int:
@@ -334,10 +385,12 @@ def phase(phases: dict[str, float], name: str, step: Callable[[], Any]) -> Any:
     return out
 
 
-def billing_day(settings: Settings, day: date, concurrency: int, meter: CpuMeter) -> DayResult:
+def billing_day(
+    settings: Settings, day: date, args: argparse.Namespace, meter: CpuMeter
+) -> DayResult:
     engine = db.engine(settings)
     result = DayResult()
-    bill(settings, day, concurrency, result, meter)
+    bill(settings, day, args, result, meter)
     result.events = phase(result.phases, "events", lambda: relay_all(engine, settings))
     services = Services(settings)
     result.notices = phase(
@@ -442,7 +495,12 @@ def report(
         ("whole day", n, r.whole),
         ("floor: Stripe calls alone", n, floor_s),
     ]
-    print(f"\n{n:,} due subscriptions, concurrency {args.concurrency}, {args.workers} API workers")
+    print(
+        f"\n{n:,} due subscriptions, concurrency {args.concurrency}, {args.workers} API "
+        f"workers, {args.shards} shard run(s)"
+    )
+    if args.shards > 1:
+        print("  (invoices, charges, renewals: the slowest shard's; billing run: all, then close)")
     for name, count, seconds in rows:
         print(f"  {name:34} {seconds:8.1f} s  {count / seconds:10,.0f}/s")
     print(f"  floor / charges    {floor_s / p['charges']:.2f}x")
@@ -452,14 +510,15 @@ def report(
     print(f"  CPU-ms per charge, floor:       {cpu_ms(floor_cpu, n)}")
     print(f"  peak RSS: billing side {r.billing_rss_mb:.0f} MB, API tree {api_mb:.0f} MB")
     print(
-        "\n| run | date | machine | due, concurrency, workers | invoices | charges | renewals "
-        "| events | notifications | whole day | floor | floor/charges | floor/day "
+        "\n| run | date | machine | due, concurrency, workers, shards | invoices | charges "
+        "| renewals | events | notifications | whole day | floor | floor/charges | floor/day "
         "| peak RSS MB: billing, API |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| ? | {datetime.now(UTC):%Y-%m-%d} | {os.cpu_count()} cores, {load} "
-        f"| {n:,}, {args.concurrency}, {args.workers} | {rate(n, p['invoices'])} "
+        f"| {n:,}, {args.concurrency}, {args.workers}, {args.shards} "
+        f"| {rate(n, p['invoices'])} "
         f"| {rate(n, p['charges'])} | {rate(n, p['renewals'])} | {rate(r.events, p['events'])} "
         f"| {rate(r.notices, p['notifications'])} | {rate(n, r.whole)} | {rate(n, floor_s)} "
         f"| {floor_s / p['charges']:.2f}x | {floor_s / r.whole:.2f}x "
@@ -475,6 +534,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="billing's and the floor's")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="API processes")
     parser.add_argument("--stripe-customers", type=int, default=100)
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="bill the day as this many shard runs at once, each its own process (as "
+        "BILLING_SHARDS run pods do), then the day's close; 1: one whole-day run",
+    )
     args = parser.parse_args()
     n, day = args.due, BILLING_DAY
     load_before = os.getloadavg()[0]
@@ -494,8 +560,8 @@ def main() -> None:
                 relay_all(engine, settings)  # what setting up wrote is not the day's
                 floor = measure_floor(root, settings, n, args.concurrency)
                 print(f"floor: {n:,} PaymentIntents in {floor[0]:.1f} s", flush=True)
-                meter = CpuMeter({"API": api.pid, **stack_pids(root), "bench": os.getpid()})
-                result = billing_day(settings, day, args.concurrency, meter)
+                meter = CpuMeter({"API": api.pid, **stack_pids(root)}, own="bench")
+                result = billing_day(settings, day, args, meter)
                 api_mb = tree_peak_rss_mb(api.pid)
                 verify(engine, n, result)
                 print(

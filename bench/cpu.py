@@ -29,17 +29,30 @@ def tree_seconds(pid: int) -> float:
         return 0.0
 
 
-class CpuMeter:
-    """CPU seconds per named process tree over one phase: `start()`, then `stop()`."""
+def own_seconds() -> float:
+    """This process's CPU alone (its threads included): a benchmark's stack servers are its
+    descendants, and are measured apart."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
 
-    def __init__(self, pids: Mapping[str, int]) -> None:
+
+class CpuMeter:
+    """CPU seconds per named process tree over one phase: `start()`, then `stop()`; and,
+    under `own`, this process's own CPU (not its descendants', which the trees hold)."""
+
+    def __init__(self, pids: Mapping[str, int], own: str | None = None) -> None:
         self.pids = dict(pids)
+        self.own = own
         self._start: dict[str, float] = {}
 
+    def _read(self) -> dict[str, float]:
+        read = {name: tree_seconds(pid) for name, pid in self.pids.items()}
+        if self.own:
+            read[self.own] = own_seconds()
+        return read
+
     def start(self) -> None:
-        self._start = {name: tree_seconds(pid) for name, pid in self.pids.items()}
+        self._start = self._read()
 
     def stop(self) -> dict[str, float]:
-        return {
-            name: tree_seconds(pid) - self._start.get(name, 0.0) for name, pid in self.pids.items()
-        }
+        return {name: now - self._start.get(name, 0.0) for name, now in self._read().items()}

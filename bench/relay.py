@@ -55,12 +55,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
-import psutil  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 
-from bench.cpu import CpuMeter  # noqa: E402
+from bench.cpu import CpuMeter, own_seconds  # noqa: E402
 from bench.fresh_stack import fresh_stack  # noqa: E402
 from paywall import db  # noqa: E402
 from paywall.clients import kafka_config  # noqa: E402
@@ -230,12 +229,6 @@ def published_metric(port: int) -> float:
         for sample in family.samples
         if sample.name == "paywall_outbox_published_total"
     )
-
-
-def own_seconds() -> float:
-    """This process's CPU alone: the stack's servers are its descendants, measured apart."""
-    times = psutil.Process().cpu_times()
-    return float(times.user + times.system)
 
 
 @dataclass
