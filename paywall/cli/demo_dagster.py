@@ -71,12 +71,27 @@ class DemoDagster:
         return result
 
     def billing_day(self, day: date) -> bool:
-        """billing_job's run and its blocking checks, then the day's notification batch."""
-        from assets.billing.assets import billing_run
+        """The day as the schedule and the sensor bill it: every shard of the day, then
+        the close the billing-day sensor asks for (billing_run and its blocking checks),
+        then the day's notification batch."""
+        from dagster import build_sensor_context
+
+        from assets.billing.assets import billing_run, billing_shard, shard_keys
         from assets.billing.checks import billing_invoiced_once, billing_paid_matches_charges
+        from assets.billing.sensors import billing_day_sensor
         from assets.notifications.assets import notification_batch
         from assets.notifications.checks import notification_batch_settled
 
+        shards = [
+            self._run(f"billing {day} shard {key.keys_by_dimension['shard']}", [billing_shard], key)
+            for key in shard_keys(day.isoformat())
+        ]
+        if not all(result.success for result in shards):
+            return False
+        asked = billing_day_sensor(build_sensor_context(instance=self.instance))
+        if day.isoformat() not in {r.partition_key for r in getattr(asked, "run_requests", [])}:
+            self.failed.append(f"billing {day}: the billing-day sensor did not close the day")
+            return False
         assets = [
             billing_run,
             billing_invoiced_once,
@@ -84,7 +99,7 @@ class DemoDagster:
             notification_batch,
             notification_batch_settled,
         ]
-        return bool(self._run(f"billing {day}", assets, day.isoformat()).success)
+        return bool(self._run(f"billing {day} close", assets, day.isoformat()).success)
 
     def warehouse(self) -> tuple[int, str]:
         """Each new lake partition into raw_events (its contract check first), then dbt

@@ -197,7 +197,10 @@ def summary(settings: Settings, outcome: Outcome) -> Table:
     days = story.billing_days
     table.add_row(
         "billing runs (Dagster)",
-        f"{len(days)} day(s), {days[0]} … {days[-1]}" if days else "nothing due",
+        f"{len(days)} day(s), {days[0]} … {days[-1]}, each {settings.billing_shards} shard runs, "
+        "then its close"
+        if days
+        else "nothing due",
     )
     table.add_row("invoices", ", ".join(f"{k}: {v}" for k, v in sorted(invoices.items())))
     table.add_row("invoices discounted, taxed", extras.invoice_terms(engine))
