@@ -4,7 +4,6 @@ store walk did, across deletes and a restart that reloads the state file."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,8 @@ import httpx
 import pytest
 
 from paywall.settings import LOCAL_STRIPE_KEY
-from paywall.stack.process import LOOPBACK, free_port, spawn, stop_pid, wait_until
+from paywall.stack.component import Running, StackContext
+from paywall.stack.stripe import Stripe
 
 pytestmark = pytest.mark.integration
 
@@ -27,42 +27,19 @@ class StandIn:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.pid = 0
+        self.running: Running | None = None
         self.http: httpx.Client | None = None
 
     def start(self) -> None:
-        port = free_port()
-        proc = spawn(
-            [
-                sys.executable,
-                "-m",
-                "paywall.stack.localstripe_server",
-                "--port",
-                str(port),
-                "--state",
-                str(self.home / "localstripe.pickle"),
-            ],
-            self.home / "stripe.log",
-        )
-        self.pid = proc.pid
-        self.http = httpx.Client(base_url=f"http://{LOOPBACK}:{port}", headers=AUTH)
-        wait_until(
-            self._answers,
-            "stripe stand-in",
-            alive=lambda: proc.poll() is None,
-            log=self.home / "stripe.log",
-        )
-
-    def _answers(self) -> bool:
-        try:
-            return self.call("GET", "/v1/customers", status=None).status_code == 200
-        except httpx.TransportError:
-            return False
+        # The stack's own component, on a context of this test's: one state file for all.
+        self.running = Stripe().start(StackContext(self.home))
+        self.http = httpx.Client(base_url=self.running.env["STRIPE_API_BASE"], headers=AUTH)
 
     def stop(self) -> None:
         if self.http is not None:
             self.http.close()
-        stop_pid(self.pid)
+        if self.running is not None:
+            Stripe().stop(self.running)
 
     def restart(self) -> None:
         self.stop()
