@@ -186,7 +186,7 @@ def main() -> None:
                     local.conn = psycopg.connect(url, autocommit=True)
                 floor_signup(local.conn, stripe_client, floor_cards[i], rows)
 
-            meter = CpuMeter({"bench": os.getpid(), **servers})
+            meter = CpuMeter(servers, own="bench")
             meter.start()
             floor_rps, floor_lat = load(floor, args.signups, args.concurrency)
             floor_cpu = meter.stop()
