@@ -148,6 +148,38 @@ def test_a_tampered_payload_is_rejected() -> None:
         _verifier().verify(f"{head}.{forged}.{sig}")
 
 
+class CountingKeys(StaticKeys):
+    def __init__(self, *keys: RSAKey) -> None:
+        super().__init__(*keys)
+        self.asked = 0
+
+    def key_set(self, kid: str) -> KeySet:
+        self.asked += 1
+        return super().key_set(kid)
+
+
+def test_a_verified_token_is_not_checked_again_but_its_expiry_and_revocation_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys, revoked = CountingKeys(KEY), set[str]()
+    verifier = TokenVerifier(ISSUER, AUDIENCE, keys, revoked=lambda jti, _token: jti in revoked)
+    now = time.time()
+    token = _sign(_claims(exp=int(now) + 60))
+    assert verifier.verify(token) == verifier.verify(token)
+    assert keys.asked == 1  # the signature was checked once
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(InvalidToken):  # a token is known by all of it, signature included
+        verifier.verify(tampered)
+
+    revoked.add("j1")
+    with pytest.raises(InvalidToken, match="revoked"):
+        verifier.verify(token)
+    revoked.clear()
+    monkeypatch.setattr(time, "time", lambda: now + 60 + security.LEEWAY_SECONDS + 1)
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+
+
 # --- the JWKS cache ------------------------------------------------------------------------
 
 

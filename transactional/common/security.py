@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+from cachetools import TTLCache
 from fastapi import Depends, Header, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, OAuth2
@@ -36,6 +37,12 @@ ALGORITHMS = ("RS256",)
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: an ID token (typ JWT) is not an access token
 DEFAULT_AUDIENCE = "paywall-api"
 LEEWAY_SECONDS = 30
+# A token whose signature and claims checked out is not checked again for this long (its
+# expiry still is, and revocation on every request): a saga's service token is presented on
+# every internal hop, and the signature check was the largest part of a hop's token cost.
+# Shorter than the JWKS' TTL, so a key leaving the JWKS is not outlived by its tokens here.
+VERIFIED_SECONDS = 60.0
+VERIFIED_MAX = 10_000
 JWKS_TTL_SECONDS = 300.0
 # An unknown kid refetches the JWKS, but at most this often: garbage kids must not turn
 # every request into a call to auth. Short, because right after a rotation a token with
@@ -177,9 +184,21 @@ class TokenVerifier:
         self.jwks = jwks
         self.leeway = leeway
         self.revoked = revoked
+        self._verified: TTLCache[str, dict[str, Any]] = TTLCache(VERIFIED_MAX, VERIFIED_SECONDS)
+        self._verified_lock = threading.Lock()
 
     def claims(self, token: str) -> dict[str, Any]:
         """The verified claims of an access token, or InvalidToken."""
+        with self._verified_lock:
+            known = self._verified.get(token)
+        if known is not None and known["exp"] + self.leeway > time.time():
+            return dict(known)
+        claims = self._check(token)
+        with self._verified_lock:
+            self._verified[token] = claims
+        return dict(claims)
+
+    def _check(self, token: str) -> dict[str, Any]:
         try:
             header = jws.extract_compact(token.encode("ascii")).headers()
         except (JoseError, ValueError, UnicodeError) as exc:
