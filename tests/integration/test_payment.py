@@ -288,6 +288,37 @@ def test_payment_method_attach(
     )
 
 
+def test_an_account_is_made_with_its_card_in_one_call_and_a_retry_attaches_nothing_again(
+    http: httpx.Client, stripe: Any, new_customer: Callable[..., str]
+) -> None:
+    customer_id = new_customer("acme")
+    body = {"customer_id": customer_id, "email": f"{customer_id}@example.com"}
+    # A card Stripe refuses: the account is made, no card is recorded, and the answer says why.
+    refused = http.post("/v1/accounts", json={**body, "payment_method_id": "pm_doesnotexist"})
+    assert _is_problem(refused, 422)["detail"]
+    assert http.get(f"/v1/accounts/{customer_id}").json()["default_payment_method"] is None
+
+    pm = _card(stripe)
+    made = http.post("/v1/accounts", json={**body, "payment_method_id": pm})
+    assert made.status_code == 200, made.text  # the account was there; the card is new
+    assert made.json()["default_payment_method"] == pm and made.json()["card"]["last4"] == "4242"
+    stripe_id = made.json()["stripe_customer_id"]
+    stripe_customer = stripe.v1.customers.retrieve(stripe_id).to_dict()
+    assert stripe_customer["invoice_settings"]["default_payment_method"] == pm
+
+    # A retry finds the card already the default and asks Stripe nothing: detached behind
+    # our back, the card would be attached again by a retry that called Stripe.
+    stripe.v1.payment_methods.detach(pm)
+    again = http.post("/v1/accounts", json={**body, "payment_method_id": pm})
+    assert again.status_code == 200 and again.json() == made.json()
+    assert stripe.v1.payment_methods.retrieve(pm).to_dict().get("customer") is None
+    # Another tenant's customer is not found, card or not.
+    other = http.post(
+        "/v1/accounts", json={**body, "payment_method_id": pm}, headers={"x-test-tenant": "other"}
+    )
+    _is_problem(other, 404)
+
+
 def test_customer_may_only_touch_its_own_or_its_tenants_account(
     accounts: Callable[..., str], http: httpx.Client
 ) -> None:

@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from transactional.common.money import Amount, Currency, PaymentMethodId
+from transactional.common.text import non_blank
 
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
-TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+CustomerId = Annotated[str, non_blank(64)]
+TenantId = Annotated[str, non_blank(64)]
 PaymentStatus = Literal["pending", "succeeded", "failed", "refunded", "partially_refunded"]
 EMAIL_PATTERN = r"^[^@ \t\n\r\f\v]+@[^@ \t\n\r\f\v]+\.[^@ \t\n\r\f\v]+$"
 
@@ -41,6 +42,11 @@ class AccountCreate(BaseModel):
         None,
         description="Optional; when given it must be the customer's tenant, and only "
         "internal services may name a tenant other than their own",
+    )
+    payment_method_id: PaymentMethodId | None = Field(
+        None,
+        description="Optional: a Stripe PaymentMethod to attach and make the default in the "
+        "same call, as `POST /v1/accounts/{customer_id}/payment-methods` does",
     )
 
 

@@ -55,13 +55,16 @@ def _problem(description: str) -> dict[str, Any]:
     "/accounts",
     response_model=Account,
     status_code=201,
-    summary="Create the customer's payment account (and Stripe customer), once",
+    summary="Create the customer's payment account (and Stripe customer), once; with "
+    "`payment_method_id`, its default card too",
     responses={
         200: {"model": Account, "description": "The account already existed"},
         404: _problem("No such customer visible to the caller"),
         503: _problem("Stripe or the customer service unreachable; retry"),
     },
-    openapi_extra=problems_answered(errors.PROCESSOR_REJECTED, errors.PROCESSOR_UNAVAILABLE),
+    openapi_extra=problems_answered(
+        errors.PAYMENT_DECLINED, errors.PROCESSOR_REJECTED, errors.PROCESSOR_UNAVAILABLE
+    ),
 )
 def create_account(
     body: AccountCreate,

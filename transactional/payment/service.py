@@ -59,11 +59,28 @@ def create_account(
     principal: Principal,
     body: AccountCreate,
 ) -> tuple[Account, bool]:
-    """The customer's account, created with its Stripe customer on the first call only.
+    """The customer's account, created with its Stripe customer on the first call only, and
+    with `payment_method_id` its default card (unless it already is: a retry asks again).
 
     The customer service says who the customer is and whose: the account takes the
     customer's tenant, and `tenant_id` in the body is only a claim that must match it.
     """
+    account, created = _account(engine, gateway, customers, principal, body)
+    method = body.payment_method_id
+    if method is not None and account.default_payment_method != method:
+        account = _make_default(
+            engine, gateway, account.customer_id, account.stripe_customer_id, method
+        )
+    return account, created
+
+
+def _account(
+    engine: Engine,
+    gateway: Gateway,
+    customers: CustomerLookup,
+    principal: Principal,
+    body: AccountCreate,
+) -> tuple[Account, bool]:
     customer = customers.owned(principal, body.customer_id, body.tenant_id)
     with engine.begin() as conn:
         # Concurrent first calls queue here, so only one of them talks to Stripe. The lock
@@ -95,8 +112,14 @@ def attach_payment_method(
 ) -> Account:
     with engine.connect() as conn:
         account = account_of(conn, principal, customer_id)
+    return _make_default(engine, gateway, customer_id, account["stripe_customer_id"], pm_id)
+
+
+def _make_default(
+    engine: Engine, gateway: Gateway, customer_id: str, stripe_customer_id: str, pm_id: str
+) -> Account:
     with stripe_problems():
-        card = gateway.attach_default_payment_method(account["stripe_customer_id"], pm_id)
+        card = gateway.attach_default_payment_method(stripe_customer_id, pm_id)
     with engine.begin() as conn:
         row = repo.set_default_payment_method(conn, customer_id, pm_id, card)
     return Account.from_row(dict(row))

@@ -220,8 +220,8 @@ def _login(
 def _payment_method(
     services: Services, signup: SignupDetails, customer_id: uuid.UUID, tenant: str | None
 ) -> None:
-    services.payment.expect(
-        {200, 201},
+    # One call: the account (made once) and its default card (attached unless it already is).
+    status, problem = services.payment.call(
         "POST",
         "/v1/accounts",
         json={
@@ -229,13 +229,11 @@ def _payment_method(
             "email": signup.email,
             "name": signup.name,
             "tenant_id": tenant,
+            "payment_method_id": signup.payment_method_id,
         },
     )
-    status, problem = services.payment.call(
-        "POST",
-        f"/v1/accounts/{customer_id}/payment-methods",
-        json={"payment_method_id": signup.payment_method_id},
-    )
+    if status == 404:  # the customer this saga just made: never the signup's fault
+        raise ServiceError("payment", status, problem)
     _check("payment", status, problem, {200, 201})
 
 
