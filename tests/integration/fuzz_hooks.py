@@ -70,15 +70,29 @@ def _undeliverable_email(_: str, problem: dict[str, Any], __: Any) -> bool:
     )
 
 
-def _whole_float_amount(_: str, problem: dict[str, Any], body: Any) -> bool:
-    """`"amount": 450.0`: JSON Schema's integer includes it; the API, like Stripe's, takes
-    integer literals only, so a unit mistake (20.0 meant as dollars) cannot become a charge.
+def _whole_float_integer(_: str, problem: dict[str, Any], body: Any) -> bool:
+    """`"amount": 450.0`, `"trial_days": 78.0`: JSON Schema's integer includes them; the API,
+    like Stripe's, takes integer literals only, so a unit mistake (20.0 meant as dollars)
+    cannot become a charge. Excused only where every refusal is such a float.
     """
-    amount = body.get("amount") if isinstance(body, dict) else None
-    return isinstance(amount, float) and any(
-        error.get("loc") == ["body", "amount"] and error.get("type") == "int_type"
-        for error in problem.get("errors", [])
+    refused = problem.get("errors") or []
+    return bool(refused) and all(
+        error.get("type") == "int_type" and isinstance(_at(body, error.get("loc")), float)
+        for error in refused
     )
+
+
+def _at(body: Any, loc: Any) -> Any:
+    """The value a validation error's `loc` (["body", key or index, ...]) points at."""
+    if not isinstance(loc, list) or loc[:1] != ["body"]:
+        return None
+    value = body
+    for step in loc[1:]:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
 
 
 def _opaque_token(label: str, problem: dict[str, Any], __: Any) -> bool:
@@ -122,7 +136,7 @@ RULES: dict[str, list[Rule]] = {
         _depends_on_state,
         _nul_in_text,
         _undeliverable_email,
-        _whole_float_amount,
+        _whole_float_integer,
         _opaque_token,
         _coupon_terms_together,
     ],

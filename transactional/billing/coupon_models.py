@@ -9,6 +9,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from transactional.common.text import non_blank
+
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[a-z]{3}$")]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
@@ -41,7 +43,7 @@ class CouponCreate(BaseModel):
     )
 
     code: Code
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[str, non_blank(200)]
     percent_off: float | None = Field(
         None,
         ge=0.01,
@@ -139,9 +141,7 @@ class TaxRateCreate(BaseModel):
     region: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
     percentage: float = Field(ge=0, le=100, description="To two decimals, half up")
     inclusive: bool = Field(description="Prices already include it (VAT style) or not")
-    display_name: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
-    ]
+    display_name: Annotated[str, non_blank(100)]
     tenant_id: Tenant | None = Field(
         None, description="Internal services name any tenant; others only their own"
     )

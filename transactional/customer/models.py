@@ -9,8 +9,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 
 from transactional.common.pagination import Page
+from transactional.common.text import non_blank
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, non_blank(200)]
 # E.164: a plus and up to 15 ASCII digits, what Twilio accepts (`\d` would take any
 # script's digits in pydantic, and only ASCII ones in the JSON Schema of the OpenAPI).
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]

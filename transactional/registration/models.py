@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from transactional.common.money import PaymentMethodId
+from transactional.common.text import non_blank
 
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 CouponCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -34,7 +35,7 @@ class SignupDetails(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[str, non_blank(200)]
     phone: Phone | None = None
     plan_id: str = Field(min_length=1, max_length=100)
     trial: StrictBool = False

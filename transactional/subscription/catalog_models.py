@@ -7,10 +7,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from transactional.common.text import non_blank
 from transactional.subscription.models import Plan
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[a-z]{3}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, non_blank(200)]
 Tenant = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 # Minor units: far above any price, within the column's integer.
 MAX_AMOUNT = 2_000_000_000
