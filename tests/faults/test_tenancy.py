@@ -475,8 +475,7 @@ def probes(
                     optional.append(("body", name))
         for name in schema.get("required", []):
             if name not in body:
-                assert name in values, f"{method} {template}: no value for body field {name}"
-                body[name] = values[name]
+                body[name] = _value(doc, schema, name, refs, values, f"{method} {template}")
     full = Probe(method, template, path, query, body)
     variants = [full]
     for where, name in optional:
@@ -496,8 +495,45 @@ def probes(
     return [p for p in variants if method == "GET" or names_a(p, world)]
 
 
+def _value(
+    doc: dict[str, Any],
+    schema: dict[str, Any],
+    name: str,
+    refs: dict[str, str],
+    values: dict[str, Any],
+    operation: str,
+) -> Any:
+    """A required field's value; a list of objects (a batch) gets one item, aimed at A's
+    objects as a top-level body would be."""
+    if name in values:
+        return values[name]
+    field = _schema(doc, schema.get("properties", {}).get(name, {}))
+    items = _schema(doc, field.get("items", {}))
+    assert field.get("type") == "array" and "properties" in items, (
+        f"{operation}: no value for body field {name}"
+    )
+    item = {k: refs[k] for k in items["properties"] if k in refs}
+    for required in items.get("required", []):
+        if required not in item:
+            enum = _schema(doc, items["properties"][required]).get("enum")
+            item[required] = (
+                enum[0] if enum else _value(doc, items, required, refs, values, operation)
+            )
+    return [item]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
 def names_a(probe: Probe, world: World) -> bool:
-    body = [v for v in (probe.body or {}).values() if isinstance(v, str)]
+    body = _strings(probe.body or {})
     sent = {*probe.path.split("/"), *probe.query.values(), *body}
     return bool(sent & (world.secrets() | {world.tenant}))
 

@@ -241,6 +241,63 @@ def test_due_subscriptions_are_internal_and_paged(
     assert "subscription.renewed" not in outbox(api, sub_id)
 
 
+def test_renewals_in_a_batch_are_each_applied_once_as_their_own_calls_would_be(
+    api: Api, token: str, internal_token: str
+) -> None:
+    day = date(2026, 7, 3)
+    good, stale = signup(api, token), signup(api, token)
+    for reg in (good, stale):
+        move_period_end(api, reg["subscription_id"], at(day, 5))
+    auth = {"Authorization": f"Bearer {internal_token}"}
+    url = f"{api.url}/v1/subscription-renewals"
+
+    def renewal(reg: dict[str, Any], start: datetime, action: str = "renew") -> dict[str, Any]:
+        return {
+            "subscription_id": reg["subscription_id"],
+            "action": action,
+            "invoice_id": f"inv-{reg['subscription_id']}",
+            "payment_id": f"pay-{reg['subscription_id']}",
+            "plan_id": "pro-monthly",
+            "period_start": start.isoformat(),
+            "period_end": (start + relativedelta(months=1)).isoformat(),
+        }
+
+    gone = {**renewal(good, at(day, 5)), "subscription_id": str(uuid.uuid4())}
+    batch = {
+        "renewals": [
+            renewal(good, at(day, 5)),
+            renewal(stale, at(day + timedelta(days=1), 5)),  # not where its period ends
+            gone,
+        ]
+    }
+    answered = httpx.post(url, json=batch, headers=auth)
+    assert answered.status_code == 200, answered.text
+    statuses = [(r["subscription_id"], r["status"]) for r in answered.json()["results"]]
+    assert statuses == [
+        (good["subscription_id"], 200),
+        (stale["subscription_id"], 409),
+        (gone["subscription_id"], 404),
+    ]
+    refused = answered.json()["results"][1]["problem"]
+    assert refused["status"] == 409 and "cannot move" in refused["detail"]
+    assert subscription(api, good["subscription_id"])["start"] == at(day, 5)
+    assert subscription(api, stale["subscription_id"])["end"] == at(day, 5)  # untouched
+
+    # The answer lost, the batch is sent again: nothing is renewed twice.
+    again = httpx.post(url, json=batch, headers=auth)
+    assert [r["status"] for r in again.json()["results"]] == [200, 409, 404]
+    assert outbox(api, good["subscription_id"]).count("subscription.renewed") == 1
+    assert "subscription.renewed" not in outbox(api, stale["subscription_id"])
+
+    # Bad batches change nothing: a subscription twice, none, another caller than billing.
+    twice = {"renewals": [renewal(stale, at(day, 5)), renewal(stale, at(day, 5), "reactivate")]}
+    assert httpx.post(url, json=twice, headers=auth).status_code == 422
+    assert httpx.post(url, json={"renewals": []}, headers=auth).status_code == 422
+    partner = httpx.post(url, json=batch, headers={"Authorization": f"Bearer {token}"})
+    assert partner.status_code == 403
+    assert subscription(api, stale["subscription_id"])["end"] == at(day, 5)
+
+
 # -- billing -------------------------------------------------------------------------------
 
 

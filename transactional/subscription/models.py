@@ -149,6 +149,41 @@ class PeriodAdvance(BaseModel):
         return self
 
 
+# A billing run sends a day's renewals in batches of 100; the bound keeps one request short.
+MAX_RENEWALS = 500
+
+
+class Renewal(PeriodAdvance):
+    """One subscription's renewal in a batch: what `/renew` or `/reactivate` would take."""
+
+    subscription_id: UUID
+    action: Literal["renew", "reactivate"]
+
+
+class RenewalBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    renewals: list[Renewal] = Field(min_length=1, max_length=MAX_RENEWALS)
+
+    @model_validator(mode="after")
+    def _one_each(self) -> RenewalBatch:
+        # One subscription's renewals must keep their order: they go one call at a time.
+        ids = [r.subscription_id for r in self.renewals]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a subscription may appear once in a batch")
+        return self
+
+
+class RenewalOutcome(BaseModel):
+    subscription_id: UUID
+    status: int = Field(description="What its own call would have answered: 200, 404 or 409")
+    problem: dict[str, object] | None = Field(None, description="The refusal, when not 200")
+
+
+class RenewalResults(BaseModel):
+    results: list[RenewalOutcome] = Field(description="In the order the batch gave them")
+
+
 class PastDue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

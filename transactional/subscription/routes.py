@@ -37,6 +37,8 @@ from transactional.subscription.models import (
     Plan,
     PlanChange,
     PlanChanged,
+    RenewalBatch,
+    RenewalResults,
     Subscription,
     SubscriptionCreate,
     SubscriptionStatus,
@@ -322,6 +324,16 @@ def reactivate(
     sub_id: uuid.UUID, body: PeriodAdvance, principal: Internal, db: Transaction
 ) -> Subscription:
     return service.reactivate(db, principal, sub_id, body)
+
+
+@router.post(
+    "/v1/subscription-renewals",
+    response_model=RenewalResults,
+    summary="Renew or reactivate many subscriptions, each as its own call would "
+    "(internal; billing runs)",
+)
+def renew_many(body: RenewalBatch, principal: Internal, db: Db) -> RenewalResults:
+    return service.renew_many(db, principal, body)
 
 
 @router.post(

@@ -30,6 +30,9 @@ from transactional.subscription.models import (
     Plan,
     PlanChanged,
     ProrationOut,
+    RenewalBatch,
+    RenewalOutcome,
+    RenewalResults,
     Subscription,
     SubscriptionCreate,
     UpgradeApply,
@@ -282,6 +285,31 @@ def reactivate(
     if sub.status != "past_due":  # never marked past due (that call was lost): a renewal
         return _advance(conn, sub, body, {"active", "trialing"}, "subscription.renewed")
     return _advance(conn, sub, body, {"past_due"}, "subscription.reactivated")
+
+
+def renew_many(engine: Engine, principal: Principal, batch: RenewalBatch) -> RenewalResults:
+    """Each renewal as its own call would make it, in a transaction of its own: a refused one
+    (another period, gone) leaves the rest applied, and a repeated batch changes nothing."""
+    results = []
+    for item in batch.renewals:
+        act = renew if item.action == "renew" else reactivate
+        try:
+            with engine.begin() as conn:
+                act(conn, principal, item.subscription_id, item)
+        except DomainError as refused:
+            instance = f"/v1/subscriptions/{item.subscription_id}/{item.action}"
+            results.append(
+                RenewalOutcome(
+                    subscription_id=item.subscription_id,
+                    status=refused.problem.status,
+                    problem=refused.body(instance),
+                )
+            )
+        else:
+            results.append(
+                RenewalOutcome(subscription_id=item.subscription_id, status=200, problem=None)
+            )
+    return RenewalResults(results=results)
 
 
 def mark_past_due(
