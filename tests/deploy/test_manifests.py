@@ -394,8 +394,8 @@ def test_authorization_principals_name_the_overlay_namespace(rendered: Objects, 
         for s in _principals(by_kind(rendered[env], "AuthorizationPolicy")["customer"])
     }
     # billing (the service and Dagster's billing run) reads the address a tax rate needs;
-    # subscription, a customer's tenant and the portal's signed-in customer.
-    assert callers == {"kong", "registration", "billing", "dagster-code", "subscription"}
+    # payment and subscription, the tenant of a customer a request names.
+    assert callers == {"kong", "registration", "billing", "dagster-run", "payment", "subscription"}
 
 
 def _principals(policy: dict[str, Any]) -> list[str]:
@@ -407,10 +407,98 @@ def _principals(policy: dict[str, Any]) -> list[str]:
     ]
 
 
-def test_registration_may_call_the_services_its_saga_calls(rendered: Objects) -> None:
+# What each workload calls inside the mesh, as the code makes the calls (ServiceClient): the
+# caller's ServiceAccount, the callee, the method and a path as sent. Dagster's runs (billing,
+# notifications, recovery sweeps, reconciliation) are pods of the dagster-run account.
+CALLS = [
+    *[
+        (caller, "auth", "POST", "/oauth/token")
+        for caller in ("registration", "subscription", "billing", "payment", "dagster-run")
+    ],
+    ("registration", "auth", "POST", "/v1/users"),
+    ("registration", "customer", "POST", "/v1/customers"),
+    ("registration", "subscription", "GET", "/v1/plans/pro-monthly"),
+    ("registration", "subscription", "GET", "/v1/customers/c1/subscriptions"),
+    ("registration", "subscription", "POST", "/v1/subscriptions"),
+    ("registration", "subscription", "POST", "/v1/subscriptions/s1/activate"),
+    ("registration", "subscription", "POST", "/v1/subscriptions/s1/cancel"),
+    ("registration", "payment", "POST", "/v1/accounts"),
+    ("registration", "payment", "POST", "/v1/payments"),
+    ("registration", "payment", "POST", "/v1/payments/p1/refunds"),
+    ("registration", "billing", "GET", "/v1/coupons"),
+    ("registration", "billing", "POST", "/v1/first_period_invoices"),
+    ("registration", "billing", "POST", "/v1/invoices/i1/credit_notes"),
+    ("subscription", "customer", "GET", "/v1/customers/c1"),
+    ("subscription", "billing", "POST", "/v1/prorations"),
+    ("subscription", "billing", "POST", "/v1/cancellation_credits"),
+    ("payment", "customer", "GET", "/v1/customers/c1"),
+    ("billing", "customer", "GET", "/v1/customers/c1"),
+    ("billing", "payment", "POST", "/v1/payments"),
+    ("billing", "subscription", "GET", "/v1/subscriptions/s1"),
+    ("billing", "subscription", "POST", "/v1/subscriptions/s1/apply-upgrade"),
+    ("dagster-run", "subscription", "GET", "/v1/due-subscriptions"),
+    ("dagster-run", "subscription", "GET", "/v1/subscriptions/s1"),
+    ("dagster-run", "subscription", "POST", "/v1/subscription-renewals"),
+    ("dagster-run", "subscription", "POST", "/v1/subscriptions/s1/renew"),
+    ("dagster-run", "subscription", "POST", "/v1/subscriptions/s1/reactivate"),
+    ("dagster-run", "subscription", "POST", "/v1/subscriptions/s1/mark-past-due"),
+    ("dagster-run", "subscription", "POST", "/v1/subscriptions/s1/expire"),
+    ("dagster-run", "customer", "GET", "/v1/customers/c1"),
+    ("dagster-run", "payment", "POST", "/v1/payments"),
+    ("dagster-run", "payment", "GET", "/v1/payments/p1"),
+    ("dagster-run", "payment", "POST", "/v1/operations/payment-recovery"),
+    ("dagster-run", "billing", "POST", "/v1/operations/invoice-recovery"),
+    ("dagster-run", "billing", "GET", "/v1/operations/reconciliation"),
+    ("dagster-run", "registration", "POST", "/v1/operations/signup-recovery"),
+]
+
+
+def _path_matches(pattern: str, path: str) -> bool:
+    """Istio's `paths`: exact, `prefix*`, `*suffix`, `*`, and templates of `{*}` (one
+    segment) and `{**}` (any)."""
+    if "{" in pattern:
+        regex = re.escape(pattern).replace(r"\{\*\*\}", ".*").replace(r"\{\*\}", "[^/]+")
+        return re.fullmatch(regex, path) is not None
+    if pattern == "*":
+        return True
+    if pattern.endswith("*"):
+        return path.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return path.endswith(pattern[1:])
+    return pattern == path
+
+
+def _allows(policy: dict[str, Any], caller: str, method: str, path: str) -> bool:
+    return any(
+        any(p.endswith(f"/sa/{caller}") for p in _principals({"spec": {"rules": [rule]}}))
+        and any(
+            method in op["operation"].get("methods", [method])
+            and any(_path_matches(x, path) for x in op["operation"].get("paths", ["*"]))
+            for op in rule.get("to", [])
+        )
+        for rule in policy["spec"]["rules"]
+    )
+
+
+@pytest.mark.parametrize(("caller", "callee", "method", "path"), CALLS)
+def test_the_mesh_lets_each_workload_make_its_calls(
+    rendered: Objects, caller: str, callee: str, method: str, path: str
+) -> None:
     policies = by_kind(rendered["prod"], "AuthorizationPolicy")
-    for callee in ("auth", "customer", "subscription", "payment"):
-        assert any(p.endswith("/sa/registration") for p in _principals(policies[callee])), callee
+    assert _allows(policies[callee], caller, method, path)
+
+
+def test_the_mesh_refuses_what_no_workload_needs(rendered: Objects) -> None:
+    policies = by_kind(rendered["prod"], "AuthorizationPolicy")
+    assert _path_matches("/v1/subscriptions/{*}/renew", "/v1/subscriptions/s1/renew")
+    assert not _path_matches("/v1/subscriptions/{*}/renew", "/v1/subscriptions/a/b/renew")
+    # Kong cannot reach billing's internal moves, nor registration a subscription's renewal.
+    assert not _allows(policies["subscription"], "kong", "POST", "/v1/subscriptions/s1/renew")
+    assert not _allows(policies["subscription"], "kong", "POST", "/v1/subscription-renewals")
+    assert not _allows(
+        policies["subscription"], "registration", "POST", "/v1/subscription-renewals"
+    )
+    assert not _allows(policies["registration"], "dagster-run", "POST", "/v1/registrations")
     assert not any(p.endswith("/sa/registration") for p in _principals(policies["registration"]))
 
 
