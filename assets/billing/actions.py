@@ -28,6 +28,7 @@ from paywall.shards import Shard
 ADVANCES = ("renew", "reactivate")
 # A request's worth: the per-call cost (token check, routing, a round trip) shared by 100.
 RENEWAL_BATCH = 100
+RENEWALS = "/v1/subscription-renewals"
 
 
 class SubscriptionActions:
@@ -62,7 +63,7 @@ class SubscriptionActions:
 
         renewals = [i[0] for i in by_subscription.values() if renewal_only(i)]
         batches = [renewals[n : n + RENEWAL_BATCH] for n in range(0, len(renewals), RENEWAL_BATCH)]
-        self._each(lambda batch: self._advance_many(batch, counts), batches)
+        self._each(lambda batch: self._advance_many(batch, day, counts), batches)
         self._each(in_order, [i for i in by_subscription.values() if not renewal_only(i)])
 
     def expire_all(self, expiring: list[tuple[str, datetime]], reason: str, counts: Counts) -> None:
@@ -94,7 +95,7 @@ class SubscriptionActions:
         if done in (200, 409):  # 409: the subscription moved on (its customer acted)
             self._settled([invoice])
 
-    def _advance_many(self, invoices: list[RowMapping], counts: Counts) -> None:
+    def _advance_many(self, invoices: list[RowMapping], day: date, counts: Counts) -> None:
         body = {
             "renewals": [
                 {
@@ -106,9 +107,14 @@ class SubscriptionActions:
             ]
         }
         try:
-            status, answer = self.subscriptions.call("POST", "/v1/subscription-renewals", json=body)
+            status, answer = self.subscriptions.call("POST", RENEWALS, json=body)
         except ServiceError as exc:
             status, answer = exc.status, exc.body
+        if status == 404:
+            # A subscription service older than batches (mid-deploy): one call each.
+            for invoice in invoices:
+                self._apply(invoice, day, counts)
+            return
         if status != 200:  # none is known applied: the next run sends them again
             refused = f"{len(invoices)} renewals: {status} {answer.get('detail')}"
             self._count(counts, "errors", len(invoices), refused)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from assets.billing import actions
 from assets.billing.actions import RENEWAL_BATCH
 from assets.billing.assets import billing
 from assets.shared.resources import Services
@@ -75,3 +76,19 @@ def test_a_lost_renewal_batch_answer_is_sent_again_and_renews_once(
         subs,
     )[0][0]
     assert paid == 2 * len(subs)  # each signup's first charge and one renewal
+
+
+def test_a_subscription_service_without_batches_gets_one_call_each(
+    api: Api,
+    token: str,  # noqa: F811
+    resources: dict[str, Any],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mid-deploy, the billing run may meet a subscription service older than batches: its
+    404 sends the run back to one call per renewal, and nothing is left owed."""
+    day = date(2025, 7, 17)
+    subs = due_on(api, token, day, 2)
+    monkeypatch.setattr(actions, "RENEWALS", "/v1/subscription-renewals-not-yet-deployed")
+    run = billing(resources["database"], resources["services"]).run(day)
+    assert (run.errors, run.renewed) == (0, 2), run.problems
+    billed_once(api, subs, day)
