@@ -23,7 +23,8 @@ import pytest
 from paywall.settings import STATE_DIR_ENV, Settings
 from paywall.stack.local import LocalStack
 from paywall.stack.process import free_port, wait_until
-from tests.conftest import REPO
+from tests.conftest import REPO, Api
+from tests.faults.proxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +155,10 @@ STOPPED = (0, -signal.SIGTERM, 128 + signal.SIGTERM, -signal.SIGKILL)
 def _report_crashes(started: Sequence[PaywallProcess]) -> None:
     if any(p.process.returncode not in STOPPED for p in started):
         sys.stderr.write("".join(p.log_text()[-3000:] for p in started))
+
+
+@pytest.fixture
+def api_proxy(api: Api) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's API: point one service's URL at it."""
+    with FaultProxy(api.url) as running:
+        yield running

@@ -41,15 +41,9 @@ DAY = date(2025, 7, 14)
 
 
 @pytest.fixture
-def proxy(api: Api) -> Iterator[FaultProxy]:
-    with FaultProxy(api.url) as running:
-        yield running
-
-
-@pytest.fixture
 def shard_pod(
     api: Api,
-    proxy: FaultProxy,
+    api_proxy: FaultProxy,
     resources: dict[str, Any],  # noqa: F811
     tmp_path: Path,
 ) -> Iterator[Callable[[MultiPartitionKey], subprocess.Popen[bytes]]]:
@@ -65,7 +59,7 @@ def shard_pod(
             **os.environ,
             "BILLING_CLIENT_ID": settings.billing_client_id,
             "BILLING_CLIENT_SECRET": settings.billing_client_secret.get_secret_value(),
-            "PAYMENT_SERVICE_URL": proxy.url,
+            "PAYMENT_SERVICE_URL": api_proxy.url,
             "DAGSTER_HOME": str(tmp_path),
             "LOG_LEVEL": "WARNING",
         }
@@ -103,7 +97,7 @@ def test_a_shard_killed_after_its_charge_is_finished_by_the_close_with_one_charg
     api: Api,
     token: str,  # noqa: F811
     resources: dict[str, Any],  # noqa: F811
-    proxy: FaultProxy,
+    api_proxy: FaultProxy,
     shard_pod: Callable[[MultiPartitionKey], subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
@@ -111,7 +105,7 @@ def test_a_shard_killed_after_its_charge_is_finished_by_the_close_with_one_charg
     # The fullest shard: at least two of the subscriptions (pigeonhole).
     victim, mine = max(in_shards(subs, SHARDS).items(), key=lambda kv: len(kv[1]))
     assert len(mine) >= 2
-    held = proxy.rule("POST", "/v1/payments", delay=600)
+    held = api_proxy.rule("POST", "/v1/payments", delay=600)
 
     pod = shard_pod(MultiPartitionKey({"day": DAY.isoformat(), "shard": str(victim)}))
     # A charge has reached the payment service and been made; its answer is held.

@@ -11,7 +11,7 @@ the payment service and one at the Stripe stand-in, whatever happened.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -37,25 +37,21 @@ REFUNDS = "/v1/payments/"  # POST /v1/payments/{id}/refunds (charges are POST /v
 
 
 @pytest.fixture
-def proxy(api: Api) -> Iterator[FaultProxy]:
-    with FaultProxy(api.url) as running:
-        yield running
-
-
-@pytest.fixture
-def served(served_api: Callable[..., ServedApi], proxy: FaultProxy, api: Api) -> ServedApi:
-    return served_api(PAYMENT_SERVICE_URL=proxy.url, AUTH_ISSUER=api.url, AUTH_SERVICE_URL=api.url)
+def served(served_api: Callable[..., ServedApi], api_proxy: FaultProxy, api: Api) -> ServedApi:
+    return served_api(
+        PAYMENT_SERVICE_URL=api_proxy.url, AUTH_ISSUER=api.url, AUTH_SERVICE_URL=api.url
+    )
 
 
 def refunded_but_unanswered(
-    api: Api, served: ServedApi, proxy: FaultProxy, auth: dict[str, str], key: str
+    api: Api, served: ServedApi, api_proxy: FaultProxy, auth: dict[str, str], key: str
 ) -> str:
     """A paid invoice, then a credit note whose refund happens while its answers are lost."""
     operator = token(api, api.settings, "operations internal invoices:read")
     invoice = paid_invoice(api, auth, operator)
-    lost = proxy.rule("POST", REFUNDS, drop=LOST_FOR_ONE_REQUEST)
+    lost = api_proxy.rule("POST", REFUNDS, drop=LOST_FOR_ONE_REQUEST)
     answer = credit(served.url, auth, invoice["id"], key, amount=250, reason="duplicate")
-    assert lost.forwarded.is_set() and proxy.dropped == LOST_FOR_ONE_REQUEST
+    assert lost.forwarded.is_set() and api_proxy.dropped == LOST_FOR_ONE_REQUEST
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.headers["retry-after"]
@@ -70,11 +66,11 @@ def refunded_but_unanswered(
 
 
 def test_a_lost_refund_answer_is_finished_by_the_clients_retry_with_one_refund(
-    api: Api, served: ServedApi, proxy: FaultProxy
+    api: Api, served: ServedApi, api_proxy: FaultProxy
 ) -> None:
     auth = token(api, api.settings, PARTNER, f"t-{uuid.uuid4().hex[:8]}")
     key = str(uuid.uuid4())
-    invoice_id = refunded_but_unanswered(api, served, proxy, auth, key)
+    invoice_id = refunded_but_unanswered(api, served, api_proxy, auth, key)
 
     retried = credit(served.url, auth, invoice_id, key, amount=250, reason="duplicate")
     assert retried.status_code == 201, retried.text
@@ -93,10 +89,10 @@ def test_a_lost_refund_answer_is_finished_by_the_clients_retry_with_one_refund(
 
 
 def test_a_lost_refund_answer_nobody_retries_is_finished_by_the_recovery_sweep(
-    api: Api, served: ServedApi, proxy: FaultProxy
+    api: Api, served: ServedApi, api_proxy: FaultProxy
 ) -> None:
     auth = token(api, api.settings, PARTNER, f"t-{uuid.uuid4().hex[:8]}")
-    invoice_id = refunded_but_unanswered(api, served, proxy, auth, str(uuid.uuid4()))
+    invoice_id = refunded_but_unanswered(api, served, api_proxy, auth, str(uuid.uuid4()))
 
     operator = token(api, api.settings, "operations internal")
     for _ in range(2):  # a second sweep finds it finished and does nothing more

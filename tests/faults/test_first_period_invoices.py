@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -37,16 +37,12 @@ LOST_FOR_ONE_CALL = 3
 
 
 @pytest.fixture
-def proxy(api: Api) -> Iterator[FaultProxy]:
-    with FaultProxy(api.url) as running:
-        yield running
-
-
-@pytest.fixture
-def served(served_api: Callable[..., ServedApi], proxy: FaultProxy, api: Api) -> ServedApi:
+def served(served_api: Callable[..., ServedApi], api_proxy: FaultProxy, api: Api) -> ServedApi:
     # Tokens come from the session API's auth, so the billing behind the proxy accepts the
     # served registration's token.
-    return served_api(BILLING_SERVICE_URL=proxy.url, AUTH_ISSUER=api.url, AUTH_SERVICE_URL=api.url)
+    return served_api(
+        BILLING_SERVICE_URL=api_proxy.url, AUTH_ISSUER=api.url, AUTH_SERVICE_URL=api.url
+    )
 
 
 def token(api: Api, settings: Settings, scopes: str, tenant: str | None = None) -> str:
@@ -110,14 +106,14 @@ def invoiced_and_charged_once(api: Api, email: str) -> None:
 
 
 def lose_billings_answers(
-    api: Api, served: ServedApi, proxy: FaultProxy
+    api: Api, served: ServedApi, api_proxy: FaultProxy
 ) -> tuple[str, dict[str, Any], str]:
     """A signup charged and invoiced whose every answer from billing was lost: 503."""
     bearer = token(api, api.settings, PARTNER, f"t-{uuid.uuid4().hex[:8]}")
     body, key = signup_body(api), str(uuid.uuid4())
-    lost = proxy.rule("POST", FIRST_PERIOD, drop=LOST_FOR_ONE_CALL)
+    lost = api_proxy.rule("POST", FIRST_PERIOD, drop=LOST_FOR_ONE_CALL)
     answer = register(served.url, bearer, body, key)
-    assert lost.forwarded.is_set() and proxy.dropped == LOST_FOR_ONE_CALL
+    assert lost.forwarded.is_set() and api_proxy.dropped == LOST_FOR_ONE_CALL
     assert answer.status_code == 503, answer.text
     # Billing made the invoice on the first attempt; its retries were answered it again.
     [(made,)] = sql(
@@ -127,14 +123,14 @@ def lose_billings_answers(
         body["email"],
     )
     assert made == 1
-    proxy.rules.clear()
+    api_proxy.rules.clear()
     return bearer, body, key
 
 
 def test_a_signup_retried_after_billings_answer_was_lost_is_invoiced_once(
-    api: Api, served: ServedApi, proxy: FaultProxy
+    api: Api, served: ServedApi, api_proxy: FaultProxy
 ) -> None:
-    bearer, body, key = lose_billings_answers(api, served, proxy)
+    bearer, body, key = lose_billings_answers(api, served, api_proxy)
 
     retry = register(served.url, bearer, body, key)
 
@@ -147,9 +143,9 @@ def test_a_signup_retried_after_billings_answer_was_lost_is_invoiced_once(
 
 
 def test_the_sweep_finishes_a_signup_whose_invoice_answer_was_lost(
-    api: Api, served: ServedApi, proxy: FaultProxy
+    api: Api, served: ServedApi, api_proxy: FaultProxy
 ) -> None:
-    bearer, body, key = lose_billings_answers(api, served, proxy)
+    bearer, body, key = lose_billings_answers(api, served, api_proxy)
     operator = token(api, api.settings, "operations internal")
 
     sweep = httpx.post(

@@ -10,7 +10,6 @@ renewed once (one renewal event each), every invoice settled, and nothing charge
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -36,27 +35,21 @@ pytestmark = pytest.mark.integration
 DAY = date(2025, 7, 16)
 
 
-@pytest.fixture
-def proxy(api: Api) -> Iterator[FaultProxy]:
-    with FaultProxy(api.url) as running:
-        yield running
-
-
 def test_a_lost_renewal_batch_answer_is_sent_again_and_renews_once(
     api: Api,
     token: str,  # noqa: F811
     resources: dict[str, Any],  # noqa: F811
-    proxy: FaultProxy,
+    api_proxy: FaultProxy,
 ) -> None:
     subs = due_on(api, token, DAY, 3)
     assert len(subs) <= RENEWAL_BATCH  # one batch
     settings = resources["services"].settings.model_copy(
-        update={"subscription_service_url": proxy.url}
+        update={"subscription_service_url": api_proxy.url}
     )
-    lost = proxy.rule("POST", "/v1/subscription-renewals", drop=3)
+    lost = api_proxy.rule("POST", "/v1/subscription-renewals", drop=3)
 
     first = billing(resources["database"], Services(settings)).run(DAY)
-    assert lost.matched == 3 and proxy.dropped == 3  # the first send and both resends
+    assert lost.matched == 3 and api_proxy.dropped == 3  # the first send and both resends
     assert (first.paid, first.renewed) == (3, 0)
     assert first.errors == 3, first.problems  # none is known applied
     # Applied behind the lost answer, and still owed as far as billing knows.

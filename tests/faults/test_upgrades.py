@@ -12,7 +12,7 @@ payments in Postgres, PaymentIntents at the Stripe stand-in.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -35,16 +35,12 @@ LOST_FOR_ONE_REQUEST = 9
 
 
 @pytest.fixture
-def proxy(api: Api) -> Iterator[FaultProxy]:
-    with FaultProxy(api.url) as running:
-        yield running
-
-
-@pytest.fixture
-def served(served_api: Callable[..., ServedApi], proxy: FaultProxy, api: Api) -> ServedApi:
+def served(served_api: Callable[..., ServedApi], api_proxy: FaultProxy, api: Api) -> ServedApi:
     # Tokens come from the session API's auth, so the payment service behind the proxy
     # accepts the served billing's token.
-    return served_api(PAYMENT_SERVICE_URL=proxy.url, AUTH_ISSUER=api.url, AUTH_SERVICE_URL=api.url)
+    return served_api(
+        PAYMENT_SERVICE_URL=api_proxy.url, AUTH_ISSUER=api.url, AUTH_SERVICE_URL=api.url
+    )
 
 
 def token(api: Api, settings: Settings, scopes: str, tenant: str | None = None) -> dict[str, str]:
@@ -102,13 +98,13 @@ def stripe_intents(api: Api, customer_id: str) -> int:
 
 
 def charged_but_unanswered(
-    api: Api, served: ServedApi, proxy: FaultProxy, auth: dict[str, str], key: str
+    api: Api, served: ServedApi, api_proxy: FaultProxy, auth: dict[str, str], key: str
 ) -> dict[str, Any]:
     """A signup, then an upgrade whose charge happens while every answer to it is lost."""
     reg = signed_up(api, auth)
-    lost = proxy.rule("POST", "/v1/payments", drop=LOST_FOR_ONE_REQUEST)
+    lost = api_proxy.rule("POST", "/v1/payments", drop=LOST_FOR_ONE_REQUEST)
     answer = upgrade(served.url, auth, reg["subscription_id"], key)
-    assert lost.forwarded.is_set() and proxy.dropped == LOST_FOR_ONE_REQUEST
+    assert lost.forwarded.is_set() and api_proxy.dropped == LOST_FOR_ONE_REQUEST
     assert answer.status_code == 503, answer.text
     assert answer.headers["retry-after"]
     assert answer.headers["content-type"].startswith("application/problem+json")
@@ -121,11 +117,11 @@ def charged_but_unanswered(
 
 
 def test_a_lost_payment_answer_is_finished_by_the_clients_retry_with_one_charge(
-    api: Api, served: ServedApi, proxy: FaultProxy
+    api: Api, served: ServedApi, api_proxy: FaultProxy
 ) -> None:
     auth = token(api, api.settings, PARTNER, f"t-{uuid.uuid4().hex[:8]}")
     key = str(uuid.uuid4())
-    reg = charged_but_unanswered(api, served, proxy, auth, key)
+    reg = charged_but_unanswered(api, served, api_proxy, auth, key)
 
     retried = upgrade(served.url, auth, reg["subscription_id"], key)
     assert retried.status_code == 200, retried.text
@@ -140,10 +136,10 @@ def test_a_lost_payment_answer_is_finished_by_the_clients_retry_with_one_charge(
 
 
 def test_a_lost_payment_answer_nobody_retries_is_finished_by_the_recovery_sweep(
-    api: Api, served: ServedApi, proxy: FaultProxy
+    api: Api, served: ServedApi, api_proxy: FaultProxy
 ) -> None:
     auth = token(api, api.settings, PARTNER, f"t-{uuid.uuid4().hex[:8]}")
-    reg = charged_but_unanswered(api, served, proxy, auth, str(uuid.uuid4()))
+    reg = charged_but_unanswered(api, served, api_proxy, auth, str(uuid.uuid4()))
 
     operator = token(api, api.settings, "operations internal")
     swept = httpx.post(
