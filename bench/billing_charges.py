@@ -18,7 +18,7 @@ the payment service cost on top. Per rate:
 Each rate bills its own N fresh subscriptions (signed up through the API, then their
 period end moved to the billing day), running `BillingRun.run` for that day as the Dagster
 asset does, and times its phases: the charges (paced) and the renewals told to the
-subscription service afterwards (one call per paid invoice, not Stripe calls).
+subscription service afterwards (in batches of 100 paid invoices, not Stripe calls).
 
     .venv/bin/python bench/billing_charges.py [--charges 500] [--concurrency 8]
 
