@@ -1,4 +1,4 @@
-"""The lake job: Kafka → parse_events → S3 Parquet, one Structured Streaming query.
+"""The lake job: Kafka → lake rows (parse.py) → S3 Parquet, one Structured Streaming query.
 
 Source and sink are chosen by config (streaming.lake.config): here the Python Kafka
 source and the Python lake sink; a cluster with the connector jars sets LAKE_SOURCE=kafka
@@ -93,18 +93,21 @@ def start_lake_queries(
 ) -> list[StreamingQuery]:
     from streaming.lake.parse import accepted, lake_columns, parse_events, rejected
 
-    parsed = parse_events(read_kafka(spark, cfg), salt=cfg.pii_salt)
+    records = read_kafka(spark, cfg)
     if cfg.sink == "python":
-        from streaming.lake.sink import SINK_NAME, LakeSink, sink_options
+        from streaming.lake.sink import PII_SALT_OPTION, SINK_NAME, LakeSink, sink_options
 
         spark.dataSource.register(LakeSink)
+        # The sink parses the records itself (parse.lake_rows).
         writer = (
-            parsed.writeStream.format(SINK_NAME)
+            records.writeStream.format(SINK_NAME)
             .queryName(QUERY_NAME)
             .options(**sink_options(cfg.bucket, cfg.s3))
+            .option(PII_SALT_OPTION, cfg.pii_salt)
             .option("checkpointLocation", cfg.checkpoint)
         )
         return [_trigger(writer, cfg, available_now).start()]
+    parsed = parse_events(records, salt=cfg.pii_salt)
     # Spark's file sink takes one output per query: events and rejects run side by side,
     # each exactly once through its own checkpoint and `_spark_metadata` log.
     events = accepted(parsed).select(*lake_columns(), "event_date")

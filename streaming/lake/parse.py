@@ -1,20 +1,25 @@
-"""Kafka records → lake rows: `parse_events` is the job's one transformation.
+"""Kafka records → lake rows: `lake_rows` is the job's one transformation.
 
-Input has the native Kafka source's columns (key, value, topic, partition, offset,
-timestamp, timestampType) whichever source produced them. Output has the lake columns
-(`layout.EVENT_SCHEMA`) plus `event_date` and, for rows the lake cannot file,
-`reject_reason` and `raw_value`; good rows have both null.
+It works on Arrow record batches with the native Kafka source's columns (key, value,
+topic, partition, offset, timestamp, timestampType), whichever source produced them, and
+returns the lake columns (`layout.EVENT_SCHEMA`) plus `event_date` and, for rows the lake
+cannot file, `reject_reason` and `raw_value`; good rows have both null. The Python lake
+sink runs it inside its own tasks (each batch crosses from the JVM to Python once, as it
+must to be written); `parse_events` runs it as a `mapInArrow` step for Spark's own sinks.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BinaryType,
+    DateType,
     IntegerType,
     LongType,
     StringType,
@@ -24,7 +29,8 @@ from pyspark.sql.types import (
 )
 
 from streaming.lake.config import pii_salt
-from streaming.lake.envelope import parse_message
+from streaming.lake.envelope import FIELDS, parse_message
+from streaming.lake.layout import EVENT_SCHEMA
 
 KAFKA_SCHEMA = StructType(
     [
@@ -38,47 +44,93 @@ KAFKA_SCHEMA = StructType(
     ]
 )
 
-PARSED_SCHEMA = StructType(
+_PARSED = pa.struct(
     [
-        StructField("event_id", StringType()),
-        StructField("event_type", StringType()),
-        StructField("schema_version", IntegerType()),
-        StructField("occurred_at_us", LongType()),
-        StructField("producer", StringType()),
-        StructField("key", StringType()),
-        StructField("data", StringType()),
-        StructField("reject_reason", StringType()),
-        StructField("raw_value", StringType()),
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("schema_version", pa.int32()),
+        ("occurred_at_us", pa.int64()),
+        ("producer", pa.string()),
+        ("key", pa.string()),
+        ("data", pa.string()),
+        ("reject_reason", pa.string()),
+        ("raw_value", pa.string()),
     ]
 )
+assert tuple(_PARSED.names) == FIELDS, "envelope.FIELDS and the parsed struct disagree"
+
+LAKE_ROWS = pa.schema(
+    [
+        *EVENT_SCHEMA,
+        ("event_date", pa.date32()),
+        ("reject_reason", pa.string()),
+        ("raw_value", pa.string()),
+    ]
+)
+_SPARK_TYPES = {
+    pa.string(): StringType(),
+    pa.int32(): IntegerType(),
+    pa.int64(): LongType(),
+    pa.date32(): DateType(),
+    EVENT_SCHEMA.field("occurred_at").type: TimestampType(),
+}
+LAKE_ROWS_SPARK = StructType([StructField(f.name, _SPARK_TYPES[f.type]) for f in LAKE_ROWS])
 
 _MICROS_PER_DAY = 86_400 * 1_000_000
 
 
-def parse_events(df: DataFrame, salt: str | None = None) -> DataFrame:
-    """Parse envelopes, hash personal fields in `data`, mark malformed rows as rejects."""
-    parsed = _parse_udf(salt if salt is not None else pii_salt())(F.col("value")).alias("p")
-    rows = df.select("topic", "partition", "offset", "key", parsed)
-    micros = F.col("p.occurred_at_us")
-    return rows.select(
-        F.col("p.event_id").alias("event_id"),
-        F.col("p.event_type").alias("event_type"),
-        F.col("p.schema_version").alias("schema_version"),
-        F.timestamp_micros(micros).alias("occurred_at"),
-        F.col("p.producer").alias("producer"),
-        # The envelope's key is the aggregate id; a reject keeps the Kafka key instead.
-        F.coalesce(F.col("p.key"), F.col("key").cast("string")).alias("key"),
-        F.col("topic"),
-        F.col("partition").cast("int").alias("partition"),
-        F.col("offset").cast("long").alias("offset"),
-        F.col("p.data").alias("data"),
-        # Batch time in a stream, so a replayed batch's rows differ only in this column.
-        F.current_timestamp().alias("ingested_at"),
-        # Day count from epoch micros: the UTC date whatever the session time zone.
-        F.date_from_unix_date(F.floor(micros / _MICROS_PER_DAY).cast("int")).alias("event_date"),
-        F.col("p.reject_reason").alias("reject_reason"),
-        F.col("p.raw_value").alias("raw_value"),
+def lake_rows(kafka: pa.RecordBatch, salt: str, ingested_at: dt.datetime) -> pa.RecordBatch:
+    """Parse envelopes, hash personal fields in `data`, mark malformed rows as rejects.
+
+    `ingested_at` is the batch's time, so a replayed batch's rows differ only in it.
+    """
+    parsed = pa.array(
+        [parse_message(v, salt) for v in kafka.column("value").to_pylist()], type=_PARSED
     )
+    micros = parsed.field("occurred_at_us")
+    # Day count from epoch micros (floored): the UTC date whatever the session time zone.
+    days = pa.array(
+        [None if m is None else m // _MICROS_PER_DAY for m in micros.to_pylist()], pa.int32()
+    )
+    # The envelope's key is the aggregate id; a reject keeps the Kafka key instead.
+    kafka_keys = pa.array(
+        [
+            None if k is None else k.decode("utf-8", "replace")
+            for k in kafka.column("key").to_pylist()
+        ],
+        pa.string(),
+    )
+    columns = {
+        "event_id": parsed.field("event_id"),
+        "event_type": parsed.field("event_type"),
+        "schema_version": parsed.field("schema_version"),
+        "occurred_at": micros.cast(EVENT_SCHEMA.field("occurred_at").type),
+        "producer": parsed.field("producer"),
+        "key": pc.coalesce(parsed.field("key"), kafka_keys),
+        "topic": kafka.column("topic").cast(pa.string()),
+        "partition": kafka.column("partition").cast(pa.int32()),
+        "offset": kafka.column("offset").cast(pa.int64()),
+        "data": parsed.field("data"),
+        "ingested_at": pa.repeat(
+            pa.scalar(ingested_at, EVENT_SCHEMA.field("ingested_at").type), len(parsed)
+        ),
+        "event_date": days.cast(pa.date32()),
+        "reject_reason": parsed.field("reject_reason"),
+        "raw_value": parsed.field("raw_value"),
+    }
+    return pa.RecordBatch.from_arrays(list(columns.values()), schema=LAKE_ROWS)
+
+
+def parse_events(df: DataFrame, salt: str | None = None) -> DataFrame:
+    """`lake_rows` over a DataFrame of Kafka records (Spark's own sinks; tests)."""
+    salt = salt if salt is not None else pii_salt()
+
+    def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        now = dt.datetime.now(dt.UTC)
+        for batch in batches:
+            yield lake_rows(batch, salt, now)
+
+    return df.mapInArrow(parse, LAKE_ROWS_SPARK)
 
 
 def accepted(parsed: DataFrame) -> DataFrame:
@@ -89,30 +141,5 @@ def rejected(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.col("reject_reason").isNotNull())
 
 
-def _parse_udf(salt: str) -> Any:
-    arrow_type = pa.struct(
-        [
-            ("event_id", pa.string()),
-            ("event_type", pa.string()),
-            ("schema_version", pa.int32()),
-            ("occurred_at_us", pa.int64()),
-            ("producer", pa.string()),
-            ("key", pa.string()),
-            ("data", pa.string()),
-            ("reject_reason", pa.string()),
-            ("raw_value", pa.string()),
-        ]
-    )
-
-    # An Arrow UDF: one Python pass per batch of values, no pandas in between.
-    @F.arrow_udf(PARSED_SCHEMA)  # type: ignore[call-overload,misc]
-    def parse(values: pa.Array) -> pa.Array:
-        return pa.array([parse_message(v, salt) for v in values.to_pylist()], type=arrow_type)
-
-    return parse
-
-
 def lake_columns() -> list[Column]:
-    from streaming.lake.layout import EVENT_SCHEMA
-
     return [F.col(name) for name in EVENT_SCHEMA.names]

@@ -1,4 +1,6 @@
-"""The lake sink: a Python streaming writer that writes Parquet to S3 with pyarrow.
+"""The lake sink: a Python streaming writer that parses Kafka records into lake rows
+(`parse.lake_rows`, in its own tasks: the records cross from the JVM to Python once) and
+writes them as Parquet to S3 with pyarrow.
 
 Exactly once = Spark's checkpointed offsets + names that depend only on (query, batch,
 task): a batch replayed after a crash rewrites the same objects. Each task writes its files,
@@ -24,12 +26,17 @@ from pyspark.sql.types import StructType
 from paywall.settings import Settings
 from streaming.lake import layout
 from streaming.lake.config import S3Access
+from streaming.lake.parse import lake_rows
 
 SINK_NAME = "paywall_lake"
 # Spark sets these local properties on every task of a micro-batch; the query id is the
 # one kept in the checkpoint, the same across restarts.
 _BATCH_ID_PROPERTY = "streaming.sql.batchId"
 _QUERY_ID_PROPERTY = "sql.streaming.queryId"
+# The PII hashing salt; Spark redacts option values whose key matches "secret" in plans
+# and logs.
+PII_SALT_OPTION = "pii_salt_secret"
+_KAFKA_ORDER = [("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")]
 
 
 @dataclass
@@ -42,7 +49,8 @@ class TaskFiles(WriterCommitMessage):
 
 
 class LakeSink(DataSource):
-    """Options: bucket, s3_endpoint_url, aws_region, aws_access_key_id, aws_secret_access_key."""
+    """Takes Kafka records (`parse.KAFKA_SCHEMA`). Options: bucket, pii_salt_secret,
+    s3_endpoint_url, aws_region, aws_access_key_id, aws_secret_access_key."""
 
     @classmethod
     def name(cls) -> str:
@@ -70,15 +78,20 @@ class LakeWriter(DataSourceStreamArrowWriter):
             raise RuntimeError(f"{_QUERY_ID_PROPERTY} unset: the lake sink needs a stream")
         partition = ctx.partitionId()
         out = TaskFiles(partition, query_id)
-        batches = list(iterator)
+        now = dt.datetime.now(dt.UTC)
+        salt = self.options[PII_SALT_OPTION]
+        batches = [lake_rows(records, salt, now) for records in iterator]
         table = pa.Table.from_batches(batches) if batches else None
         if table is None or table.num_rows == 0:
             return out
         s3 = s3_filesystem(self.options)
         out.offsets = _offset_ranges(table)
-        good = table.filter(pc.is_null(table["reject_reason"]))
-        bad = table.filter(pc.is_valid(table["reject_reason"]))
-        for (event_type, event_date), rows in _by_type_and_day(good):
+        rejected = pc.is_valid(table["reject_reason"])
+        if pc.any(rejected).as_py():
+            good, bad = table.filter(pc.invert(rejected)), table.filter(rejected)
+        else:  # the usual batch: no copies
+            good, bad = table, table.slice(0, 0)
+        for (event_type, event_date), rows in by_type_and_day(good):
             key = layout.event_file_key(event_type, event_date, query_id, batch_id, partition)
             _write(
                 s3, self.bucket, key, rows.select(layout.EVENT_SCHEMA.names), layout.EVENT_SCHEMA
@@ -94,7 +107,11 @@ class LakeWriter(DataSourceStreamArrowWriter):
         if bad.num_rows:
             key = layout.reject_file_key(query_id, batch_id, partition)
             _write(
-                s3, self.bucket, key, bad.select(layout.REJECT_SCHEMA.names), layout.REJECT_SCHEMA
+                s3,
+                self.bucket,
+                key,
+                bad.sort_by(_KAFKA_ORDER).select(layout.REJECT_SCHEMA.names),
+                layout.REJECT_SCHEMA,
             )
             out.rejects.append({"path": key, "rows": bad.num_rows})
         return out
@@ -179,28 +196,37 @@ def s3_filesystem(options: dict[str, str]) -> fs.S3FileSystem:
 
 
 def _write(s3: fs.S3FileSystem, bucket: str, key: str, rows: pa.Table, schema: pa.Schema) -> int:
-    """One PUT of the whole file (an object appears complete or not at all); returns bytes."""
-    # Sorted by position in Kafka so a rewrite is the same file but for ingested_at.
-    order = [("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")]
+    """One PUT of the whole file (an object appears complete or not at all); returns bytes.
+
+    `rows` come in Kafka order, so a rewrite is the same file but for ingested_at."""
     buffer = pa.BufferOutputStream()
-    pq.write_table(rows.sort_by(order).cast(schema), buffer, compression="zstd")
+    pq.write_table(rows.cast(schema), buffer, compression="zstd")
     body = buffer.getvalue()
     with s3.open_output_stream(f"{bucket}/{key}") as out:
         out.write(body)
     return body.size
 
 
-def _by_type_and_day(table: pa.Table) -> Iterator[tuple[tuple[str, dt.date], pa.Table]]:
+def by_type_and_day(table: pa.Table) -> Iterator[tuple[tuple[str, dt.date], pa.Table]]:
+    """The rows of each event type and day, in Kafka order: one sort, then zero-copy slices."""
     if table.num_rows == 0:
         return
-    groups = table.group_by(["event_type", "event_date"]).aggregate([])
-    for event_type, event_date in sorted(
-        zip(groups["event_type"].to_pylist(), groups["event_date"].to_pylist(), strict=True)
+    keys = [("event_type", "ascending"), ("event_date", "ascending"), *_KAFKA_ORDER]
+    table = table.sort_by(keys)
+    # group_by lists groups in order of first appearance, which in a sorted table is the
+    # sort order: each group is the next `count` rows.
+    groups = table.group_by(["event_type", "event_date"], use_threads=False).aggregate(
+        [("offset", "count")]
+    )
+    start = 0
+    for event_type, event_date, count in zip(
+        groups["event_type"].to_pylist(),
+        groups["event_date"].to_pylist(),
+        groups["offset_count"].to_pylist(),
+        strict=True,
     ):
-        mask = pc.and_(
-            pc.equal(table["event_type"], event_type), pc.equal(table["event_date"], event_date)
-        )
-        yield (event_type, event_date), table.filter(mask)
+        yield (event_type, event_date), table.slice(start, count)
+        start += count
 
 
 def _offset_ranges(table: pa.Table) -> dict[str, dict[str, dict[str, int]]]:
