@@ -1,4 +1,4 @@
-"""One Kafka message → one lake row or one reject, in plain Python (runs inside a UDF).
+"""One Kafka message → one lake row or one reject, in plain Python, in the lake's Python tasks.
 
 Consumers ignore fields they do not know; a message is rejected only when the lake
 cannot file it: not JSON, not an object, or missing what the layout and the warehouse
