@@ -91,7 +91,7 @@ def lake_spark_session(cfg: LakeConfig | None = None) -> SparkSession:
 def start_lake_queries(
     spark: SparkSession, cfg: LakeConfig, available_now: bool
 ) -> list[StreamingQuery]:
-    from streaming.lake.parse import accepted, lake_columns, parse_events, rejected
+    from streaming.lake.parse import RECORD_COLUMNS, accepted, lake_columns, parse_events, rejected
 
     records = read_kafka(spark, cfg)
     if cfg.sink == "python":
@@ -100,7 +100,8 @@ def start_lake_queries(
         spark.dataSource.register(LakeSink)
         # The sink parses the records itself (parse.lake_rows).
         writer = (
-            records.writeStream.format(SINK_NAME)
+            records.select(*RECORD_COLUMNS)
+            .writeStream.format(SINK_NAME)
             .queryName(QUERY_NAME)
             .options(**sink_options(cfg.bucket, cfg.s3))
             .option(PII_SALT_OPTION, cfg.pii_salt)

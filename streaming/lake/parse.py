@@ -44,6 +44,9 @@ KAFKA_SCHEMA = StructType(
     ]
 )
 
+# The columns `lake_rows` reads: the rest of a record need not cross to Python.
+RECORD_COLUMNS = ("key", "value", "topic", "partition", "offset")
+
 _PARSED = pa.struct(
     [
         ("event_id", pa.string()),
@@ -130,7 +133,7 @@ def parse_events(df: DataFrame, salt: str | None = None) -> DataFrame:
         for batch in batches:
             yield lake_rows(batch, salt, now)
 
-    return df.mapInArrow(parse, LAKE_ROWS_SPARK)
+    return df.select(*RECORD_COLUMNS).mapInArrow(parse, LAKE_ROWS_SPARK)
 
 
 def accepted(parsed: DataFrame) -> DataFrame:
