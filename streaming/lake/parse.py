@@ -121,7 +121,7 @@ def lake_rows(kafka: pa.RecordBatch, salt: str, ingested_at: dt.datetime) -> pa.
         "reject_reason": parsed.field("reject_reason"),
         "raw_value": parsed.field("raw_value"),
     }
-    return pa.RecordBatch.from_arrays(list(columns.values()), schema=LAKE_ROWS)
+    return pa.RecordBatch.from_arrays([columns[name] for name in LAKE_ROWS.names], schema=LAKE_ROWS)
 
 
 def parse_events(df: DataFrame, salt: str | None = None) -> DataFrame:
