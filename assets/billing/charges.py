@@ -70,16 +70,19 @@ class Charges:
         if retry:
             invoices = [inv for inv in invoices if self._still_wanted(inv, day, counts)]
 
-        def one(invoice: RowMapping) -> tuple[RowMapping, int, Outcome]:
+        def one(invoice: RowMapping) -> Counts:
             attempt = invoice["attempts"] + 1
-            return invoice, attempt, self._charge(invoice, attempt, day)
+            outcome = self._charge(invoice, attempt, day)
+            # Booked by the thread that charged, at once: the bookings of a day's charges
+            # run side by side rather than one after another once all are made, and a crash
+            # mid-run leaves only the charges in flight for the next run to ask about.
+            own = Counts(charged=1, retried=int(retry))
+            record(self.engine, invoice, attempt, outcome, day, own)
+            return own
 
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            results = list(pool.map(one, invoices))
-        for invoice, attempt, outcome in results:
-            counts.charged += 1
-            counts.retried += int(retry)
-            record(self.engine, invoice, attempt, outcome, day, counts)
+            for own in pool.map(one, invoices):
+                counts.add(own)
 
     def _still_wanted(self, invoice: RowMapping, day: date, counts: Counts) -> bool:
         """A subscription canceled (by its customer) during dunning is not charged again."""

@@ -26,6 +26,12 @@ class Counts:
     def numbers(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
 
+    def add(self, other: Counts) -> None:
+        """Add another's counts and problems to these (a thread's own, when it is done)."""
+        for name, value in other.numbers().items():
+            setattr(self, name, getattr(self, name) + value)
+        self.problems.extend(other.problems)
+
 
 @dataclass(frozen=True)
 class Outcome:
