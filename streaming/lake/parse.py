@@ -44,6 +44,19 @@ KAFKA_SCHEMA = StructType(
     ]
 )
 
+# The same, as Arrow batches carry them.
+KAFKA_ARROW = pa.schema(
+    [
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("timestampType", pa.int32()),
+    ]
+)
+
 # The columns `lake_rows` reads: the rest of a record need not cross to Python.
 RECORD_COLUMNS = ("key", "value", "topic", "partition", "offset")
 

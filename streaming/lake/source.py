@@ -27,24 +27,12 @@ from pyspark.sql.types import StructType
 
 from paywall.kafka_security import KafkaSecurity
 from streaming.lake import kafka_offsets as ko
-from streaming.lake.parse import KAFKA_SCHEMA
+from streaming.lake.parse import KAFKA_ARROW, KAFKA_SCHEMA
 
 SOURCE_NAME = "paywall_kafka"
 # Below this many offsets a range is not split: a task's fixed cost (a Python worker
 # round trip, a consumer, one Parquet file per event type and day) would outweigh it.
 MIN_SPLIT_OFFSETS = 5_000
-
-_ARROW_SCHEMA = pa.schema(
-    [
-        ("key", pa.binary()),
-        ("value", pa.binary()),
-        ("topic", pa.string()),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("timestampType", pa.int32()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -198,7 +186,7 @@ def _to_arrow(messages: list) -> pa.RecordBatch:
         pa.array(stamps, pa.timestamp("us", tz="UTC")),
         pa.array(kinds, pa.int32()),
     ]
-    return pa.RecordBatch.from_arrays(columns, schema=_ARROW_SCHEMA)
+    return pa.RecordBatch.from_arrays(columns, schema=KAFKA_ARROW)
 
 
 def _flatten(offsets: dict) -> dict[tuple[str, int], int]:

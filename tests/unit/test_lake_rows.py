@@ -9,24 +9,12 @@ import json
 import pyarrow as pa
 
 from streaming.lake.layout import EVENT_SCHEMA
-from streaming.lake.parse import LAKE_ROWS, lake_rows
+from streaming.lake.parse import KAFKA_ARROW, LAKE_ROWS, lake_rows
 from streaming.lake.pii import hash_value
 from streaming.lake.sink import by_type_and_day
 
 SALT = "unit-salt"
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
-# What the sources hand the sink (the Python source's batches; Spark's, from the native one).
-KAFKA_ARROW = pa.schema(
-    [
-        ("key", pa.binary()),
-        ("value", pa.binary()),
-        ("topic", pa.string()),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("timestampType", pa.int32()),
-    ]
-)
 
 
 def envelope(event_type: str, occurred_at: str, key: str = "cus_1") -> bytes:
