@@ -49,8 +49,9 @@ class TaskFiles(WriterCommitMessage):
 
 
 class LakeSink(DataSource):
-    """Takes Kafka records (`parse.KAFKA_SCHEMA`). Options: bucket, pii_salt_secret,
-    s3_endpoint_url, aws_region, aws_access_key_id, aws_secret_access_key."""
+    """Takes Kafka records (the columns `parse.RECORD_COLUMNS`, or all of `KAFKA_SCHEMA`).
+    Options: bucket, pii_salt_secret, s3_endpoint_url, aws_region, aws_access_key_id,
+    aws_secret_access_key."""
 
     @classmethod
     def name(cls) -> str:
