@@ -17,34 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    BinaryType,
-    DateType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from streaming.lake.config import pii_salt
 from streaming.lake.envelope import FIELDS, parse_message
 from streaming.lake.layout import EVENT_SCHEMA
 
-KAFKA_SCHEMA = StructType(
-    [
-        StructField("key", BinaryType()),
-        StructField("value", BinaryType()),
-        StructField("topic", StringType()),
-        StructField("partition", IntegerType()),
-        StructField("offset", LongType()),
-        StructField("timestamp", TimestampType()),
-        StructField("timestampType", IntegerType()),
-    ]
-)
-
-# The same, as Arrow batches carry them.
+# Kafka records as the native source's columns, as Arrow batches carry them.
 KAFKA_ARROW = pa.schema(
     [
         ("key", pa.binary()),
@@ -56,6 +35,7 @@ KAFKA_ARROW = pa.schema(
         ("timestampType", pa.int32()),
     ]
 )
+KAFKA_SCHEMA = from_arrow_schema(KAFKA_ARROW)  # the same, as Spark declares it
 
 # The columns `lake_rows` reads: the rest of a record need not cross to Python.
 RECORD_COLUMNS = ("key", "value", "topic", "partition", "offset")
@@ -83,14 +63,7 @@ LAKE_ROWS = pa.schema(
         ("raw_value", pa.string()),
     ]
 )
-_SPARK_TYPES = {
-    pa.string(): StringType(),
-    pa.int32(): IntegerType(),
-    pa.int64(): LongType(),
-    pa.date32(): DateType(),
-    EVENT_SCHEMA.field("occurred_at").type: TimestampType(),
-}
-LAKE_ROWS_SPARK = StructType([StructField(f.name, _SPARK_TYPES[f.type]) for f in LAKE_ROWS])
+LAKE_ROWS_SPARK = from_arrow_schema(LAKE_ROWS)
 
 _MICROS_PER_DAY = 86_400 * 1_000_000
 
