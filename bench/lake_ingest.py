@@ -325,11 +325,11 @@ def main() -> None:
         query = start_lake_queries(spark, cfg, available_now=True)[0]
         query.awaitTermination()
         warm = time.perf_counter() - t0
+        warm_rate = produce_more / warm
         print(
             f"lake job available_now, warm workers: {warm:.2f}s, "
-            f"{produce_more / warm:,.0f} events/s, ratio {produce_more / warm / raw_rate:.3f}x"
+            f"{warm_rate:,.0f} events/s, ratio {warm_rate / raw_rate:.3f}x"
         )
-        warm_rate = produce_more / warm
         warm_steady = steady_rate(query.recentProgress)
         if warm_steady:
             print(
