@@ -65,8 +65,6 @@ LAKE_ROWS = pa.schema(
 )
 LAKE_ROWS_SPARK = from_arrow_schema(LAKE_ROWS)
 
-_MICROS_PER_DAY = 86_400 * 1_000_000
-
 
 def lake_rows(kafka: pa.RecordBatch, salt: str, ingested_at: dt.datetime) -> pa.RecordBatch:
     """Parse envelopes, hash personal fields in `data`, mark malformed rows as rejects.
@@ -76,11 +74,7 @@ def lake_rows(kafka: pa.RecordBatch, salt: str, ingested_at: dt.datetime) -> pa.
     parsed = pa.array(
         [parse_message(v, salt) for v in kafka.column("value").to_pylist()], type=_PARSED
     )
-    micros = parsed.field("occurred_at_us")
-    # Day count from epoch micros (floored): the UTC date whatever the session time zone.
-    days = pa.array(
-        [None if m is None else m // _MICROS_PER_DAY for m in micros.to_pylist()], pa.int32()
-    )
+    occurred_at = parsed.field("occurred_at_us").cast(EVENT_SCHEMA.field("occurred_at").type)
     # The envelope's key is the aggregate id; a reject keeps the Kafka key instead.
     kafka_keys = pa.array(
         [
@@ -93,7 +87,7 @@ def lake_rows(kafka: pa.RecordBatch, salt: str, ingested_at: dt.datetime) -> pa.
         "event_id": parsed.field("event_id"),
         "event_type": parsed.field("event_type"),
         "schema_version": parsed.field("schema_version"),
-        "occurred_at": micros.cast(EVENT_SCHEMA.field("occurred_at").type),
+        "occurred_at": occurred_at,
         "producer": parsed.field("producer"),
         "key": pc.coalesce(parsed.field("key"), kafka_keys),
         "topic": kafka.column("topic").cast(pa.string()),
@@ -103,7 +97,9 @@ def lake_rows(kafka: pa.RecordBatch, salt: str, ingested_at: dt.datetime) -> pa.
         "ingested_at": pa.repeat(
             pa.scalar(ingested_at, EVENT_SCHEMA.field("ingested_at").type), len(parsed)
         ),
-        "event_date": days.cast(pa.date32()),
+        # Arrow floors a UTC timestamp to its day, before 1970 too, whatever the session's
+        # time zone.
+        "event_date": occurred_at.cast(pa.date32()),
         "reject_reason": parsed.field("reject_reason"),
         "raw_value": parsed.field("raw_value"),
     }

@@ -49,13 +49,20 @@ def _hash(salted: Any, value: Any) -> str:
 
 
 def _hash_fields(obj: Any, salted: Any) -> Any:
+    # Scalars outside personal keys are kept as they are without a call each: most of an
+    # event's leaves are such scalars.
     if isinstance(obj, dict):
-        return {
-            k: _hash_all(v, salted) if is_personal_key(k) else _hash_fields(v, salted)
-            for k, v in obj.items()
-        }
+        out = {}
+        for k, v in obj.items():
+            if is_personal_key(k):
+                out[k] = _hash_all(v, salted)
+            elif isinstance(v, (dict, list)):
+                out[k] = _hash_fields(v, salted)
+            else:
+                out[k] = v
+        return out
     if isinstance(obj, list):
-        return [_hash_fields(v, salted) for v in obj]
+        return [_hash_fields(v, salted) if isinstance(v, (dict, list)) else v for v in obj]
     return obj
 
 
