@@ -128,7 +128,8 @@ def create_invoices(conn: Connection, billing_date: date) -> tuple[int, int]:
             "uses AS (INSERT INTO billing.discount_uses (discount_id, period_start, invoice_id) "
             "SELECT discount_id, period_start, id FROM made WHERE discount_id IS NOT NULL "
             "ON CONFLICT DO NOTHING), "
-            f"events AS ({EVENTS}) "
+            f"created AS ({CREATED}), "
+            f"finalized AS ({FINALIZED}) "
             "SELECT count(*) FROM made"
         ),
         {"day": billing_date},
@@ -137,28 +138,33 @@ def create_invoices(conn: Connection, billing_date: date) -> tuple[int, int]:
     return created, staged - created
 
 
-# Each made invoice's lines: the staged JSON, or one line at the plan's price.
+# Each made invoice's lines: the staged JSON's, or (no JSON: the usual renewal) one line at
+# the plan's price, made without building JSON only to read it back.
 LINES = (
     "INSERT INTO billing.invoice_lines (id, invoice_id, position, kind, description, plan_id, "
     "amount, tax_amount, period_start, period_end) SELECT gen_random_uuid(), m.id, l.n, "
     "l.kind, l.description, l.plan_id, l.amount, coalesce(l.tax_amount, 0), m.period_start, "
     f"m.period_end FROM made m JOIN {STAGE} s ON s.subscription_id = m.subscription_id "
-    "AND s.period_start = m.period_start CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset("
-    "coalesce(s.lines, jsonb_build_array(jsonb_build_object('kind', 'subscription', "
-    "'description', s.plan_id, 'plan_id', s.plan_id, 'amount', s.amount)))) AS (kind text, "
-    "description text, plan_id text, amount bigint, tax_amount bigint)) WITH ORDINALITY "
-    "AS l(kind, description, plan_id, amount, tax_amount, n)"
+    "AND s.period_start = m.period_start CROSS JOIN LATERAL (SELECT j.kind, j.description, "
+    "j.plan_id, j.amount, j.tax_amount, j.n FROM ROWS FROM (jsonb_to_recordset(s.lines) AS ("
+    "kind text, description text, plan_id text, amount bigint, tax_amount bigint)) WITH "
+    "ORDINALITY AS j(kind, description, plan_id, amount, tax_amount, n) "
+    "WHERE s.lines IS NOT NULL UNION ALL SELECT 'subscription', s.plan_id, s.plan_id, "
+    "s.amount::bigint, 0::bigint, 1::bigint WHERE s.lines IS NULL) AS l"
 )
 _UTC = """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""
 
 # The envelope streaming/outbox.py writes (streaming/contracts: invoice.created and
-# invoice.finalized, version 2), built set-based: one JSON object per invoice and event.
+# invoice.finalized, version 2), built set-based. invoice.created's rows are built from the
+# made invoices; invoice.finalized's from what that INSERT returned (the same `data`, another
+# event id and type), so each finalized row is inserted after its created row and takes a
+# later `seq` (the relay's order) without a sort, and `data` is built once per invoice.
 # tests/integration/test_billing.py validates what a run writes against the contracts.
-EVENTS = (
+CREATED = (
     "INSERT INTO billing.outbox (id, aggregate_type, aggregate_id, type, payload) "
-    "SELECT e.event_id, 'invoice', e.key, e.type, jsonb_build_object('event_id', e.event_id, "
-    "'event_type', e.type, 'schema_version', 2, 'occurred_at', "
-    f"to_char(now() AT TIME ZONE 'UTC', {_UTC}), "
+    "SELECT e.event_id, 'invoice', e.key, 'invoice.created', jsonb_build_object("
+    "'event_id', e.event_id, 'event_type', 'invoice.created', 'schema_version', 2, "
+    f"'occurred_at', to_char(now() AT TIME ZONE 'UTC', {_UTC}), "
     "'producer', 'billing-service', 'key', e.key, 'data', jsonb_build_object("
     "'invoice_id', e.key, 'customer_id', m.customer_id, 'tenant_id', m.tenant_id, "
     "'subscription_id', m.subscription_id::text, 'kind', m.kind, 'status', m.status, "
@@ -167,7 +173,13 @@ EVENTS = (
     "'tax_inclusive', m.tax_inclusive, "
     f"'period_start', to_char(m.period_start AT TIME ZONE 'UTC', {_UTC}), "
     f"'period_end', to_char(m.period_end AT TIME ZONE 'UTC', {_UTC}))) "
-    "FROM made m CROSS JOIN LATERAL (SELECT gen_random_uuid() AS event_id, m.id::text AS key, "
-    "t.type, t.n FROM (VALUES (1, 'invoice.created'), (2, 'invoice.finalized')) AS t(n, type)) e "
-    "ORDER BY m.id, e.n"
+    "FROM made m CROSS JOIN LATERAL (SELECT gen_random_uuid() AS event_id, m.id::text AS key) e "
+    "RETURNING aggregate_id, payload"
+)
+FINALIZED = (
+    "INSERT INTO billing.outbox (id, aggregate_type, aggregate_id, type, payload) "
+    "SELECT e.event_id, 'invoice', c.aggregate_id, 'invoice.finalized', c.payload || "
+    "jsonb_build_object('event_id', e.event_id, 'event_type', 'invoice.finalized') "
+    "FROM created c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS event_id, "
+    "c.aggregate_id AS key) e"
 )
