@@ -17,7 +17,9 @@ can beat; after each warm run, exactly that run's events in as many batches (iss
 floor: `lake, warm / floor`, target 0.8x, printed per round and as the median of the
 rounds, since one round's ratio moves by a tenth between runs; each round writes a topic
 of its own, as the local broker reads a growing partition more slowly); at the end, the
-first run's events (against the raw read).
+first run's events (against the raw read). Each round also prints the CPU-seconds per
+100,000 events of the lake run and of its floor, per process: Spark's JVM, its Python
+workers, the broker, the S3 server and this process (the driver).
 Also printed, with the stream running on a 1 s trigger: Kafka → lake latency of single
 events, and signup → lake latency (a signup over the HTTP API, its outbox rows relayed to
 Kafka, until its `registration.completed` row is in a committed lake batch).
@@ -40,12 +42,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from bench.cpu import CpuMeter  # noqa: E402
 from bench.fresh_stack import fresh_stack  # noqa: E402
 from paywall.clients import ensure_bucket, kafka_config  # noqa: E402
 from paywall.settings import Settings  # noqa: E402
+from paywall.stack.local import LocalStack  # noqa: E402
 from streaming.lake.config import LakeConfig  # noqa: E402
 
 if TYPE_CHECKING:
@@ -269,8 +274,50 @@ def signup_latency(spark: SparkSession, cfg: LakeConfig, samples: int) -> list[f
     return out
 
 
+def process_pids(root: Path) -> dict[str, int]:
+    """The processes whose CPU a round reads: Spark's JVM, each of its Python worker daemons
+    (one per kind of work: tasks, the data source's planning, the sink's commits), and the
+    stack's broker and S3 server. This process, the driver, is read as its own."""
+    java = [p for p in psutil.Process().children(recursive=True) if p.name() == "java"]
+    assert len(java) == 1, f"expected one Spark JVM, found {len(java)}"
+    daemons = {}
+    for child in java[0].children():
+        try:
+            command = child.cmdline()
+        except psutil.Error:  # a worker that exited (a zombie until the JVM reaps it)
+            continue
+        if "pyspark.daemon" in command:
+            daemons[f"{PY}{command[-1]}"] = child.pid
+    assert daemons, "no Python worker daemon under the JVM (spark.python.use.daemon)"
+    parts = {p.name: p.pid for p in LocalStack(root / "stack").status() if p.pid is not None}
+    return {"spark": java[0].pid, **daemons, "broker": parts["kafka"], "S3": parts["s3"]}
+
+
+PY = "python:"  # the meter's names for Python worker daemons
+
+
+def cpu_line(cpu: dict[str, float], events: int) -> str:
+    """CPU-seconds per 100,000 events: the JVM (without its Python workers), the Python
+    workers, the broker, S3 and the driver."""
+    python = sum(v for k, v in cpu.items() if k.startswith(PY))
+    per = {
+        "JVM": cpu["spark"] - python,
+        "Python workers": python,
+        **{k: v for k, v in cpu.items() if k != "spark" and not k.startswith(PY)},
+    }
+    scale = 100_000 / events
+    parts = ", ".join(f"{k} {v * scale:.2f}" for k, v in per.items())
+    return f"{sum(per.values()) * scale:.2f} ({parts})"
+
+
 def warm_round(
-    spark: SparkSession, cfg: LakeConfig, settings: Settings, topic: str, count: int, tmp: Path
+    spark: SparkSession,
+    cfg: LakeConfig,
+    settings: Settings,
+    topic: str,
+    count: int,
+    tmp: Path,
+    meter: CpuMeter,
 ) -> tuple[float, float, float | None, float | None]:
     """`count` events to a new `topic` through the lake job (Python workers warm), then the
     floor over the same events: (lake events/s, floor events/s, each one's steady state).
@@ -283,10 +330,12 @@ def warm_round(
     raw_rate = raw_rate_of(settings, topic, count)
     print(f"baseline, raw consume of {topic}: {raw_rate:,.0f} msgs/s")
     lake_cfg = dataclasses.replace(cfg, topics=(topic,), checkpoint=str(tmp / f"lake-{topic}"))
+    meter.start()
     t0 = time.perf_counter()
     query = start_lake_queries(spark, lake_cfg, available_now=True)[0]
     query.awaitTermination()
     warm = time.perf_counter() - t0
+    lake_cpu = meter.stop()
     rows = sum(p["numInputRows"] for p in query.recentProgress)
     assert rows == count, f"lake read {rows} of {count}"
     warm_rate = count / warm
@@ -300,13 +349,17 @@ def warm_round(
             f"  steady state (batches after the first): "
             f"{warm_steady:,.0f} events/s, ratio {warm_steady / raw_rate:.3f}x"
         )
+    meter.start()
     floor_secs, floor_rows, floor_progress = read_only(spark, lake_cfg, tmp / f"noop-{topic}")
+    floor_cpu = meter.stop()
     assert floor_rows == count, f"floor read {floor_rows} of {count}"
     floor_rate = floor_rows / floor_secs
     print(
         f"floor, the source alone into Spark's noop sink over the same events: "
         f"{floor_secs:.2f}s, {floor_rate:,.0f} events/s"
     )
+    print(f"CPU-s per 100,000 events, lake:  {cpu_line(lake_cpu, count)}")
+    print(f"CPU-s per 100,000 events, floor: {cpu_line(floor_cpu, count)}")
     return warm_rate, floor_rate, warm_steady, steady_rate(floor_progress)
 
 
@@ -366,9 +419,10 @@ def main() -> None:
         # source into `noop` over exactly that run's events, in as many batches, so that
         # both pay one query start over the same rows (issue 17's floor).
         ratios, steady_ratios = [], []
+        meter = CpuMeter(process_pids(Path(tmp)), own="driver")
         for round_no in range(1, args.rounds + 1):
             warm_rate, floor_rate, warm_steady, floor_steady = warm_round(
-                spark, cfg, settings, f"{topic}.r{round_no}", args.events, Path(tmp)
+                spark, cfg, settings, f"{topic}.r{round_no}", args.events, Path(tmp), meter
             )
             ratios.append(warm_rate / floor_rate)
             print(f"round {round_no}: lake, warm / floor: {ratios[-1]:.2f}x")
