@@ -180,6 +180,7 @@ FINALIZED = (
     "INSERT INTO billing.outbox (id, aggregate_type, aggregate_id, type, payload) "
     "SELECT e.event_id, 'invoice', c.aggregate_id, 'invoice.finalized', c.payload || "
     "jsonb_build_object('event_id', e.event_id, 'event_type', 'invoice.finalized') "
+    # The lateral subquery refers to `c`, so each row gets an event id of its own, used twice.
     "FROM created c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS event_id, "
     "c.aggregate_id AS key) e"
 )
