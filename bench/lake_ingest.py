@@ -274,6 +274,9 @@ def signup_latency(spark: SparkSession, cfg: LakeConfig, samples: int) -> list[f
     return out
 
 
+PY = "python:"  # the meter's names for Python worker daemons
+
+
 def process_pids(root: Path) -> dict[str, int]:
     """The processes whose CPU a round reads: Spark's JVM, each of its Python worker daemons
     (one per kind of work: tasks, the data source's planning, the sink's commits), and the
@@ -291,9 +294,6 @@ def process_pids(root: Path) -> dict[str, int]:
     assert daemons, "no Python worker daemon under the JVM (spark.python.use.daemon)"
     parts = {p.name: p.pid for p in LocalStack(root / "stack").status() if p.pid is not None}
     return {"spark": java[0].pid, **daemons, "broker": parts["kafka"], "S3": parts["s3"]}
-
-
-PY = "python:"  # the meter's names for Python worker daemons
 
 
 def cpu_line(cpu: dict[str, float], events: int) -> str:

@@ -177,15 +177,16 @@ def _to_arrow(messages: list) -> pa.RecordBatch:
         kind, millis = m.timestamp()
         stamps.append(millis * 1000 if millis is not None and millis >= 0 else None)
         kinds.append(kind)
-    columns = [
-        pa.array([m.key() for m in messages], pa.binary()),
-        pa.array([m.value() for m in messages], pa.binary()),
-        pa.array([m.topic() for m in messages], pa.string()),
-        pa.array([m.partition() for m in messages], pa.int32()),
-        pa.array([m.offset() for m in messages], pa.int64()),
-        pa.array(stamps, pa.timestamp("us", tz="UTC")),
-        pa.array(kinds, pa.int32()),
+    values = [
+        [m.key() for m in messages],
+        [m.value() for m in messages],
+        [m.topic() for m in messages],
+        [m.partition() for m in messages],
+        [m.offset() for m in messages],
+        stamps,
+        kinds,
     ]
+    columns = [pa.array(v, f.type) for v, f in zip(values, KAFKA_ARROW, strict=True)]
     return pa.RecordBatch.from_arrays(columns, schema=KAFKA_ARROW)
 
 
