@@ -11,11 +11,14 @@ from sqlalchemy import Engine, RowMapping, text
 
 from assets.billing.dunning import record
 from assets.billing.outcomes import Counts, Outcome
-from assets.billing.paced_payments import PacedPayments
+from assets.billing.paced_payments import Answered, Charge, PacedPayments
 from assets.billing.pacing import Pace, Unpaced
 from paywall.service_client import ServiceClient, ServiceError
 from paywall.shards import Shard
 from streaming import invoice_credit, invoice_events
+
+# The most charges one request carries; a batch waits on Stripe once per charge.
+MAX_BATCH = 20
 
 
 def idempotency_key(invoice_id: uuid.UUID | str, attempt: int) -> str:
@@ -70,18 +73,23 @@ class Charges:
         if retry:
             invoices = [inv for inv in invoices if self._still_wanted(inv, day, counts)]
 
-        def one(invoice: RowMapping) -> Counts:
-            attempt = invoice["attempts"] + 1
-            outcome = self._charge(invoice, attempt, day)
+        def some(group: list[RowMapping]) -> Counts:
+            opened = [self._open(invoice, invoice["attempts"] + 1, day) for invoice in group]
+            outcomes = self._ask(opened)
             # Booked by the thread that charged, at once: the bookings of a day's charges
             # run side by side rather than one after another once all are made, and a crash
             # mid-run leaves only the charges in flight for the next run to ask about.
-            own = Counts(charged=1, retried=int(retry))
-            record(self.engine, invoice, attempt, outcome, day, own)
+            own = Counts()
+            for (invoice, attempt, _), outcome in zip(opened, outcomes, strict=True):
+                mine = Counts(charged=1, retried=int(retry))
+                record(self.engine, invoice, attempt, outcome, day, mine)
+                own.add(mine)
             return own
 
+        size = batch_size(len(invoices), self.concurrency)
+        groups = [invoices[i : i + size] for i in range(0, len(invoices), size)]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            for own in pool.map(one, invoices):
+            for own in pool.map(some, groups):
                 counts.add(own)
 
     def _still_wanted(self, invoice: RowMapping, day: date, counts: Counts) -> bool:
@@ -119,7 +127,8 @@ class Charges:
             )
         return False
 
-    def _charge(self, invoice: RowMapping, attempt: int, day: date) -> Outcome:
+    def _open(self, invoice: RowMapping, attempt: int, day: date) -> tuple[RowMapping, int, str]:
+        """The attempt's row, committed before any call, and the key it is sent under."""
         key = idempotency_key(invoice["id"], attempt)
         with self.engine.begin() as conn:
             opened = conn.execute(
@@ -151,31 +160,60 @@ class Charges:
                 ),
                 {"i": invoice["id"], "a": attempt},
             ).scalar_one()
-        if invoice["amount_due"] == 0:
-            return Outcome("succeeded", payment_id=f"free:{invoice['id']}")
-        body = {
-            "customer_id": invoice["customer_id"],
-            "amount": invoice["amount_due"],
-            "currency": invoice["currency"],
-            "description": f"{invoice['plan_id']} from {invoice['period_start']:%Y-%m-%d}",
-            "metadata": {
-                "invoice_id": str(invoice["id"]),
-                "subscription_id": str(invoice["subscription_id"]),
-                "attempt": str(attempt),
-            },
-        }
-        try:
-            status, answer = self.payments.create(body, key)
-        except (ServiceError, Unpaced) as exc:
-            return Outcome("error", detail=str(exc))
-        if status == 201:
-            return Outcome("succeeded", payment_id=str(answer["id"]))
-        if status == 402:
-            code = answer.get("decline_code") or answer.get("failure_code") or "declined"
-            return Outcome("failed", answer.get("payment_id"), str(code))
-        if status in (404, 422):  # no payment account or method: dunning, the customer can fix it
-            reason = str(answer.get("type", "")).rsplit("/", 1)[-1] or f"http_{status}"
-            return Outcome("failed", None, reason, str(answer.get("detail")))
-        if status in (202, 409):  # still processing / in flight: the next run asks again
-            return Outcome("pending", detail=f"payment service answered {status}")
-        return Outcome("error", detail=f"payment service answered {status}: {answer}")
+        return invoice, attempt, key
+
+    def _ask(self, opened: list[tuple[RowMapping, int, str]]) -> list[Outcome]:
+        """Each opened attempt's outcome: one batch to the payment service for those with
+        something to pay."""
+        outcomes: list[Outcome | None] = [None] * len(opened)
+        charges, slots = [], []
+        for slot, (invoice, attempt, key) in enumerate(opened):
+            if invoice["amount_due"] == 0:
+                outcomes[slot] = Outcome("succeeded", payment_id=f"free:{invoice['id']}")
+                continue
+            body = {
+                "customer_id": invoice["customer_id"],
+                "amount": invoice["amount_due"],
+                "currency": invoice["currency"],
+                "description": f"{invoice['plan_id']} from {invoice['period_start']:%Y-%m-%d}",
+                "metadata": {
+                    "invoice_id": str(invoice["id"]),
+                    "subscription_id": str(invoice["subscription_id"]),
+                    "attempt": str(attempt),
+                },
+            }
+            charges.append(Charge(body, key))
+            slots.append(slot)
+        if charges:
+            try:
+                answers: list[Answered | ServiceError | Unpaced] = list(
+                    self.payments.create(charges)
+                )
+            except Unpaced as exc:
+                answers = [exc] * len(charges)
+            for slot, answer in zip(slots, answers, strict=True):
+                outcomes[slot] = _outcome(answer)
+        return [o for o in outcomes if o is not None]
+
+
+def batch_size(charges: int, concurrency: int) -> int:
+    """Charges per request: enough to spare most requests' cost, few enough that every
+    thread has a batch (a small day) and one request stays short."""
+    return max(1, min(MAX_BATCH, -(-charges // concurrency)))
+
+
+def _outcome(answer: Answered | ServiceError | Unpaced) -> Outcome:
+    if isinstance(answer, ServiceError | Unpaced):
+        return Outcome("error", detail=str(answer))
+    status, body = answer.status, answer.body
+    if status == 201:
+        return Outcome("succeeded", payment_id=str(body["id"]))
+    if status == 402:
+        code = body.get("decline_code") or body.get("failure_code") or "declined"
+        return Outcome("failed", body.get("payment_id"), str(code))
+    if status in (404, 422):  # no payment account or method: dunning, the customer can fix it
+        reason = str(body.get("type", "")).rsplit("/", 1)[-1] or f"http_{status}"
+        return Outcome("failed", None, reason, str(body.get("detail")))
+    if status in (202, 409):  # still processing / in flight: the next run asks again
+        return Outcome("pending", detail=f"payment service answered {status}")
+    return Outcome("error", detail=f"payment service answered {status}: {body}")

@@ -445,6 +445,7 @@ CALLS = [
     ("dagster-run", "subscription", "POST", "/v1/subscriptions/s1/expire"),
     ("dagster-run", "customer", "GET", "/v1/customers/c1"),
     ("dagster-run", "payment", "POST", "/v1/payments"),
+    ("dagster-run", "payment", "POST", "/v1/payment-batches"),
     ("dagster-run", "payment", "GET", "/v1/payments/p1"),
     ("dagster-run", "payment", "POST", "/v1/operations/payment-recovery"),
     ("dagster-run", "billing", "POST", "/v1/operations/invoice-recovery"),
@@ -495,6 +496,7 @@ def test_the_mesh_refuses_what_no_workload_needs(rendered: Objects) -> None:
     # Kong cannot reach billing's internal moves, nor registration a subscription's renewal.
     assert not _allows(policies["subscription"], "kong", "POST", "/v1/subscriptions/s1/renew")
     assert not _allows(policies["subscription"], "kong", "POST", "/v1/subscription-renewals")
+    assert not _allows(policies["payment"], "kong", "POST", "/v1/payment-batches")
     assert not _allows(
         policies["subscription"], "registration", "POST", "/v1/subscription-renewals"
     )

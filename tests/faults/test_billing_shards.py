@@ -105,7 +105,7 @@ def test_a_shard_killed_after_its_charge_is_finished_by_the_close_with_one_charg
     # The fullest shard: at least two of the subscriptions (pigeonhole).
     victim, mine = max(in_shards(subs, SHARDS).items(), key=lambda kv: len(kv[1]))
     assert len(mine) >= 2
-    held = api_proxy.rule("POST", "/v1/payments", delay=600)
+    held = api_proxy.rule("POST", "/v1/payment-batches", delay=600)
 
     pod = shard_pod(MultiPartitionKey({"day": DAY.isoformat(), "shard": str(victim)}))
     # A charge has reached the payment service and been made; its answer is held.

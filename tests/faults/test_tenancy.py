@@ -430,6 +430,10 @@ def fill() -> dict[str, Any]:
         "from_plan_id": "basic-monthly",
         "reason": "period_end",
         "date": date.today().isoformat(),
+        # A charge in a batch (its customer is A's).
+        "amount": 1500,
+        "currency": "usd",
+        "idempotency_key": f"walk-{uuid.uuid4()}",
     }
 
 

@@ -21,7 +21,7 @@ import pytest
 from dagster import DagsterEventType, materialize
 
 from assets.billing.assets import billing_run
-from assets.billing.paced_payments import Backoff, PacedPayments
+from assets.billing.paced_payments import Answered, Backoff, Charge, PacedPayments
 from assets.billing.pacing import Pace, Unpaced
 from paywall import clients
 from paywall.settings import Settings
@@ -176,9 +176,11 @@ def test_a_processor_busy_to_the_last_attempt_leaves_the_charge_for_the_next_run
         pace,
         Backoff(attempts=2, base_seconds=0.05, max_seconds=0.1, rest_seconds=3600),
     )
-    assert run.create(body(regs[0]), keys[0])[0] == 503  # busy to its last attempt
+    [busy] = run.create([Charge(body(regs[0]), keys[0])])
+    assert isinstance(busy, Answered) and busy.status == 503  # busy to its last attempt
     met = stripe_limits()["answered"]["/v1/payment_intents"]
-    assert run.create(body(regs[1]), keys[1])[0] == 503  # the run's next charge rests...
+    [rested] = run.create([Charge(body(regs[1]), keys[1])])
+    assert isinstance(rested, Answered) and rested.status == 503  # the next charge rests...
     assert stripe_limits()["answered"]["/v1/payment_intents"] == met  # ...without asking
     assert stored(keys[0]) == [("pending", None)]  # neither charged nor declined
     assert stored(keys[1]) == []
@@ -186,8 +188,9 @@ def test_a_processor_busy_to_the_last_attempt_leaves_the_charge_for_the_next_run
     stripe_limits(next=0)
     # The next run asks again with the same keys, and each is charged once.
     for reg, key in zip(regs, keys, strict=True):
-        status, answer = PacedPayments(services.payment, pace).create(body(reg), key)
-        assert (status, answer["status"]) == (201, "succeeded")
+        [answer] = PacedPayments(services.payment, pace).create([Charge(body(reg), key)])
+        assert isinstance(answer, Answered)
+        assert (answer.status, answer.body["status"]) == (201, "succeeded")
         [(state, intent_id)] = stored(key)
         assert state == "succeeded"
         [(stripe_customer,)] = sql(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from transactional.common.money import Amount, Currency, PaymentMethodId
 from transactional.common.text import non_blank
@@ -132,6 +132,49 @@ class PaymentCreate(BaseModel):
 
     def fingerprint_fields(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+# A billing run sends its charges in batches of at most this many: one request stays
+# short even when each charge waits on Stripe.
+MAX_BATCH_PAYMENTS = 50
+
+
+class PaymentBatchItem(PaymentCreate):
+    """One charge of a batch: what `POST /v1/payments` takes, with its Idempotency-Key."""
+
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        # The single call's fingerprint: one key asked alone and then in a batch (or the
+        # other way round) is one payment, never "reused with other parameters".
+        return self.model_dump(mode="json", exclude={"idempotency_key"})
+
+
+class PaymentBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payments: list[PaymentBatchItem] = Field(min_length=1, max_length=MAX_BATCH_PAYMENTS)
+
+    @model_validator(mode="after")
+    def _one_each(self) -> PaymentBatch:
+        # Two items with one key would have the second wait on the first's lock.
+        keys = [p.idempotency_key for p in self.payments]
+        if len(set(keys)) != len(keys):
+            raise ValueError("an Idempotency-Key may appear once in a batch")
+        return self
+
+
+class PaymentOutcome(BaseModel):
+    idempotency_key: str
+    status: int = Field(description="What its own `POST /v1/payments` would have answered")
+    body: dict[str, Any] = Field(description="That call's body: the payment, or the problem")
+    retry_after: float | None = Field(
+        None, description="Seconds, when the answer says to retry later (409, 503)"
+    )
+
+
+class PaymentResults(BaseModel):
+    results: list[PaymentOutcome] = Field(description="In the order the batch gave them")
 
 
 class Payment(BaseModel):

@@ -18,13 +18,15 @@ from transactional.common.idempotency import IdempotencyKey
 from transactional.common.pagination import Cursor, Limit, Page
 from transactional.common.problems import PROBLEM_JSON, ProblemModel
 from transactional.common.security import Principal, require
-from transactional.payment import refunds, service
+from transactional.payment import batches, refunds, service
 from transactional.payment.models import (
     Account,
     AccountCreate,
     Payment,
+    PaymentBatch,
     PaymentCreate,
     PaymentMethodAttach,
+    PaymentResults,
     PaymentStatus,
     PendingSweep,
     Refund,
@@ -40,10 +42,13 @@ READ = tenancy.member("payments:read")
 # A customer's own token changes its card, and nothing else of its payments.
 CARD = tenancy.member_any("payments:write", "payment_methods:write")
 OPERATOR = require("operations", "internal")
+# Batches are for the billing run, never through Kong.
+BATCH = tenancy.member("payments:write", "internal")
 Writer = Annotated[Principal, Depends(WRITE)]
 Reader = Annotated[Principal, Depends(READ)]
 CardWriter = Annotated[Principal, Depends(CARD)]
 Operator = Annotated[Principal, Depends(OPERATOR)]
+BatchWriter = Annotated[Principal, Depends(BATCH)]
 Customers = Annotated[CustomerLookup, Depends(customer_lookup.as_service("payment"))]
 
 
@@ -140,6 +145,19 @@ def create_payment(
     body: PaymentCreate, key: IdempotencyKey, principal: Writer, db: Db, stripe: StripeGateway
 ) -> JSONResponse:
     return idempotency.respond(service.create_payment(db, stripe, principal, key, body))
+
+
+@router.post(
+    "/payment-batches",
+    response_model=PaymentResults,
+    summary="Many charges, each made as its own `POST /v1/payments` would make it, under its "
+    "own Idempotency-Key (internal; billing runs)",
+    responses={422: _problem("Invalid body: each item is a payment with its key, keys distinct")},
+)
+def create_payments(
+    body: PaymentBatch, principal: BatchWriter, db: Db, stripe: StripeGateway
+) -> PaymentResults:
+    return batches.create_payments(db, stripe, principal, body)
 
 
 @router.get("/payments", response_model=Page[Payment], summary="The caller's payments")
