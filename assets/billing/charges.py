@@ -7,7 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
-from sqlalchemy import Engine, RowMapping, text
+from sqlalchemy import Connection, Engine, RowMapping, text
 
 from assets.billing.dunning import record
 from assets.billing.outcomes import Counts, Outcome
@@ -74,16 +74,20 @@ class Charges:
             invoices = [inv for inv in invoices if self._still_wanted(inv, day, counts)]
 
         def some(group: list[RowMapping]) -> Counts:
-            opened = [self._open(invoice, invoice["attempts"] + 1, day) for invoice in group]
+            # A batch's attempts are committed together before it is sent, and its outcomes
+            # booked together after: one transaction each, not one per charge.
+            with self.engine.begin() as conn:
+                opened = [self._open(conn, inv, inv["attempts"] + 1, day) for inv in group]
             outcomes = self._ask(opened)
             # Booked by the thread that charged, at once: the bookings of a day's charges
             # run side by side rather than one after another once all are made, and a crash
             # mid-run leaves only the charges in flight for the next run to ask about.
             own = Counts()
-            for (invoice, attempt, _), outcome in zip(opened, outcomes, strict=True):
-                mine = Counts(charged=1, retried=int(retry))
-                record(self.engine, invoice, attempt, outcome, day, mine)
-                own.add(mine)
+            with self.engine.begin() as conn:
+                for (invoice, attempt, _), outcome in zip(opened, outcomes, strict=True):
+                    mine = Counts(charged=1, retried=int(retry))
+                    record(conn, invoice, attempt, outcome, day, mine)
+                    own.add(mine)
             return own
 
         size = batch_size(len(invoices), self.concurrency)
@@ -127,39 +131,40 @@ class Charges:
             )
         return False
 
-    def _open(self, invoice: RowMapping, attempt: int, day: date) -> tuple[RowMapping, int, str]:
-        """The attempt's row, committed before any call, and the key it is sent under."""
+    def _open(
+        self, conn: Connection, invoice: RowMapping, attempt: int, day: date
+    ) -> tuple[RowMapping, int, str]:
+        """The attempt's row, to be committed before any call, and the key it is sent under."""
         key = idempotency_key(invoice["id"], attempt)
-        with self.engine.begin() as conn:
-            opened = conn.execute(
-                text(
-                    "INSERT INTO billing.attempts (invoice_id, attempt, attempted_on, "
-                    "idempotency_key) VALUES (:i, :a, :d, :k) ON CONFLICT DO NOTHING "
-                    "RETURNING attempt"
-                ),
-                {"i": invoice["id"], "a": attempt, "d": day, "k": key},
-            ).first()
-            # The customer's credit is taken when an attempt is first opened, so an attempt
-            # asked again (a re-run) sends the amount it was first sent with.
-            if opened is not None:
-                invoice = invoice_credit.apply(conn, invoice)
-            else:
-                invoice = (
-                    conn.execute(
-                        text("SELECT * FROM billing.invoices WHERE id = :i"), {"i": invoice["id"]}
-                    )
-                    .mappings()
-                    .one()
+        opened = conn.execute(
+            text(
+                "INSERT INTO billing.attempts (invoice_id, attempt, attempted_on, "
+                "idempotency_key) VALUES (:i, :a, :d, :k) ON CONFLICT DO NOTHING "
+                "RETURNING attempt"
+            ),
+            {"i": invoice["id"], "a": attempt, "d": day, "k": key},
+        ).first()
+        # The customer's credit is taken when an attempt is first opened, so an attempt
+        # asked again (a re-run) sends the amount it was first sent with.
+        if opened is not None:
+            invoice = invoice_credit.apply(conn, invoice)
+        else:
+            invoice = (
+                conn.execute(
+                    text("SELECT * FROM billing.invoices WHERE id = :i"), {"i": invoice["id"]}
                 )
-            # The attempt may have been opened first by the billing service (an operator's
-            # "pay now"): its key, whoever wrote it, is the one key this attempt is sent under.
-            key = conn.execute(
-                text(
-                    "SELECT idempotency_key FROM billing.attempts "
-                    "WHERE invoice_id = :i AND attempt = :a"
-                ),
-                {"i": invoice["id"], "a": attempt},
-            ).scalar_one()
+                .mappings()
+                .one()
+            )
+        # The attempt may have been opened first by the billing service (an operator's
+        # "pay now"): its key, whoever wrote it, is the one key this attempt is sent under.
+        key = conn.execute(
+            text(
+                "SELECT idempotency_key FROM billing.attempts "
+                "WHERE invoice_id = :i AND attempt = :a"
+            ),
+            {"i": invoice["id"], "a": attempt},
+        ).scalar_one()
         return invoice, attempt, key
 
     def _ask(self, opened: list[tuple[RowMapping, int, str]]) -> list[Outcome]:

@@ -8,7 +8,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, text
+from sqlalchemy import Connection, RowMapping, text
 
 from assets.billing.outcomes import Counts, Outcome
 from streaming import invoice_events
@@ -26,7 +26,12 @@ def next_retry(first_failed_on: date, failures: int) -> date | None:
 
 
 def record(
-    engine: Engine, invoice: RowMapping, attempt: int, outcome: Outcome, day: date, counts: Counts
+    conn: Connection,
+    invoice: RowMapping,
+    attempt: int,
+    outcome: Outcome,
+    day: date,
+    counts: Counts,
 ) -> None:
     if outcome.kind in ("pending", "error"):
         counts.pending += outcome.kind == "pending"
@@ -34,30 +39,29 @@ def record(
         if outcome.kind == "error":
             counts.problems.append(f"invoice {invoice['id']}: {outcome.detail}")
         return
-    with engine.begin() as conn:
-        current: int = conn.execute(
-            text("SELECT attempts FROM billing.invoices WHERE id = :i FOR UPDATE"),
-            {"i": invoice["id"]},
-        ).scalar_one()
-        if current >= attempt:
-            return  # a concurrent run recorded this attempt already
-        conn.execute(
-            text(
-                "UPDATE billing.attempts SET status = :s, payment_id = :p, decline_code = :c, "
-                "finished_at = now() WHERE invoice_id = :i AND attempt = :a"
-            ),
-            {
-                "s": outcome.kind,
-                "p": outcome.payment_id,
-                "c": outcome.decline_code,
-                "i": invoice["id"],
-                "a": attempt,
-            },
-        )
-        if outcome.kind == "succeeded":
-            _paid(conn, invoice, attempt, outcome, day, counts)
-        else:
-            _failed(conn, invoice, attempt, outcome, day, counts)
+    current: int = conn.execute(
+        text("SELECT attempts FROM billing.invoices WHERE id = :i FOR UPDATE"),
+        {"i": invoice["id"]},
+    ).scalar_one()
+    if current >= attempt:
+        return  # a concurrent run recorded this attempt already
+    conn.execute(
+        text(
+            "UPDATE billing.attempts SET status = :s, payment_id = :p, decline_code = :c, "
+            "finished_at = now() WHERE invoice_id = :i AND attempt = :a"
+        ),
+        {
+            "s": outcome.kind,
+            "p": outcome.payment_id,
+            "c": outcome.decline_code,
+            "i": invoice["id"],
+            "a": attempt,
+        },
+    )
+    if outcome.kind == "succeeded":
+        _paid(conn, invoice, attempt, outcome, day, counts)
+    else:
+        _failed(conn, invoice, attempt, outcome, day, counts)
 
 
 def _paid(
