@@ -124,8 +124,11 @@ def test_billing_report_shows_its_chart_and_amounts(
     page.goto(f"{webserver}/assets/billing_report?view=events&partition={DAY.isoformat()}")
     page.get_by_text(f"Partition {DAY.isoformat()} materialized").wait_for(timeout=60_000)
     # The amounts: a Markdown table in the metadata, rendered as an HTML table.
-    amounts = table_headed(page, "outstanding_past_due")
-    assert amounts.locator("td").all_inner_texts()[:3] == ["USD", "47.00", "38.00"]
+    amounts = table_headed(page, "outstanding_past_due").locator("td")
+    # The metadata renders after the event line, later on a loaded machine: all_inner_texts
+    # reads what is there now, so wait for the cells first.
+    amounts.nth(2).wait_for(timeout=30_000)
+    assert amounts.all_inner_texts()[:3] == ["USD", "47.00", "38.00"]
     months = table_headed(page, "reactivation")
     assert "2026-10" in months.inner_text() and "68.00" in months.inner_text()
     assert page.get_by_text("mrr-2026-10-26.png").is_visible()  # mrr_chart_file
