@@ -82,7 +82,7 @@ def test_a_lost_batch_answer_is_asked_again_and_charges_each_invoice_once(
     resources: dict[str, Any],  # noqa: F811
     api_proxy: FaultProxy,
 ) -> None:
-    day = date(2027, 2, 3)
+    day = date(2019, 4, 2)
     subs = due_on(api, token, day, 3)
     lost = api_proxy.rule("POST", paced_payments.BATCHES, drop=1)
 
@@ -99,7 +99,7 @@ def test_every_answer_lost_leaves_the_charges_pending_for_the_next_run(
     resources: dict[str, Any],  # noqa: F811
     api_proxy: FaultProxy,
 ) -> None:
-    day = date(2027, 2, 10)
+    day = date(2019, 5, 7)
     subs = due_on(api, token, day, 3)
     lost = api_proxy.rule("POST", paced_payments.BATCHES, drop=1000)
 
@@ -125,7 +125,7 @@ def test_a_payment_service_without_batches_declines_nothing(
     resources: dict[str, Any],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    day = date(2027, 2, 17)
+    day = date(2019, 6, 11)
     subs = due_on(api, token, day, 2)
     monkeypatch.setattr(paced_payments, "BATCHES", "/v1/payment-batches-not-yet-deployed")
     first = billing(resources["database"], resources["services"]).run(day)
