@@ -180,7 +180,9 @@ class _Batch:
         self.waiting = [i for i in slots if _busy(self._answers[i])]
 
     def answers(self) -> list[Answered | ServiceError]:
-        return [a if a is not None else Answered(503, {}) for a in self._answers]
+        answered = [a for a in self._answers if a is not None]
+        assert len(answered) == len(self._answers), "every charge is sent on the first attempt"
+        return answered
 
 
 def _busy(answer: Answered | ServiceError | None) -> bool:
