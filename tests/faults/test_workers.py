@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,10 +20,11 @@ MOST_REQUESTS = 2000
 
 
 def _samples(url: str, name: str) -> list[tuple[dict[str, str], float]]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    response = httpx.get(f"{url}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
     return [
         (sample.labels, sample.value)
-        for family in text_string_to_metric_families(text)
+        for family in text_string_to_metric_families(response.text)
         for sample in family.samples
         if sample.name == name
     ]
@@ -75,3 +77,17 @@ def test_two_workers_share_the_requests_and_metrics_sum_over_both(
 
 def _answering(workers: dict[int, float]) -> dict[int, float]:
     return {pid: n for pid, n in workers.items() if n > 0}
+
+
+def test_a_metrics_file_not_yet_sized_does_not_fail_the_scrape(
+    served_api: Callable[..., ServedApi], tmp_path: Path
+) -> None:
+    # A starting worker creates its file and sizes it after: a scrape in between, or a
+    # worker killed in between, met a file of 0 bytes and every scrape answered 500.
+    served = served_api("--workers", "2", TMPDIR=str(tmp_path))
+    (directory,) = tmp_path.glob("paywall-metrics-*")  # where `serve` put the workers' files
+    before = _healthz_total(served.url)
+    (directory / "counter_4194304.db").touch()  # named for a pid the kernel never hands out
+
+    assert httpx.get(f"{served.url}/healthz", timeout=10).status_code == 200
+    assert _healthz_total(served.url) == before + 1

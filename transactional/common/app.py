@@ -18,7 +18,6 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    multiprocess,
 )
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +26,7 @@ from paywall.logs import get_logger, request_id
 from paywall.settings import get_settings
 from transactional.common import api_document, docs_pages, errors, problems
 from transactional.common.errors import DomainError
+from transactional.common.worker_metrics import WorkerFiles
 
 REQUESTS = Counter(
     "paywall_http_requests_total",
@@ -130,7 +130,7 @@ def _registry() -> CollectorRegistry:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return REGISTRY
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    WorkerFiles(registry, os.environ["PROMETHEUS_MULTIPROC_DIR"])
     return registry
 
 
