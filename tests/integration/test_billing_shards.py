@@ -9,6 +9,7 @@ Each test bills a day of its own, which no other test bills.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,7 +74,10 @@ def in_shards(subs: list[str], count: int) -> dict[int, set[str]]:
 
 
 def test_python_and_sql_put_a_subscription_in_the_same_shard(api: Api) -> None:
-    ids = [str(uuid.uuid4()) for _ in range(200)]
+    # Seeded, so the evenness bound is checked on the same ids every run: with 200 fresh
+    # random ids a shard of 7 fell below half its share about once in a hundred runs.
+    draw = random.Random(7)
+    ids = [str(uuid.UUID(int=draw.getrandbits(128), version=4)) for _ in range(2000)]
     for count in (1, 2, 4, 7):
         by_sql = sql(
             api,
