@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "paywall-lake"
+
+# How long a stop waits for the running batch to commit: inside the pod's default grace
+# period of 30 s. A batch stopped mid-way is safe (it runs again from the checkpoint), but
+# it writes its files and manifest again, so a routine restart should not cut one.
+STOP_GRACE_SECONDS = 20.0
 
 
 def run_lake_stream(
@@ -193,11 +199,19 @@ def _await(queries: list[StreamingQuery], stop_on_signal: bool) -> None:
     except KeyboardInterrupt:
         stopping.append(signal.SIGINT)
     if stopping:
-        # Stopping mid-batch is safe: the batch is replayed from the checkpoint.
         log.info("lake stream stopping on signal %s", stopping[0])
         for q in queries:
+            _between_batches(q, STOP_GRACE_SECONDS)
             q.stop()
         return
     for q in queries:
         if q.exception() is not None:
             raise RuntimeError(f"lake query {q.name} failed: {q.exception()}")
+
+
+def _between_batches(query: StreamingQuery, grace: float) -> None:
+    """Wait until `query` is not in a trigger (up to `grace` seconds): Spark writes a
+    batch's commit log before it ends the trigger, so a stop then cuts no batch."""
+    deadline = time.monotonic() + grace
+    while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
+        time.sleep(0.05)
