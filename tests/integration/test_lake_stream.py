@@ -334,3 +334,38 @@ def test_a_restarted_stream_resumes_from_its_checkpoint(
     after = [m for m in lake.manifests() if json.dumps(m, sort_keys=True) not in before]
     assert sum(m["rows"] for m in after) == len(more)  # the restart read only the new ones
     assert len({m["query_id"] for m in lake.manifests()}) == 1  # one query, resumed
+
+
+def test_sigterm_mid_batch_lets_the_batch_commit_before_the_stream_stops(
+    lake: Lake, local_stack: LocalStack, tmp_path: Path
+) -> None:
+    """A pod stopped while a batch runs: the stream finishes and commits that batch before
+    it exits, so the next pod has nothing to write again (a cut batch is replayed, and
+    rewrites its files and manifest)."""
+    produced = lake.produce(20_000, hours_apart=0)  # one batch that takes a while
+    env = {**os.environ, STATE_DIR_ENV: str(local_stack.root), "LAKE_BUCKET": lake.bucket}
+    argv = [str(REPO / ".venv" / "bin" / "paywall"), "stream", "lake"]
+    argv += ["--topics", lake.topic, "--checkpoint", str(lake.checkpoint)]
+    # Spark writes a batch's offsets when it starts it and its commit when it has ended it.
+    started, committed = lake.checkpoint / "offsets" / "0", lake.checkpoint / "commits" / "0"
+    log = tmp_path / "stream.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not started.exists():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the stream started no batch in 180 s"
+            time.sleep(0.02)
+        assert not committed.exists(), "the batch ended before it could be caught mid-way"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert committed.exists(), "the stop cut the running batch"
+    assert_exact(lake, produced)
