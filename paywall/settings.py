@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     lake_sink: Literal["python", "parquet"] = Field("python", alias="LAKE_SINK")
     lake_max_offsets_per_trigger: int = Field(50_000, alias="LAKE_MAX_OFFSETS_PER_TRIGGER", ge=1)
     lake_trigger_seconds: float = Field(5.0, alias="LAKE_TRIGGER_SECONDS", gt=0)
+    # How long a stopping stream waits for its running batch to commit: inside the pod's
+    # grace period (30 s by default). A batch cut short is replayed, and writes its files
+    # and manifest again.
+    lake_stop_grace_seconds: float = Field(20.0, alias="LAKE_STOP_GRACE_SECONDS", ge=0)
     # Tasks per micro-batch at least; above the partition count, large Kafka ranges are split.
     # 1 (a task per partition, as the native source) is faster on the local broker, which
     # serves concurrent readers slowly (bench/lake_ingest.py: 4 → 1 took

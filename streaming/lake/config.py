@@ -51,6 +51,7 @@ class LakeConfig:
     pii_salt: str
     max_offsets_per_trigger: int = 50_000
     trigger_seconds: float = 5.0
+    stop_grace_seconds: float = 20.0
     min_partitions: int = 1
     source: SourceKind = "python"
     sink: SinkKind = "python"
@@ -84,6 +85,7 @@ def lake_config(
         pii_salt=pii_salt(settings),
         max_offsets_per_trigger=max_offsets_per_trigger or settings.lake_max_offsets_per_trigger,
         trigger_seconds=settings.lake_trigger_seconds,
+        stop_grace_seconds=settings.lake_stop_grace_seconds,
         min_partitions=settings.lake_min_partitions,
         source=settings.lake_source,
         sink=settings.lake_sink,

@@ -28,11 +28,6 @@ log = logging.getLogger(__name__)
 
 QUERY_NAME = "paywall-lake"
 
-# How long a stop waits for the running batch to commit: inside the pod's default grace
-# period of 30 s. A batch stopped mid-way is safe (it runs again from the checkpoint), but
-# it writes its files and manifest again, so a routine restart should not cut one.
-STOP_GRACE_SECONDS = 20.0
-
 
 def run_lake_stream(
     settings: Settings,
@@ -61,7 +56,7 @@ def run_lake_stream(
     spark = lake_spark_session(cfg)
     try:
         queries = start_lake_queries(spark, cfg, available_now)
-        _await(queries, stop_on_signal=not available_now)
+        _await(queries, stop_on_signal=not available_now, grace=cfg.stop_grace_seconds)
     finally:
         if owned:
             spark.stop()
@@ -182,7 +177,7 @@ def _s3a_conf(cfg: LakeConfig) -> dict[str, str]:
     return conf
 
 
-def _await(queries: list[StreamingQuery], stop_on_signal: bool) -> None:
+def _await(queries: list[StreamingQuery], stop_on_signal: bool, grace: float) -> None:
     stopping: list[int] = []
     if stop_on_signal:
 
@@ -201,7 +196,7 @@ def _await(queries: list[StreamingQuery], stop_on_signal: bool) -> None:
     if stopping:
         log.info("lake stream stopping on signal %s", stopping[0])
         for q in queries:
-            _between_batches(q, STOP_GRACE_SECONDS)
+            _between_batches(q, grace)
             q.stop()
         return
     for q in queries:

@@ -342,8 +342,14 @@ def test_sigterm_mid_batch_lets_the_batch_commit_before_the_stream_stops(
     """A pod stopped while a batch runs: the stream finishes and commits that batch before
     it exits, so the next pod has nothing to write again (a cut batch is replayed, and
     rewrites its files and manifest)."""
-    produced = lake.produce(20_000, hours_apart=0)  # one batch that takes a while
-    env = {**os.environ, STATE_DIR_ENV: str(local_stack.root), "LAKE_BUCKET": lake.bucket}
+    produced = lake.produce(5_000, hours_apart=0)  # one batch, seconds long on a cold start
+    env = {
+        **os.environ,
+        STATE_DIR_ENV: str(local_stack.root),
+        "LAKE_BUCKET": lake.bucket,
+        # Longer than any first batch on a slow machine: the default 20 s is a pod's budget.
+        "LAKE_STOP_GRACE_SECONDS": "150",
+    }
     argv = [str(REPO / ".venv" / "bin" / "paywall"), "stream", "lake"]
     argv += ["--topics", lake.topic, "--checkpoint", str(lake.checkpoint)]
     # Spark writes a batch's offsets when it starts it and its commit when it has ended it.
@@ -362,7 +368,7 @@ def test_sigterm_mid_batch_lets_the_batch_commit_before_the_stream_stops(
             time.sleep(0.02)
         assert not committed.exists(), "the batch ended before it could be caught mid-way"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
+        assert proc.wait(timeout=200) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
