@@ -62,13 +62,15 @@ class Lake:
             max_offsets_per_trigger=max_offsets,
         )
 
-    def start_job(self, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-        """`paywall stream lake --available-now` on this topic and checkpoint, in a session of
-        its own (killing its group takes Spark's JVM too), its output in `log`."""
+    def start_job(
+        self, env: dict[str, str], log: Path, available_now: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """`paywall stream lake [--available-now]` on this topic and checkpoint, in a session
+        of its own (killing its group takes Spark's JVM too), its output in `log`."""
         argv = [
             str(REPO / ".venv" / "bin" / "paywall"),
-            *("stream", "lake", "--available-now", "--topics", self.topic),
-            *("--checkpoint", str(self.checkpoint)),
+            *("stream", "lake", *(["--available-now"] if available_now else [])),
+            *("--topics", self.topic, "--checkpoint", str(self.checkpoint)),
         ]
         with log.open("wb") as out:
             return subprocess.Popen(
@@ -302,15 +304,9 @@ def test_a_restarted_stream_resumes_from_its_checkpoint(
         "LAKE_BUCKET": lake.bucket,
         "LAKE_TRIGGER_SECONDS": "0.5",
     }
-    argv = [str(REPO / ".venv" / "bin" / "paywall"), "stream", "lake"]
-    argv += ["--topics", lake.topic, "--checkpoint", str(lake.checkpoint)]
 
     def run_until_in_lake(expected: list[str], log: Path) -> None:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        proc = lake.start_job(env, log, available_now=False)
         try:
             deadline = time.monotonic() + 180
             # Until committed: a batch's manifest is written after its files.
@@ -350,16 +346,10 @@ def test_sigterm_mid_batch_lets_the_batch_commit_before_the_stream_stops(
         # Longer than any first batch on a slow machine: the default 20 s is a pod's budget.
         "LAKE_STOP_GRACE_SECONDS": "150",
     }
-    argv = [str(REPO / ".venv" / "bin" / "paywall"), "stream", "lake"]
-    argv += ["--topics", lake.topic, "--checkpoint", str(lake.checkpoint)]
     # Spark writes a batch's offsets when it starts it and its commit when it has ended it.
     started, committed = lake.checkpoint / "offsets" / "0", lake.checkpoint / "commits" / "0"
     log = tmp_path / "stream.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    proc = lake.start_job(env, log, available_now=False)
     try:
         deadline = time.monotonic() + 180
         while not started.exists():
