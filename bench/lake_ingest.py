@@ -124,8 +124,8 @@ class Manifests:
     def __init__(self, cfg: LakeConfig) -> None:
         from pyarrow.fs import FileSelector
 
+        from streaming.lake.bucket import s3_filesystem, sink_options
         from streaming.lake.layout import MANIFESTS_PREFIX
-        from streaming.lake.sink import s3_filesystem, sink_options
 
         self.s3 = s3_filesystem(sink_options(cfg.bucket, cfg.s3))
         self.selector = FileSelector(

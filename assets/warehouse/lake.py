@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyarrow import fs
 
 from paywall.clients import s3_client
 from paywall.settings import Settings
+from streaming.lake.config import lake_filesystem
 from streaming.lake.layout import EVENT_SCHEMA, EVENTS_PREFIX
 
 _KEY = re.compile(
@@ -100,21 +100,6 @@ def list_lake_partitions(settings: Settings) -> list[LakePartition]:
 
 def partition_files(settings: Settings, partition: LakePartition) -> list[LakeFile]:
     return list_lake_files(settings, partition.prefix)
-
-
-def lake_filesystem(settings: Settings) -> fs.S3FileSystem:
-    """pyarrow's S3 client for the lake, pointed at the local S3 server when one is set."""
-    kwargs: dict[str, Any] = {"region": settings.aws_region}
-    endpoint = settings.s3_endpoint_url
-    if endpoint:
-        scheme, _, rest = endpoint.partition("://")
-        kwargs["endpoint_override"] = rest.rstrip("/") if rest else scheme
-        kwargs["scheme"] = scheme if rest else "https"
-    if settings.aws_access_key_id:
-        secret = settings.aws_secret_access_key
-        kwargs["access_key"] = settings.aws_access_key_id
-        kwargs["secret_key"] = secret.get_secret_value() if secret else ""
-    return fs.S3FileSystem(**kwargs)
 
 
 def read_files(settings: Settings, files: list[LakeFile]) -> pa.Table:

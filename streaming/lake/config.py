@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from paywall.errors import ConfigError
 from paywall.kafka_security import KafkaSecurity
 from paywall.settings import Settings, get_settings, state_dir
+from streaming.lake.bucket import s3_filesystem, sink_options
 from streaming.topics import EVENT_TOPICS
+
+if TYPE_CHECKING:
+    from pyarrow import fs
 
 SourceKind = Literal["python", "kafka"]
 SinkKind = Literal["python", "parquet"]
@@ -39,6 +43,11 @@ class S3Access:
             settings.aws_access_key_id,
             secret.get_secret_value() if secret else None,
         )
+
+
+def lake_filesystem(settings: Settings) -> fs.S3FileSystem:
+    """The lake bucket's filesystem as the sink sees it (readers, the warehouse load, tests)."""
+    return s3_filesystem(sink_options(settings.lake_bucket, S3Access.from_settings(settings)))
 
 
 @dataclass(frozen=True)

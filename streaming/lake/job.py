@@ -96,7 +96,8 @@ def start_lake_queries(
 
     records = read_kafka(spark, cfg)
     if cfg.sink == "python":
-        from streaming.lake.sink import PII_SALT_OPTION, SINK_NAME, LakeSink, sink_options
+        from streaming.lake.bucket import sink_options
+        from streaming.lake.sink import PII_SALT_OPTION, SINK_NAME, LakeSink
 
         spark.dataSource.register(LakeSink)
         # The sink parses the records itself (parse.lake_rows).

@@ -19,7 +19,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from streaming.lake.config import pii_salt
 from streaming.lake.envelope import FIELDS, parse_message
 from streaming.lake.layout import EVENT_SCHEMA
 
@@ -106,9 +105,8 @@ def lake_rows(kafka: pa.RecordBatch, salt: str, ingested_at: dt.datetime) -> pa.
     return pa.RecordBatch.from_arrays([columns[name] for name in LAKE_ROWS.names], schema=LAKE_ROWS)
 
 
-def parse_events(df: DataFrame, salt: str | None = None) -> DataFrame:
+def parse_events(df: DataFrame, salt: str) -> DataFrame:
     """`lake_rows` over a DataFrame of Kafka records (Spark's own sinks; tests)."""
-    salt = salt if salt is not None else pii_salt()
 
     def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         now = dt.datetime.now(dt.UTC)

@@ -23,9 +23,8 @@ from pyarrow import fs
 from pyspark.sql.datasource import DataSource, DataSourceStreamArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
-from paywall.settings import Settings
 from streaming.lake import layout
-from streaming.lake.config import S3Access
+from streaming.lake.bucket import s3_filesystem
 from streaming.lake.parse import lake_rows
 
 SINK_NAME = "paywall_lake"
@@ -164,36 +163,6 @@ def build_manifest(bucket: str, batch_id: int, tasks: list[TaskFiles]) -> dict[s
         "rejects": [{**f, "url": f"s3://{bucket}/{f['path']}"} for f in rejects],
         "offsets": offsets,
     }
-
-
-def sink_options(bucket: str, s3: S3Access) -> dict[str, str]:
-    """The sink's options: the bucket and how to reach S3 (unset = default AWS chain)."""
-    options = {"bucket": bucket, "aws_region": s3.region}
-    if s3.endpoint_url:
-        options["s3_endpoint_url"] = s3.endpoint_url
-    if s3.access_key_id:
-        options["aws_access_key_id"] = s3.access_key_id
-        # Spark redacts option values whose key matches "secret" in plans and logs.
-        options["aws_secret_access_key"] = s3.secret_access_key or ""
-    return options
-
-
-def lake_filesystem(settings: Settings) -> fs.S3FileSystem:
-    """The lake bucket's filesystem as the sink sees it (for readers, tests, the bench)."""
-    return s3_filesystem(sink_options(settings.lake_bucket, S3Access.from_settings(settings)))
-
-
-def s3_filesystem(options: dict[str, str]) -> fs.S3FileSystem:
-    kwargs: dict[str, Any] = {"region": options.get("aws_region") or "us-east-1"}
-    endpoint = options.get("s3_endpoint_url")
-    if endpoint:
-        scheme, _, rest = endpoint.partition("://")
-        kwargs["endpoint_override"] = rest.rstrip("/") if rest else scheme
-        kwargs["scheme"] = scheme if rest else "https"
-    if options.get("aws_access_key_id"):
-        kwargs["access_key"] = options["aws_access_key_id"]
-        kwargs["secret_key"] = options.get("aws_secret_access_key", "")
-    return fs.S3FileSystem(**kwargs)
 
 
 def _write(s3: fs.S3FileSystem, bucket: str, key: str, rows: pa.Table, schema: pa.Schema) -> int:

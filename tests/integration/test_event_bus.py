@@ -68,8 +68,8 @@ def lake_registrations(api: Api, tmp_path: Path, start: str) -> Counter[str]:
     import pyarrow.dataset as ds
 
     from paywall.clients import ensure_bucket
+    from streaming.lake.config import lake_filesystem
     from streaming.lake.job import run_lake_stream
-    from streaming.lake.sink import lake_filesystem
 
     settings = api.settings.model_copy(update={"lake_bucket": f"lake-{uuid.uuid4().hex[:8]}"})
     ensure_bucket(settings, settings.lake_bucket)

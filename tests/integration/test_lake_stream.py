@@ -114,7 +114,7 @@ class Lake:
         return ids
 
     def s3(self) -> Any:
-        from streaming.lake.sink import lake_filesystem
+        from streaming.lake.config import lake_filesystem
 
         return lake_filesystem(self.settings)
 

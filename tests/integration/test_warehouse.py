@@ -51,11 +51,11 @@ from assets.warehouse import (
     load_partition,
     partitions_to_load,
 )
-from assets.warehouse.lake import lake_filesystem
 from paywall.clients import ensure_bucket, s3_client
 from paywall.settings import Settings
 from streaming import contracts
 from streaming.lake import layout
+from streaming.lake.config import lake_filesystem
 
 pytestmark = pytest.mark.integration
 
