@@ -66,8 +66,7 @@ def lake_spark_session(cfg: LakeConfig | None = None) -> SparkSession:
     """A small local session (2 cores, UI off, UTC), or the cluster's when spark-submitted."""
     from pyspark.sql import SparkSession
 
-    # Python workers must be this interpreter (with pyarrow, confluent-kafka, this repo).
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    _worker_python()
     builder = SparkSession.builder.appName(QUERY_NAME)
     if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # spark-submit chose the master already
         builder = builder.master(get_settings().spark_master)
@@ -87,6 +86,18 @@ def lake_spark_session(cfg: LakeConfig | None = None) -> SparkSession:
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone"):
         spark.conf.set(key, conf[key])  # a reused session keeps its own otherwise
     return spark
+
+
+def _worker_python() -> None:
+    """Python workers run this interpreter (with pyarrow, confluent-kafka, this repo),
+    through spark_python.sh unless the deployment set PYSPARK_PYTHON itself."""
+    if os.environ.get("PYSPARK_PYTHON"):
+        return
+    import pyspark
+
+    os.environ["PAYWALL_SPARK_PYTHON"] = sys.executable
+    os.environ["PAYWALL_PYSPARK_LIB"] = str(Path(pyspark.__file__).parent / "python" / "lib")
+    os.environ["PYSPARK_PYTHON"] = str(Path(__file__).with_name("spark_python.sh"))
 
 
 def start_lake_queries(
