@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from paywall.settings import Settings, get_settings
+from streaming.lake.bucket import sink_options
 from streaming.lake.config import LakeConfig, lake_config
 
 if TYPE_CHECKING:
@@ -107,7 +108,6 @@ def start_lake_queries(
 
     records = read_kafka(spark, cfg)
     if cfg.sink == "python":
-        from streaming.lake.bucket import sink_options
         from streaming.lake.sink import PII_SALT_OPTION, SINK_NAME, LakeSink
 
         spark.dataSource.register(LakeSink)
